@@ -1,0 +1,238 @@
+"""The command line: ``mailer run|once|check|plan|parse|preview|registrations|demo|...``.
+
+Exit codes: 0 success, 1 an operational failure (a server down), 2 bad usage or invalid
+input (the message names the file, line and field).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from mailer.config import Settings, config_path, load_settings
+from mailer.errors import InvalidInput, MailerError, UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def parse_now(value: str | None) -> datetime | None:
+    """Read ``--now`` (ISO 8601; no offset means UTC), or raise UsageError."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise UsageError(f"--now: not a date and time: {value!r} "
+                         "(write it like 2020-07-01T12:00Z)") from None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def guarded(func: F) -> F:
+    """Turn the mailer's errors into the documented exit codes and one clear message."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except InvalidInput as exc:
+            _fail(str(exc), 2)
+        except UsageError as exc:
+            _fail(f"error: {exc}", 2)
+        except MailerError as exc:
+            _fail(f"error: {exc}", 1)
+        except OSError as exc:
+            _fail(f"error: {exc}", 1)
+    return wrapper  # type: ignore[return-value]
+
+
+def config_option(func: F) -> F:
+    """``--config PATH`` on every command (default: config.toml, then MAILER_CONFIG)."""
+    return click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+                        help="configuration file (default: config.toml, or $MAILER_CONFIG)")(func)
+
+
+def settings_from(ctx: click.Context, given: str | None) -> Settings:
+    """The configuration, with logging set up as it says."""
+    from mailer.logs import configure
+
+    path = config_path(given or ctx.obj.get("config"))
+    explicit = bool(given or ctx.obj.get("config"))
+    settings = load_settings(path, required=explicit)
+    configure(settings.log.format, settings.log.level)
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@config_option
+@click.version_option(package_name="webinar-mailer")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """The webinar mailer: registrations by email reply, reminders, packs and certificates."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+@cli.command()
+@config_option
+@click.pass_context
+@guarded
+def check(ctx: click.Context, config: str | None) -> None:
+    """Validate the configuration, schedules, pack files, contacts and templates."""
+    from mailer.check import check as run_check
+
+    path = config_path(config or ctx.obj.get("config"))
+    problems = run_check(path)
+    if problems:
+        raise InvalidInput(problems)
+    click.echo(f"ok: {path} and everything it names are valid")
+
+
+@cli.command()
+@config_option
+@click.option("--now", help="pretend it is this moment (ISO 8601, e.g. 2020-07-01T12:00Z)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--event", "event_id", help="only this event")
+@click.pass_context
+@guarded
+def plan(ctx: click.Context, config: str | None, now: str | None, as_json: bool,
+         event_id: str | None) -> None:
+    """Show what will be sent, when and to how many (nothing is sent or stored)."""
+    from mailer.views import plan_view
+
+    settings = settings_from(ctx, config)
+    click.echo(plan_view(settings, parse_now(now), as_json=as_json, event_id=event_id))
+
+
+@cli.command()
+@config_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--now", help="pretend it is this moment (ISO 8601)")
+@click.pass_context
+@guarded
+def parse(ctx: click.Context, config: str | None, file: str, as_json: bool,
+          now: str | None) -> None:
+    """Show what the daemon understands from one message (a .eml file)."""
+    from mailer.views import parse_view
+
+    settings = settings_from(ctx, config)
+    click.echo(parse_view(settings, Path(file), parse_now(now), as_json=as_json))
+
+
+@cli.command()
+@config_option
+@click.argument("kind")
+@click.option("--event", "event_id", required=True, help="event id")
+@click.option("--lang", default="en", show_default=True, help="en, fr or es")
+@click.option("--to", "to", default="participant@example.org", show_default=True)
+@click.option("--name", default="Awa Diop", show_default=True)
+@click.option("--country", default=None, help="participant's country (ISO code), for local time")
+@click.option("--out", type=click.Path(dir_okay=False), help="write the .eml here")
+@click.option("--now", help="the message's date (ISO 8601)")
+@click.pass_context
+@guarded
+def preview(ctx: click.Context, config: str | None, kind: str, event_id: str, lang: str, to: str,
+            name: str, country: str | None, out: str | None, now: str | None) -> None:
+    """Render one message exactly as it would be sent, as a .eml."""
+    from mailer.views import preview_message
+
+    settings = settings_from(ctx, config)
+    data = preview_message(settings, kind, event_id, lang, to, name, country, parse_now(now))
+    if out:
+        Path(out).write_bytes(data)
+        click.echo(f"wrote {out} ({len(data)} bytes)")
+    else:
+        sys.stdout.buffer.write(data)
+
+
+@cli.command()
+@config_option
+@click.option("--now", help="pretend it is this moment (ISO 8601)")
+@click.option("--no-read", is_flag=True, help="do not read the inbox")
+@click.option("--no-send", is_flag=True, help="plan but do not send")
+@click.pass_context
+@guarded
+def once(ctx: click.Context, config: str | None, now: str | None, no_read: bool,
+         no_send: bool) -> None:
+    """One full pass (read, decide, plan, send what is due), then exit: for cron."""
+    from mailer.daemon import run_once
+
+    settings = settings_from(ctx, config)
+    report = asyncio.run(run_once(settings, now=parse_now(now), read=not no_read,
+                                  send=not no_send))
+    click.echo(f"read {report.read}, handled {report.handled}, duplicates {report.duplicates}, "
+               f"quarantined {report.quarantined}; planned {report.planned}, missed "
+               f"{report.missed}; sent {report.drain.sent}, retrying {report.drain.retried}, "
+               f"failed {report.drain.failed}")
+
+
+@cli.command()
+@config_option
+@click.pass_context
+@guarded
+def run(ctx: click.Context, config: str | None) -> None:
+    """Run the daemon until SIGTERM or SIGINT (SIGHUP reloads schedules and templates)."""
+    from mailer.daemon import serve
+
+    settings = settings_from(ctx, config)
+    asyncio.run(serve(settings))
+
+
+@cli.command()
+@config_option
+@click.option("--event", "event_id", help="only this event")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "xlsx"]),
+              default="table", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="write to this file")
+@click.pass_context
+@guarded
+def registrations(ctx: click.Context, config: str | None, event_id: str | None, fmt: str,
+                  out: str | None) -> None:
+    """Who registered, per event and country, with status and totals against the limit."""
+    from mailer.views import registrations_view
+
+    settings = settings_from(ctx, config)
+    data = registrations_view(settings, event_id, fmt)
+    if isinstance(data, bytes):
+        if not out:
+            raise UsageError("--format xlsx needs --out FILE.xlsx")
+        Path(out).write_bytes(data)
+        click.echo(f"wrote {out}")
+    elif out:
+        Path(out).write_text(data, encoding="utf-8")
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(data, nl=not data.endswith("\n"))
+
+
+@cli.command()
+@click.option("--dir", "folder", type=click.Path(file_okay=False), default="demo-output",
+              show_default=True, help="where to keep the demo's database and .eml files")
+@click.pass_context
+@guarded
+def demo(ctx: click.Context, folder: str) -> None:
+    """The whole flow on this machine, with embedded IMAP and SMTP servers."""
+    from mailer.demo import run_demo
+
+    run_demo(Path(folder))
+
+
+def main() -> None:
+    """Entry point of the ``mailer`` command."""
+    cli(obj={})
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str)

@@ -1,0 +1,475 @@
+"""Composing outgoing mail: one Outgoing row becomes a MIME message (templates, .ics, files).
+
+Staff edit the Jinja templates under ``templates/<lang>/``; this module gives them a fixed set of
+values (see ``Composer.template_context``), builds the headers itself (so no text from mail can
+ever add one), and lays the parts out the way Outlook and Gmail expect calendar invitations.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from email.header import decode_header, make_header
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import jinja2
+from babel.lists import format_list
+
+from mailer.calendar import build_calendar
+from mailer.config import Settings
+from mailer.countries import country_name, country_timezone
+from mailer.domain import (
+    ANSWER_KINDS,
+    CALENDAR_KINDS,
+    CANCEL_KINDS,
+    PARTICIPANT_KINDS,
+    STAFF_KINDS,
+    Kind,
+    Outgoing,
+    outbox_key,
+)
+from mailer.errors import PermanentSendError, Problem, ScheduleError, TemplateError, UsageError
+from mailer.localtime import format_day, format_span_local, format_span_utc
+from mailer.schedule import LANGUAGES, Catalog, Event
+
+Attachment = tuple[str, str, bytes]     # (filename, MIME type, content)
+Link = tuple[str, str]                  # (label, URL) for files too large to attach
+
+# The registration form's labels; the reply parser reads the same words back.
+FIELD_LABELS: dict[str, dict[str, str]] = {
+    "en": {"name": "Name", "position": "Position", "organisation": "Organisation",
+           "country": "Country", "email": "Email"},
+    "fr": {"name": "Nom", "position": "Fonction", "organisation": "Organisation",
+           "country": "Pays", "email": "Courriel"},
+    "es": {"name": "Nombre", "position": "Cargo", "organisation": "Organización",
+           "country": "País", "email": "Correo electrónico"},
+}
+PACK_LABELS: dict[str, dict[str, str]] = {
+    "en": {"factsheet": "Factsheet", "bibliography": "Bibliography", "slides": "Slides"},
+    "fr": {"factsheet": "Fiche d’information", "bibliography": "Bibliographie",
+           "slides": "Présentation"},
+    "es": {"factsheet": "Ficha informativa", "bibliography": "Bibliografía",
+           "slides": "Presentación"},
+}
+# Kinds sent to someone holding a place (or a waiting one): they may cancel by reply.
+_CANCELLABLE = frozenset({Kind.ACKNOWLEDGEMENT, Kind.WAITING_LIST, Kind.PENDING_REVIEW,
+                          Kind.ALREADY_REGISTERED, Kind.PROMOTION, Kind.REMINDER, Kind.PACK,
+                          Kind.UPDATE})
+# Kinds that may show the join link: only confirmed participants get it.
+_LINK_KINDS = frozenset({Kind.ACKNOWLEDGEMENT, Kind.PROMOTION, Kind.REMINDER, Kind.PACK,
+                         Kind.UPDATE})
+# Kinds where "this session is recorded" is worth saying (the person may still attend).
+_RECORDED_KINDS = frozenset({Kind.INVITATION, Kind.ACKNOWLEDGEMENT, Kind.WAITING_LIST,
+                             Kind.PENDING_REVIEW, Kind.ALREADY_REGISTERED, Kind.PROMOTION,
+                             Kind.REMINDER, Kind.PACK, Kind.UPDATE, Kind.CLARIFICATION})
+# Values every template may use even when the Outgoing's context does not carry them.
+CONTEXT_DEFAULTS: dict[str, Any] = {
+    "reason": "", "candidates": [], "text": "", "missing": [], "sender": "", "subject": "",
+    "problems": [], "status": "", "previous_start": None, "previous_end": None,
+}
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SPACES = re.compile(r"\s+")
+_MSGID = re.compile(r"<[^<>\s\"]{1,250}@[^<>\s\"]{1,250}>")
+_MAX_NAME = 120
+
+
+def safe_display_name(text: str) -> str:
+    """A name from mail made safe for a header or a body: one line, no encoded words, short.
+
+    Encoded words are decoded once, so the name is shown as its sender wrote it rather than
+    re-decoded by a mail client into something else; then every control and format character
+    (CR, LF, NUL, bidi overrides) becomes a space, so it can never start a new header line.
+    """
+    if "=?" in text:
+        try:
+            text = str(make_header(decode_header(text)))
+        except (ValueError, LookupError, UnicodeError):
+            pass
+    text = "".join(" " if _CONTROL.match(ch) or unicodedata.category(ch) in ("Cc", "Cf", "Zl",
+                                                                             "Zp") else ch
+                   for ch in text)
+    # Whatever still looks like an encoded word must stay literal text.
+    text = text.replace("=?", "= ?").replace("?=", "? =")
+    return _SPACES.sub(" ", text).strip()[:_MAX_NAME]
+
+
+def french_de(name: str) -> str:
+    """French "de" before a name, elided before a vowel: "d’Awa Diop", "de Jean Martin".
+
+    Registered as the ``de`` template filter: Jinja cannot elide, and "de Awa" reads as a
+    mistake in a formal letter.
+    """
+    first = name[:1].casefold()
+    return f"d’{name}" if first and first in "aeiouyâàéèêëîïôöûüh" else f"de {name}"
+
+
+def plus_address(address: str, event_id: str | None) -> str:
+    """The Reply-To that brings replies back to one event: ``local+event@domain``."""
+    if not event_id:
+        return address
+    local, _, domain = address.rpartition("@")
+    return f"{local}+{event_id}@{domain}"
+
+
+def _address(name: str, addr: str) -> Address:
+    try:
+        return Address(display_name=safe_display_name(name), addr_spec=addr.strip())
+    except (ValueError, IndexError) as exc:
+        # A recipient that cannot be written into a header can never be delivered to.
+        raise PermanentSendError(f"invalid address: {exc}", recipient=addr) from None
+
+
+def _aware(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return None
+
+
+def _local_zone(country: str | None) -> str | None:
+    if not country:
+        return None
+    try:
+        return country_timezone(country)
+    except (LookupError, ValueError):
+        return None
+
+
+def pack_files(event: Event, lang: str, packs_dir: Path) -> list[tuple[str, Path]]:
+    """The information pack files for ``lang``: each item in ``lang``, else the event's, else en.
+
+    Items with no file in any of those languages are left out (``mailer check`` reports them).
+    """
+    pack = event.series.spec.pack
+    if pack is None:
+        return []
+    out: list[tuple[str, Path]] = []
+    for item, pattern in pack.items():
+        for candidate in dict.fromkeys((lang, event.language, "en")):
+            path = packs_dir / pattern.format(lang=candidate)
+            if path.is_file():
+                out.append((item, path))
+                break
+    return out
+
+
+def pack_label(item: str, lang: str) -> str:
+    """The name of a pack item ("slides") as a participant reads it ("Présentation")."""
+    return PACK_LABELS.get(lang, PACK_LABELS["en"]).get(item, item)
+
+
+class Composer:
+    """Renders outgoing messages from the templates folder; build once, compose many.
+
+    ``catalog`` is a plain attribute: the daemon replaces it when schedules are reloaded.
+    """
+
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.root = Path(settings.paths.templates)
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(self.root),
+            undefined=jinja2.StrictUndefined,
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html",),
+                                                disabled_extensions=("txt",),
+                                                default_for_string=False, default=False),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters["de"] = french_de
+
+    @property
+    def domain(self) -> str:
+        """The domain of the organiser's address: Message-IDs and calendar UIDs use it."""
+        return self.settings.organiser.address.rpartition("@")[2] or "localhost"
+
+    # -- the values templates see ------------------------------------------------------------
+
+    def event_view(self, event: Event, lang: str, country: str | None = None) -> dict[str, Any]:
+        """What templates know of an event (``event.title``, ``event.when_utc``...)."""
+        spec = event.series.spec
+        return {
+            "id": event.id,
+            "title": event.title(lang),
+            "series_title": event.series_title(lang),
+            "day_utc": format_day(event.start, lang),
+            "when_utc": format_span_utc(event.start, event.end, lang),
+            "when_local": format_span_local(event.start, event.end, lang, _local_zone(country)),
+            "join_url": event.spec.join_url or "",
+            "recorded": spec.recorded,
+            "cancelled": event.cancelled,
+            "language": event.language,
+            "max_per_country": spec.max_per_country,
+            "organisers": format_list(spec.organisers, locale=lang) if spec.organisers else "",
+        }
+
+    def template_context(self, out: Outgoing, lang: str, event: Event | None,
+                         attachments: Sequence[Attachment],
+                         links: Sequence[Link]) -> dict[str, Any]:
+        """Every value a template may use; the Outgoing's context fills the extras."""
+        ctx: dict[str, Any] = {**CONTEXT_DEFAULTS, **out.context}
+        view = self.event_view(event, lang, out.country) if event else None
+        labels = FIELD_LABELS.get(lang, FIELD_LABELS["en"])
+        candidates = [self.event_view(self.catalog.events[c], lang, out.country)
+                      for c in ctx["candidates"] if c in self.catalog.events]
+        previous = ""
+        start, end = _aware(ctx["previous_start"]), _aware(ctx["previous_end"])
+        if start and end:
+            previous = format_span_utc(start, end, lang)
+        ctx.update({
+            "kind": out.kind.value,
+            "lang": lang,
+            "name": safe_display_name(out.name),
+            "recipient": out.recipient,
+            "country": out.country or "",
+            "country_name": country_name(out.country, lang) if out.country else "",
+            "organiser": self.settings.organiser.name,
+            "organiser_address": self.settings.organiser.address,
+            "reply_address": plus_address(self.settings.organiser.address, out.event_id),
+            "event": view,
+            "organisers": view["organisers"] if view else "",
+            "max_per_country": view["max_per_country"] if view else 4,
+            "show_link": bool(view and view["join_url"]) and (
+                out.kind in _LINK_KINDS
+                or (out.kind is Kind.ALREADY_REGISTERED and ctx["status"] == "confirmed")),
+            "recorded": bool(view and view["recorded"] and out.kind in _RECORDED_KINDS),
+            "cancel_hint": out.kind in _CANCELLABLE,
+            "calendar": out.kind in CALENDAR_KINDS | CANCEL_KINDS and event is not None,
+            "labels": labels,
+            "missing": [labels.get(m, m) for m in ctx["missing"]],
+            "candidate_events": candidates,
+            "previous_when_utc": previous,
+            "reason": safe_display_name(str(ctx["reason"])),
+            "sender": safe_display_name(str(ctx["sender"])),
+            "subject": safe_display_name(str(ctx["subject"])),
+            "attachments": [name for name, _, _ in attachments],
+            "links": list(links),
+        })
+        return ctx
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    def _folder(self, kind: Kind, lang: str) -> str:
+        if kind in STAFF_KINDS:
+            return "staff"
+        if lang in LANGUAGES and (self.root / lang / f"{kind.value}.txt").is_file():
+            return lang
+        # A missing translation must not stop the message: English is always shipped.
+        return "en"
+
+    def _render(self, name: str, ctx: dict[str, Any], kind: Kind) -> str:
+        try:
+            return self.env.get_template(name).render(ctx)
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError([Problem(str(self.root / exc.name), kind.value,
+                                         "template missing")]) from None
+        except jinja2.TemplateSyntaxError as exc:
+            file = exc.filename or str(self.root / (exc.name or name))
+            raise TemplateError([Problem(file, kind.value, f"syntax: {exc.message}",
+                                         exc.lineno)]) from None
+        except jinja2.TemplateError as exc:
+            file, line = _template_frame(exc.__traceback__, self.root, name)
+            raise TemplateError([Problem(file, kind.value, str(exc.message or exc),
+                                         line)]) from None
+
+    def render(self, kind: Kind, lang: str, ctx: dict[str, Any]) -> tuple[str, str, str | None]:
+        """The (subject, plain text, HTML or None) of one message; raises TemplateError."""
+        folder = self._folder(kind, lang)
+        subject = self._render(f"{folder}/{kind.value}.subject.txt", ctx, kind)
+        subject = safe_display_name(subject)
+        ctx = {**ctx, "subject_line": subject}
+        text = self._render(f"{folder}/{kind.value}.txt", ctx, kind)
+        html = None
+        if (self.root / folder / f"{kind.value}.html").is_file():
+            html = self._render(f"{folder}/{kind.value}.html", ctx, kind)
+        return subject, text, html
+
+    # -- the message -------------------------------------------------------------------------
+
+    def _event(self, event_id: str | None) -> Event | None:
+        if event_id is None:
+            return None
+        try:
+            return self.catalog.event(event_id)
+        except KeyError:
+            raise ScheduleError([Problem(str(self.settings.paths.schedules), "event",
+                                         f"unknown event {event_id!r}: it is no longer in the "
+                                         "schedules")]) from None
+
+    def compose(self, out: Outgoing, *, now: datetime, attachments: Sequence[Attachment] = (),
+                links: Sequence[Link] = ()) -> EmailMessage:
+        """The email for one Outgoing row, ready for SMTP; ``now`` is its Date and DTSTAMP."""
+        event = self._event(out.event_id)
+        lang = out.language if out.language in LANGUAGES else "en"
+        if out.kind in STAFF_KINDS:
+            lang = "en"
+        ctx = self.template_context(out, lang, event, attachments, links)
+        subject, text, html = self.render(out.kind, lang, ctx)
+        if out.event_id:
+            subject = f"{subject} [{out.event_id}]"
+
+        msg = EmailMessage()
+        organiser = self.settings.organiser
+        msg["From"] = _address(organiser.name, organiser.address)
+        msg["To"] = _address(out.name, out.recipient)
+        msg["Reply-To"] = self._reply_to(out)
+        msg["Subject"] = subject
+        msg["Date"] = format_datetime(now)
+        msg["Message-ID"] = out.message_id(self.domain)
+        parent = _message_id(out.in_reply_to)
+        if parent:
+            msg["In-Reply-To"] = parent
+            msg["References"] = parent
+        msg["Auto-Submitted"] = "auto-replied" if out.kind in ANSWER_KINDS else "auto-generated"
+        # Asks Exchange not to answer us with out-of-office notices (mail loops).
+        msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+
+        msg.set_content(text)
+        if html is not None:
+            msg.add_alternative(html, subtype="html")
+        method = _method(out.kind)
+        if method and event is not None:
+            ics = build_calendar(event, method=method, attendee_email=out.recipient,
+                                 attendee_name=safe_display_name(out.name),
+                                 sequence=out.sequence, organiser_name=organiser.name,
+                                 organiser_address=organiser.address, lang=lang, stamp=now)
+            msg.add_alternative(ics.decode("utf-8"), subtype="calendar",
+                                params={"method": method})
+            msg.add_attachment(ics, maintype="application", subtype="ics",
+                               filename="invite.ics")
+        for filename, mimetype, data in attachments:
+            maintype, _, subtype = mimetype.partition("/")
+            msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream",
+                               filename=safe_display_name(filename))
+        # Set last: turning the message multipart moves Content-* headers into the first part.
+        msg["Content-Language"] = lang
+        return msg
+
+    def _reply_to(self, out: Outgoing) -> Address:
+        organiser = self.settings.organiser
+        if out.kind is Kind.STAFF_QUESTION and out.context.get("sender"):
+            # Staff answer the participant directly by replying to the forwarded question.
+            try:
+                return Address(addr_spec=safe_display_name(str(out.context["sender"])))
+            except (ValueError, IndexError):
+                pass
+        return Address(display_name=safe_display_name(organiser.name),
+                       addr_spec=plus_address(organiser.address, out.event_id))
+
+    # -- checks and previews -----------------------------------------------------------------
+
+    def check_templates(self, catalog: Catalog | None = None) -> list[Problem]:
+        """Every template missing for a language the events use, or failing to render."""
+        catalog = catalog if catalog is not None else self.catalog
+        langs = sorted({"en"} | {e.language for e in catalog.events.values()})
+        wanted = [(lang, kind, ("subject.txt", "txt", "html"))
+                  for lang in langs for kind in PARTICIPANT_KINDS]
+        wanted += [("staff", kind, ("subject.txt", "txt")) for kind in STAFF_KINDS]
+        problems: list[Problem] = []
+        saved, self.catalog = self.catalog, catalog
+        try:
+            for folder, kind, suffixes in wanted:
+                missing = [s for s in suffixes
+                           if not (self.root / folder / f"{kind.value}.{s}").is_file()]
+                for suffix in missing:
+                    problems.append(Problem(str(self.root / folder / f"{kind.value}.{suffix}"),
+                                            kind.value, "template missing"))
+                if missing:
+                    continue
+                lang = "en" if folder == "staff" else folder
+                problems.extend(self._try_sample(kind, lang, catalog))
+        finally:
+            self.catalog = saved
+        return problems
+
+    def _try_sample(self, kind: Kind, lang: str, catalog: Catalog) -> list[Problem]:
+        events = sorted(catalog.events.values(), key=lambda e: (e.language != lang, e.start))
+        event = events[0] if events else None
+        out = sample_outgoing(kind, lang, event, [e.id for e in events[1:3]])
+        try:
+            self.compose(out, now=SAMPLE_NOW, attachments=SAMPLE_ATTACHMENTS,
+                         links=SAMPLE_LINKS)
+        except TemplateError as exc:
+            return exc.problems
+        return []
+
+    def preview(self, kind: str, event_id: str | None, lang: str, to: str, name: str,
+                now: datetime, country: str | None = None) -> bytes:
+        """One message rendered as ``.eml`` bytes, for ``mailer preview``."""
+        try:
+            chosen = Kind(kind)
+        except ValueError:
+            known = ", ".join(k.value for k in Kind)
+            raise UsageError(f"unknown message kind {kind!r} (one of: {known})") from None
+        if event_id is not None and event_id not in self.catalog.events:
+            raise UsageError(f"unknown event {event_id!r}")
+        event = self.catalog.events.get(event_id) if event_id else None
+        others = [e for e in self.catalog.events if e != event_id][:2]
+        out = sample_outgoing(chosen, lang, event, others, to=to, name=name, country=country)
+        return self.compose(out, now=now).as_bytes()
+
+
+def _method(kind: Kind) -> Literal["REQUEST", "CANCEL"] | None:
+    if kind in CALENDAR_KINDS:
+        return "REQUEST"
+    if kind in CANCEL_KINDS:
+        return "CANCEL"
+    return None
+
+
+def _message_id(value: str | None) -> str | None:
+    """A Message-ID fit for In-Reply-To, or None: it may come from hostile mail."""
+    if not value:
+        return None
+    value = value.strip()
+    if not value.startswith("<"):
+        value = f"<{value}>"
+    return value if _MSGID.fullmatch(value) else None
+
+
+def _template_frame(tb: TracebackType | None, root: Path, fallback: str) -> tuple[str, int | None]:
+    """The template file and line a render error happened in (Jinja keeps them in the trace)."""
+    file, line = str(root / fallback), None
+    base = str(root.resolve())
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name.startswith(base) or name.startswith(str(root)):
+            file, line = name, tb.tb_lineno
+        tb = tb.tb_next
+    return file, line
+
+
+SAMPLE_NOW = datetime(2020, 7, 1, 9, 0, tzinfo=timezone.utc)
+SAMPLE_ATTACHMENTS: tuple[Attachment, ...] = (
+    ("factsheet.pdf", "application/pdf", b"%PDF-1.4 sample\n"),)
+SAMPLE_LINKS: tuple[Link, ...] = (("Slides", "https://example.org/packs/slides.pptx"),)
+
+
+def sample_outgoing(kind: Kind, lang: str, event: Event | None, candidates: list[str], *,
+                    to: str = "awa.diop@example.org", name: str = "Awa Diop",
+                    country: str | None = "SN") -> Outgoing:
+    """A plausible Outgoing of ``kind`` for checks and previews (every context key filled)."""
+    event_id = event.id if event else None
+    previous = (event.start - timedelta(days=1)) if event else SAMPLE_NOW
+    context: dict[str, Any] = {
+        "reason": "sample reason", "candidates": candidates, "missing": ["country"],
+        "text": "Could you tell me whether the slides will be shared?",
+        "sender": to, "subject": "Question about the webinar", "status": "confirmed",
+        "problems": ["schedules/sample.toml:3: event[0].end: end must be after start"],
+        "previous_start": previous.isoformat(),
+        "previous_end": (previous + timedelta(hours=1)).isoformat(),
+    }
+    return Outgoing(key=outbox_key(kind, to, event_id, "sample"), kind=kind, recipient=to,
+                    language=lang, event_id=event_id, name=name, country=country, sequence=1,
+                    context=context)

@@ -1,0 +1,190 @@
+"""The configuration: a TOML file overridden by ``MAILER_*`` environment variables.
+
+``config.example.toml`` documents every key. Passwords are ``SecretStr``: they are never
+printed, logged or echoed in a validation error.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from mailer.errors import ConfigError, Problem
+
+DEFAULT_CONFIG = "config.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Organiser(_Section):
+    """Who the messages come from, and where questions for staff go."""
+
+    name: str = "Cybercrime Programme Office"
+    address: str = "webinars@example.org"
+    staff_address: str = "staff@example.org"
+
+
+class Smtp(_Section):
+    """The outgoing mail server and how hard the mailer may push it."""
+
+    host: str = "localhost"
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["tls", "starttls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    connections: int = Field(default=2, ge=1, le=32)
+    messages_per_minute: int = Field(default=120, ge=1)
+    max_attempts: int = Field(default=8, ge=1)
+    retry_base_seconds: float = Field(default=60.0, gt=0)
+    max_message_bytes: int = Field(default=10_000_000, ge=10_000)
+
+
+class Imap(_Section):
+    """The monitored inbox that replies arrive in."""
+
+    host: str = "localhost"
+    port: int = Field(default=993, ge=1, le=65535)
+    security: Literal["tls", "starttls", "none"] = "tls"
+    username: str = "webinars"
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    folder: str = "INBOX"
+    handled_folder: str | None = None
+    quarantine_folder: str | None = None
+    idle: bool = True
+    idle_seconds: int = Field(default=600, ge=10, le=1500)
+    poll_seconds: int = Field(default=60, ge=1)
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    max_message_bytes: int = Field(default=25_000_000, ge=10_000)
+
+
+class Store(_Section):
+    """Where registrations, handled messages and the outbox live (a SQLAlchemy URL)."""
+
+    url: str = "sqlite:///var/mailer.db"
+
+
+class Paths(_Section):
+    """Where staff keep schedules, templates, pack files and the contacts list."""
+
+    schedules: Path = Path("schedules")
+    templates: Path = Path("templates")
+    packs: Path = Path(".")
+    contacts: Path | None = None
+    spool: Path = Path("var/spool")
+
+
+class Log(_Section):
+    """How the daemon logs."""
+
+    format: Literal["console", "json"] = "console"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Limits(_Section):
+    """Guards against mail loops and oversize messages."""
+
+    auto_answers_per_day: int = Field(default=3, ge=1)
+    attach_max_bytes: int = Field(default=5_000_000, ge=0)
+    pack_base_url: str | None = None
+
+
+class Retention(_Section):
+    """How long personal data is kept after a series' last event."""
+
+    days: int = Field(default=365, ge=1)
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one mailer."""
+
+    model_config = SettingsConfigDict(env_prefix="MAILER_", env_nested_delimiter="__",
+                                      extra="forbid")
+
+    organiser: Organiser = Organiser()
+    smtp: Smtp = Smtp()
+    imap: Imap = Imap()
+    store: Store = Store()
+    paths: Paths = Paths()
+    log: Log = Log()
+    limits: Limits = Limits()
+    retention: Retention = Retention()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init arguments (see load_settings); the environment wins.
+        return env_settings, init_settings
+
+    def resolve(self, base: Path) -> Settings:
+        """Return a copy whose relative paths are taken from ``base`` (the config's folder)."""
+        paths = self.paths.model_copy(update={
+            name: (base / value) if isinstance(value, Path) and not value.is_absolute() else value
+            for name, value in self.paths
+        })
+        url = self.store.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            url = prefix + str(base / url[len(prefix):])
+        return self.model_copy(update={"paths": paths, "store": Store(url=url)})
+
+
+def config_path(given: str | os.PathLike[str] | None) -> Path:
+    """The config file to read: ``--config``, then ``MAILER_CONFIG``, then ``config.toml``."""
+    if given:
+        return Path(given)
+    return Path(os.environ.get("MAILER_CONFIG", DEFAULT_CONFIG))
+
+
+def load_settings(path: Path | None, *, required: bool = False) -> Settings:
+    """Read the configuration from ``path`` and the environment, or raise ConfigError.
+
+    A missing file is fine (embedded defaults) unless ``required``; every problem is
+    reported as ``file: section.key: message``.
+    """
+    name = str(path) if path else "environment"
+    data: dict[str, Any] = {}
+    if path is not None and path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([Problem(name, None, f"TOML syntax: {exc.msg}",
+                                       line=getattr(exc, "lineno", None))]) from None
+        except OSError as exc:
+            raise ConfigError([Problem(name, None, f"cannot read: {exc.strerror}")]) from None
+    elif required:
+        raise ConfigError([Problem(name, None, "file not found")])
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(name, exc)) from None
+    base = path.parent if path is not None else Path(".")
+    return settings.resolve(base.resolve())
+
+
+def _problems(name: str, exc: ValidationError) -> list[Problem]:
+    """Turn a pydantic error into problems that never echo the offending value."""
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(p) for p in err["loc"])
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(Problem(name, field, message))
+    return problems

@@ -1,0 +1,95 @@
+"""The one error hierarchy of the mailer: every error it raises on purpose is a MailerError.
+
+Like aiosmtplib's errors, each class also inherits the standard exception it stands for
+(``ValueError``, ``OSError``...), so callers that only know the standard library still catch
+them, and each carries the context (file, field, line, recipient) needed to act on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class MailerError(Exception):
+    """Base class of every error the mailer raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input staff wrote: where it is and what to do about it."""
+
+    file: str
+    field: str | None
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.field:
+            where += f": {self.field}"
+        return f"{where}: {self.message}"
+
+
+class InvalidInput(MailerError, ValueError):
+    """Staff input (configuration, schedules, templates) is invalid; exit code 2."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class ConfigError(InvalidInput):
+    """The configuration file or environment is invalid."""
+
+
+class ScheduleError(InvalidInput):
+    """One or more schedule files are invalid."""
+
+
+class TemplateError(InvalidInput):
+    """A message template is missing or fails to render."""
+
+
+class UsageError(MailerError, ValueError):
+    """The command line was used wrongly (unknown event, bad option value); exit code 2."""
+
+
+class BadMail(MailerError, ValueError):
+    """An inbound message cannot be handled; it is quarantined with this reason."""
+
+
+class StoreError(MailerError, RuntimeError):
+    """The database refused an operation (not a constraint the rules expect)."""
+
+
+class TransportError(MailerError, OSError):
+    """A mail server (IMAP or SMTP) failed; may be retried."""
+
+
+class InboxError(TransportError):
+    """The IMAP server failed or refused us."""
+
+
+class SendError(TransportError):
+    """An SMTP transaction failed. ``permanent`` is True for 5xx answers."""
+
+    def __init__(self, message: str, *, code: int | None = None, permanent: bool = False,
+                 recipient: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.permanent = permanent
+        self.recipient = recipient
+
+
+class TemporarySendError(SendError):
+    """A 4xx answer or a dropped connection: the message is retried with back-off."""
+
+
+class PermanentSendError(SendError):
+    """A 5xx answer: the message fails for good and the recipient is marked."""
+
+    def __init__(self, message: str, *, code: int | None = None,
+                 recipient: str | None = None) -> None:
+        super().__init__(message, code=code, permanent=True, recipient=recipient)

@@ -1,0 +1,214 @@
+"""Handling one inbound message: understand it, decide, and store the outcome in one transaction.
+
+The effects of a message (registrations, the answers it causes, and the record that it was
+handled) commit together, so a crash at any point leaves either nothing (the message is read
+again after the restart) or everything (the message is known as handled and skipped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailer import store
+from mailer.domain import (
+    ANSWER_KINDS,
+    Intent,
+    IntentKind,
+    Kind,
+    Outgoing,
+    Status,
+    normalise_email,
+)
+from mailer.inbox import message_id_of
+from mailer.intents import understand
+from mailer.rules import Decision, Registered, decide
+from mailer.schedule import Catalog
+
+log = structlog.get_logger(__name__)
+
+# Acknowledgements are not rationed: they are bounded by the number of events, and a
+# participant must get every one of them. Everything else answered automatically is.
+_RATIONED = frozenset(ANSWER_KINDS - {Kind.ACKNOWLEDGEMENT})
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What became of one inbound message."""
+
+    message_id: str
+    outcome: str                   # handled | duplicate | quarantined
+    intent: Intent | None = None
+    decision: Decision | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The settings handling needs (kept small so tests can write it as a literal)."""
+
+    inbox_address: str
+    staff_address: str
+    domain: str
+    answers_per_day: int = 5
+    max_bytes: int = 25_000_000
+
+
+def fallback_message_id(raw: bytes) -> str:
+    """An id for mail without a Message-ID: the same bytes always give the same id."""
+    return f"<{hashlib.sha256(raw).hexdigest()}@no-message-id>"
+
+
+def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, policy: Policy,
+           folder: str = "", uidvalidity: int = 0, uid: int = 0, size: int | None = None
+           ) -> Handled:
+    """Handle one raw message end to end; never raises for bad mail (it is quarantined)."""
+    message_id = (message_id_of(raw) if raw else None) or fallback_message_id(
+        raw or f"{folder}/{uidvalidity}/{uid}".encode())
+    where = {"folder": folder, "uidvalidity": uidvalidity, "uid": uid}
+    with st.transaction() as session:
+        if store.already_handled(session, message_id):
+            return Handled(message_id, "duplicate")
+    reason = _unacceptable(raw, size, policy)
+    intent = None
+    if not reason:
+        try:
+            intent = understand(raw, catalog, now=now, inbox_address=policy.inbox_address)
+        except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop
+            reason = f"could not be read: {type(exc).__name__}: {exc}"[:500]
+    if intent is None:
+        with st.transaction() as session:
+            if not store.already_handled(session, message_id):
+                store.record_inbound(session, message_id=message_id, outcome="quarantined",
+                                     now=now, reason=reason, **where)
+        log.warning("message quarantined", message_id=message_id, reason=reason)
+        return Handled(message_id, "quarantined", reason=reason)
+
+    intent = replace(intent, message_id=message_id)
+    with st.transaction() as session:
+        if store.already_handled(session, message_id):
+            return Handled(message_id, "duplicate")
+        intent = _infer_event(session, catalog, intent, now)
+        event = catalog.events.get(intent.event_id) if intent.event_id else None
+        if event is not None:
+            store.lock_event(session, event.id)
+        snapshot = _snapshot(session, event.id) if event else []
+        sequence = _sequence(session, event.id) if event else 0
+        decision = decide(intent, event, snapshot, sequence=sequence, now=now,
+                          staff_address=policy.staff_address)
+        answers = _ration(session, decision.answers, intent, now, policy)
+        _apply(session, decision, intent, event.series.id if event else "", sequence, now)
+        store.enqueue(session, answers, now=now, domain=policy.domain)
+        store.record_inbound(session, message_id=message_id, outcome="handled", now=now,
+                             sender=intent.sender, intent=str(intent.kind),
+                             event_id=intent.event_id, reason=decision.summary, **where)
+    log.info("message handled", message_id=message_id, intent=str(intent.kind),
+             event_id=intent.event_id, sender=intent.sender, outcome=decision.summary,
+             answers=len(answers))
+    return Handled(message_id, "handled", intent, decision)
+
+
+def _unacceptable(raw: bytes, size: int | None, policy: Policy) -> str:
+    if not raw:
+        return f"too large ({size} bytes) or empty: not downloaded"
+    if len(raw) > policy.max_bytes:
+        return f"too large ({len(raw)} bytes, limit {policy.max_bytes})"
+    return ""
+
+
+def _infer_event(session: Session, catalog: Catalog, intent: Intent, now: datetime) -> Intent:
+    """A cancellation or certificate request naming no event: the sender's only registration."""
+    if intent.event_id or intent.kind not in (IntentKind.CANCELLATION,
+                                              IntentKind.CERTIFICATE_REQUEST):
+        return intent
+    wanted = ({Status.CONFIRMED, Status.WAITING, Status.REVIEW}
+              if intent.kind is IntentKind.CANCELLATION else {Status.CONFIRMED})
+    mine = [r.event_id for r in session.scalars(
+        select(store.Registration).where(store.Registration.email == intent.sender))
+        if Status(r.status) in wanted and r.event_id in catalog.events
+        and (intent.kind is IntentKind.CERTIFICATE_REQUEST
+             or catalog.events[r.event_id].end > now)]
+    if intent.candidates:
+        narrowed = [e for e in mine if e in intent.candidates]
+        mine = narrowed or mine
+    if len(set(mine)) == 1:
+        return replace(intent, event_id=mine[0], candidates=())
+    if mine:
+        return replace(intent, candidates=tuple(sorted(set(mine))))
+    return intent
+
+
+def _snapshot(session: Session, event_id: str) -> list[Registered]:
+    return [Registered(id=r.id, email=r.email, country=r.country, status=Status(r.status),
+                       created_at=r.created_at, name=r.name, language=r.language,
+                       certificate_requested=r.certificate_requested)
+            for r in store.registrations_of(session, event_id)]
+
+
+def _sequence(session: Session, event_id: str) -> int:
+    row = session.get(store.EventVersionRow, event_id)
+    return row.sequence if row else 0
+
+
+def _ration(session: Session, answers: tuple[Outgoing, ...], intent: Intent, now: datetime,
+            policy: Policy) -> list[Outgoing]:
+    """Drop answers to suppressed addresses, to ourselves, and past a sender's daily ration."""
+    own = {normalise_email(policy.inbox_address)}
+    since = now - timedelta(days=1)
+    kept: list[Outgoing] = []
+    counted: dict[str, int] = {}
+    for out in answers:
+        to = normalise_email(out.recipient)
+        if out.kind in ANSWER_KINDS and (to in own or store.is_suppressed(session, to)):
+            log.info("answer not sent", to=to, kind=str(out.kind), why="own or suppressed")
+            continue
+        if out.kind in _RATIONED:
+            if to not in counted:
+                counted[to] = store.answers_today(session, to, _RATIONED, since)
+            if counted[to] >= policy.answers_per_day:
+                log.warning("daily ration of automatic answers reached", to=to,
+                            kind=str(out.kind), message_id=intent.message_id)
+                continue
+            counted[to] += 1
+        kept.append(out)
+    return kept
+
+
+def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
+           sequence: int, now: datetime) -> None:
+    for email in decision.suppress:
+        store.suppress(session, email, f"bounce {intent.message_id}", now)
+    if decision.event_id is None:
+        return
+    by_id = {r.id: r for r in store.registrations_of(session, decision.event_id)}
+    for new in decision.created:
+        p = new.participant
+        confirmed = new.status is Status.CONFIRMED
+        values = dict(name=p.name, country=p.country, organisation=p.organisation,
+                      position=p.position, language=new.language, status=str(new.status),
+                      certificate_requested=new.certificate, registered_by=intent.sender,
+                      source_message_id=intent.message_id, updated_at=now,
+                      confirmed_at=now if confirmed else None,
+                      sequence_seen=sequence if confirmed else 0)
+        if new.revive_id is not None and new.revive_id in by_id:
+            row = by_id[new.revive_id]
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.created_at = now
+        else:
+            session.add(store.Registration(event_id=decision.event_id, series_id=series_id,
+                                           email=p.email, created_at=now, **values))
+    for change in decision.changed:
+        row = by_id[change.registration_id]
+        row.status = str(change.status)
+        row.updated_at = now
+        if change.status is Status.CONFIRMED:
+            row.confirmed_at = now
+            row.sequence_seen = sequence
+    for reg_id in decision.certificate_for:
+        by_id[reg_id].certificate_requested = True

@@ -1,0 +1,150 @@
+"""Draining the outbox: compose each due message, send it over SMTP, record what happened.
+
+A row is marked sent right after the server accepted it, so a crash re-sends at most the
+messages that were in flight (one per SMTP connection). Temporary failures are retried with
+back-off; permanent ones fail for good and the recipient is suppressed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+
+import structlog
+from sqlalchemy import update
+
+from mailer import store
+from mailer.config import Settings
+from mailer.domain import Kind, Outgoing
+from mailer.schedule import Catalog
+from mailer.smtp import Sender, SendResult, retry_delay
+
+log = structlog.get_logger(__name__)
+
+Attachment = tuple[str, str, bytes]
+_MIME = {".pdf": "application/pdf",
+         ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+         ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
+
+
+@dataclass
+class DrainReport:
+    """What one drain did, for logs, the CLI and tests."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def attachments_for(out: Outgoing, catalog: Catalog, settings: Settings
+                    ) -> tuple[list[Attachment], list[tuple[str, str]]]:
+    """The files a message carries, and the links given instead for files over the limit."""
+    from mailer.compose import pack_files
+
+    event = catalog.events.get(out.event_id) if out.event_id else None
+    if event is None:
+        return [], []
+    attached: list[Attachment] = []
+    links: list[tuple[str, str]] = []
+    if out.kind is Kind.PACK or (out.kind is Kind.ACKNOWLEDGEMENT and out.context.get("with_pack")):
+        limit = settings.limits.attach_max_bytes
+        base = settings.limits.pack_base_url
+        for item, path in pack_files(event, out.language, settings.paths.packs):
+            size = path.stat().st_size
+            if size > limit and base:
+                links.append((item, f"{base.rstrip('/')}/{path.name}"))
+            else:
+                attached.append((path.name, _MIME.get(path.suffix, "application/octet-stream"),
+                                 path.read_bytes()))
+    if out.kind is Kind.CERTIFICATE:
+        from mailer.certificate import certificate_pdf
+
+        pdf = certificate_pdf(out.name, event, out.language)
+        attached.append((f"certificate-{event.id}.pdf", "application/pdf", pdf))
+    return attached, links
+
+
+async def drain(st: store.Store, compose: Callable[..., EmailMessage], sender: Sender, *,
+                catalog: Catalog, settings: Settings, now: datetime,
+                batch: int | None = None) -> DrainReport:
+    """Send every pending message due at ``now``; return counts. Never raises for one message."""
+    report = DrainReport()
+    size = batch or settings.smtp.connections * 50
+    while True:
+        with st.transaction() as session:
+            rows = [(r.id, store.row_to_outgoing(r), r.attempts, r.recipient)
+                    for r in store.due_rows(session, now, size)]
+            suppressed = {r[3] for r in rows if store.is_suppressed(session, r[3])}
+        if not rows:
+            return report
+        items: list[tuple[str, EmailMessage]] = []
+        attempts: dict[str, int] = {}
+        for row_id, out, tried, recipient in rows:
+            key = str(row_id)
+            attempts[key] = tried
+            if recipient in suppressed:
+                _finish(st, row_id, "failed", now, "recipient suppressed (bounced before)")
+                report.failed += 1
+                continue
+            try:
+                files, links = attachments_for(out, catalog, settings)
+                items.append((key, compose(out, now=now, attachments=files, links=links)))
+            except Exception as exc:  # noqa: BLE001 - one broken message must not stop the rest
+                reason = f"could not compose: {type(exc).__name__}: {exc}"[:500]
+                log.error("message not composed", key=out.key, kind=str(out.kind),
+                          event_id=out.event_id, reason=reason)
+                _finish(st, row_id, "failed", now, reason)
+                report.failed += 1
+                report.errors.append(reason)
+
+        recorded: set[str] = set()
+
+        async def record(result: SendResult, tried: dict[str, int] = attempts,
+                         done: set[str] = recorded) -> None:
+            done.add(result.key)
+            _record(st, result, tried[result.key], now, settings, report)
+
+        # A SendError here (no connection at all) leaves every row pending for the next pass.
+        for result in await sender.send_batch(items, on_result=record):
+            if result.key not in recorded:  # never attempted: the connections failed
+                _record(st, result, attempts[result.key], now, settings, report)
+
+
+def _record(st: store.Store, result: SendResult, tried: int, now: datetime, settings: Settings,
+            report: DrainReport) -> None:
+    row_id = int(result.key)
+    if result.ok:
+        with st.transaction() as session:
+            store.mark_sent(session, row_id, now)
+        report.sent += 1
+        return
+    attempt = tried + 1
+    if result.permanent or attempt >= settings.smtp.max_attempts:
+        reason = f"{result.code or ''} {result.error}".strip()
+        with st.transaction() as session:
+            row = session.get(store.OutboxRow, row_id)
+            if row is not None and result.permanent:
+                store.suppress(session, row.recipient, reason, now)
+        _finish(st, row_id, "failed", now, reason, attempt)
+        report.failed += 1
+        report.errors.append(reason)
+        return
+    delay = retry_delay(attempt, settings.smtp.retry_base_seconds)
+    with st.transaction() as session:
+        session.execute(update(store.OutboxRow).where(store.OutboxRow.id == row_id).values(
+            attempts=attempt, next_attempt_at=now + delay,
+            last_error=f"{result.code or ''} {result.error}".strip()))
+    report.retried += 1
+
+
+def _finish(st: store.Store, row_id: int, status: str, now: datetime, reason: str,
+            attempts: int | None = None) -> None:
+    values: dict[str, object] = {"status": status, "last_error": reason}
+    if attempts is not None:
+        values["attempts"] = attempts
+    with st.transaction() as session:
+        session.execute(update(store.OutboxRow).where(store.OutboxRow.id == row_id)
+                        .values(**values))

@@ -1,0 +1,239 @@
+"""The rules: what an understood message changes (seats, waiting list, review) and who is answered.
+
+Pure: ``decide`` takes the intent, the event, a snapshot of the event's registrations and the
+clock, and returns a Decision (registrations to create or change, answers to send). The
+caller applies it inside one transaction that has locked the event, so the snapshot is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from mailer.domain import Intent, IntentKind, Kind, Outgoing, Participant, Status, outbox_key
+from mailer.schedule import Event
+
+ACTIVE = frozenset({Status.CONFIRMED, Status.WAITING, Status.REVIEW})
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What the rules need to know of one stored registration."""
+
+    id: int
+    email: str
+    country: str | None
+    status: Status
+    created_at: datetime
+    name: str = ""
+    language: str = "en"
+    certificate_requested: bool = False
+
+
+@dataclass(frozen=True)
+class NewRegistration:
+    """A registration to create (or to revive, when the person had cancelled)."""
+
+    participant: Participant
+    status: Status
+    language: str
+    certificate: bool = False
+    revive_id: int | None = None
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A stored registration whose status changes."""
+
+    registration_id: int
+    status: Status
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Everything one message changes, written by the caller in one transaction."""
+
+    created: tuple[NewRegistration, ...] = ()
+    changed: tuple[StatusChange, ...] = ()
+    certificate_for: tuple[int, ...] = ()
+    answers: tuple[Outgoing, ...] = ()
+    suppress: tuple[str, ...] = ()
+    summary: str = ""
+    event_id: str | None = None
+
+
+@dataclass
+class _Builder:
+    intent: Intent
+    event: Event | None
+    sequence: int
+    staff_address: str
+    created: list[NewRegistration] = field(default_factory=list)
+    changed: list[StatusChange] = field(default_factory=list)
+    certificate_for: list[int] = field(default_factory=list)
+    answers: list[Outgoing] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def answer(self, kind: Kind, to: str, *, name: str = "", country: str | None = None,
+               language: str | None = None, once: bool = False, **context: object) -> None:
+        """Queue an answer; ``once`` makes its key independent of the message, so it goes once."""
+        event_id = self.event.id if self.event else None
+        extra = "" if once else self.intent.message_id
+        self.answers.append(Outgoing(
+            key=outbox_key(kind, to, event_id, self.sequence, extra), kind=kind, recipient=to,
+            language=language or self.intent.language, event_id=event_id, name=name,
+            country=country, sequence=self.sequence, in_reply_to=self.intent.message_id or None,
+            context=dict(context)))
+
+    def build(self) -> Decision:
+        return Decision(tuple(self.created), tuple(self.changed), tuple(self.certificate_for),
+                        tuple(self.answers), (), "; ".join(self.notes),
+                        self.event.id if self.event else None)
+
+
+def decide(intent: Intent, event: Event | None, registered: Sequence[Registered], *,
+           sequence: int, now: datetime, staff_address: str) -> Decision:
+    """Apply the series' rules to one understood message."""
+    b = _Builder(intent, event, sequence, staff_address)
+    kind = intent.kind
+    if kind is IntentKind.BOUNCE:
+        bounced = () if intent.bounce_temporary else intent.bounced
+        what = "temporary bounce, nothing suppressed" if intent.bounce_temporary else \
+            f"bounce: {len(bounced)} address(es) suppressed"
+        return Decision(suppress=tuple(bounced), summary=what,
+                        event_id=event.id if event else None)
+    if kind is IntentKind.AUTO_REPLY:
+        return Decision(summary="automatic reply: not answered")
+    if kind is IntentKind.QUESTION:
+        _forward(b)
+    elif kind is IntentKind.UNKNOWN:
+        b.answer(Kind.CLARIFICATION, intent.sender, reason=intent.reason or "unreadable",
+                 candidates=list(intent.candidates))
+        b.notes.append("unreadable: clarification asked")
+    elif event is None:
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="which event",
+                 candidates=list(intent.candidates))
+        b.notes.append("event unknown: clarification asked")
+    elif kind is IntentKind.REGISTRATION:
+        _register(b, event, registered, now)
+    elif kind is IntentKind.CANCELLATION or (
+            kind is IntentKind.CALENDAR_REPLY and intent.partstat == "DECLINED"):
+        _cancel(b, event, registered, now)
+    elif kind is IntentKind.CERTIFICATE_REQUEST:
+        _certificate(b, event, registered)
+    else:
+        b.notes.append(f"calendar reply {intent.partstat}: noted")
+    return b.build()
+
+
+def _forward(b: _Builder) -> None:
+    intent = b.intent
+    b.answers.append(Outgoing(
+        key=outbox_key(Kind.STAFF_QUESTION, b.staff_address, b.event.id if b.event else None, 0,
+                       intent.message_id),
+        kind=Kind.STAFF_QUESTION, recipient=b.staff_address, language="en",
+        event_id=b.event.id if b.event else None, in_reply_to=intent.message_id or None,
+        context={"sender": intent.sender, "subject": intent.subject, "text": intent.text}))
+    b.notes.append("question forwarded to staff")
+
+
+def _register(b: _Builder, event: Event, registered: Sequence[Registered],
+              now: datetime) -> None:
+    intent = b.intent
+    series = event.series.spec
+    by_email = {r.email: r for r in registered}
+    confirmed: dict[str | None, int] = {}
+    for r in registered:
+        if r.status is Status.CONFIRMED:
+            confirmed[r.country] = confirmed.get(r.country, 0) + 1
+    if event.cancelled or now >= event.start:
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="closed")
+        b.notes.append("registration after start or for a cancelled event")
+        return
+    missing: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for p in intent.participants:
+        email = p.email or (intent.sender if len(intent.participants) == 1 else "")
+        p = replace(p, email=email.lower())
+        lacks = [f for f, v in (("email", p.email), ("name", p.name), ("country", p.country))
+                 if not v]
+        if lacks:
+            missing.append({"name": p.name, "email": p.email, "country": p.country_text,
+                            "missing": ", ".join(lacks)})
+            continue
+        if p.email in seen:
+            continue
+        seen.add(p.email)
+        earlier = by_email.get(p.email)
+        if earlier is not None and earlier.status in ACTIVE:
+            b.answer(Kind.ALREADY_REGISTERED, p.email, name=p.name or earlier.name,
+                     country=earlier.country, once=True, status=str(earlier.status))
+            b.notes.append(f"{p.email} already registered")
+            if intent.certificate and not earlier.certificate_requested:
+                b.certificate_for.append(earlier.id)
+            continue
+        revive = earlier.id if earlier is not None else None
+        language = intent.language
+        if p.country not in event.countries and series.not_invited != "accept":
+            status = Status.REVIEW if series.not_invited == "review" else Status.REJECTED
+            kind = Kind.PENDING_REVIEW if status is Status.REVIEW else Kind.NOT_INVITED
+        elif confirmed.get(p.country, 0) < series.max_per_country:
+            confirmed[p.country] = confirmed.get(p.country, 0) + 1
+            status, kind = Status.CONFIRMED, Kind.ACKNOWLEDGEMENT
+        else:
+            status, kind = Status.WAITING, Kind.WAITING_LIST
+        b.created.append(NewRegistration(p, status, language, intent.certificate, revive))
+        b.answer(kind, p.email, name=p.name, country=p.country, once=True,
+                 registered_by=intent.sender if intent.sender != p.email else "")
+        b.notes.append(f"{p.email} ({p.country}) {status}")
+    if missing:
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="missing fields", missing=missing)
+        b.notes.append(f"{len(missing)} participant(s) incomplete: clarification asked")
+    if not intent.participants:
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="no participant")
+
+
+def _cancel(b: _Builder, event: Event, registered: Sequence[Registered], now: datetime) -> None:
+    intent = b.intent
+    targets = {p.email.lower() for p in intent.participants if p.email} or {intent.sender}
+    active = [r for r in registered if r.email in targets and r.status in ACTIVE]
+    if not active:
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="no registration to cancel")
+        b.notes.append("cancellation: no registration found")
+        return
+    freed: dict[str | None, int] = {}
+    for r in active:
+        b.changed.append(StatusChange(r.id, Status.CANCELLED))
+        b.answer(Kind.WITHDRAWAL, r.email, name=r.name, country=r.country,
+                 language=r.language, once=True)
+        b.notes.append(f"{r.email} cancelled")
+        if r.status is Status.CONFIRMED:
+            freed[r.country] = freed.get(r.country, 0) + 1
+    if now >= event.start:
+        return  # promotions stop at the event's start
+    cancelled_ids = {r.id for r in active}
+    for country, seats in freed.items():
+        waiting = [r for r in registered if r.country == country and r.status is Status.WAITING
+                   and r.id not in cancelled_ids]
+        waiting.sort(key=lambda r: (r.created_at, r.id))
+        for r in waiting[:seats]:
+            b.changed.append(StatusChange(r.id, Status.CONFIRMED))
+            b.answer(Kind.PROMOTION, r.email, name=r.name, country=r.country,
+                     language=r.language, once=True)
+            b.notes.append(f"{r.email} promoted from the waiting list")
+
+
+def _certificate(b: _Builder, event: Event, registered: Sequence[Registered]) -> None:
+    intent = b.intent
+    mine = [r for r in registered if r.email == intent.sender and r.status is not Status.REJECTED]
+    if not mine:
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="no registration for certificate")
+        b.notes.append("certificate request: no registration found")
+        return
+    r = mine[0]
+    if not r.certificate_requested:
+        b.certificate_for.append(r.id)
+    b.answer(Kind.CERTIFICATE_NOTED, r.email, name=r.name, country=r.country,
+             language=r.language, once=True, policy=event.series.spec.certificate)
+    b.notes.append(f"{r.email} asked for a certificate")

@@ -1,0 +1,372 @@
+"""The store: registrations, handled inbound mail, the outbox and event versions, in SQL.
+
+SQLAlchemy 2 models, created and upgraded by Alembic (``mailer/migrations``). SQLite by
+default, PostgreSQL for larger deployments: nothing here is SQLite-only. Every state change
+and the messages it causes are written in one transaction (``Store.transaction``); the
+per-country limit is kept by serialising transactions that touch one event
+(``lock_event``: a row lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from mailer.domain import Kind, Outgoing, Status
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Registration(Base):
+    """One person's registration for one event."""
+
+    __tablename__ = "registrations"
+    __table_args__ = (UniqueConstraint("event_id", "email", name="uq_registration_event_email"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(100), index=True)
+    series_id: Mapped[str] = mapped_column(String(100), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(300), default="")
+    country: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    organisation: Mapped[str] = mapped_column(String(300), default="")
+    position: Mapped[str] = mapped_column(String(300), default="")
+    language: Mapped[str] = mapped_column(String(5), default="en")
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    certificate_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attended: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    sequence_seen: Mapped[int] = mapped_column(Integer, default=0)
+    registered_by: Mapped[str] = mapped_column(String(320), default="")
+    source_message_id: Mapped[str] = mapped_column(String(998), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Inbound(Base):
+    """An inbound message that was handled or quarantined: never handled twice."""
+
+    __tablename__ = "inbound"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    folder: Mapped[str] = mapped_column(String(200), default="")
+    uidvalidity: Mapped[int] = mapped_column(Integer, default=0)
+    uid: Mapped[int] = mapped_column(Integer, default=0)
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    intent: Mapped[str] = mapped_column(String(40), default="")
+    event_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(20))          # handled | quarantined
+    reason: Mapped[str] = mapped_column(Text, default="")
+    handled_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class OutboxRow(Base):
+    """One message to send, keyed so the same message is never enqueued twice."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(1000), unique=True)
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    event_id: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
+    recipient: Mapped[str] = mapped_column(String(320), index=True)
+    name: Mapped[str] = mapped_column(String(300), default="")
+    language: Mapped[str] = mapped_column(String(5), default="en")
+    country: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    registration_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("registrations.id", ondelete="SET NULL"), nullable=True)
+    in_reply_to: Mapped[str | None] = mapped_column(String(998), nullable=True)
+    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    message_id: Mapped[str] = mapped_column(String(998))
+    status: Mapped[str] = mapped_column(String(20), index=True)  # pending|sent|failed|missed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class EventVersionRow(Base):
+    """The last version of each event seen in the schedules, to raise SEQUENCE on change."""
+
+    __tablename__ = "event_versions"
+
+    event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    series_id: Mapped[str] = mapped_column(String(100))
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    countries: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_end: Mapped[datetime] = mapped_column(UtcDateTime())
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Cursor(Base):
+    """How far the inbox has been read: (folder, UIDVALIDITY, last UID)."""
+
+    __tablename__ = "cursors"
+
+    folder: Mapped[str] = mapped_column(String(200), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(Integer)
+    last_uid: Mapped[int] = mapped_column(Integer)
+
+
+class Suppression(Base):
+    """An address that bounced for good: nothing more is sent to it."""
+
+    __tablename__ = "suppressions"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class RetainedCount(Base):
+    """A kept count of registrations per event, country and status after personal data is purged."""
+
+    __tablename__ = "retained_counts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[str] = mapped_column(String(100), index=True)
+    event_id: Mapped[str] = mapped_column(String(100))
+    country: Mapped[str] = mapped_column(String(2), default="")
+    status: Mapped[str] = mapped_column(String(20))
+    count: Mapped[int] = mapped_column(Integer)
+    attended: Mapped[int] = mapped_column(Integer, default=0)
+    purged_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; on SQLite, WAL, a busy timeout and writer-serialising BEGINs."""
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    is_sqlite = url.startswith("sqlite")
+    # Handling runs in worker threads (asyncio.to_thread); each uses its own pooled connection.
+    engine = create_engine(url, connect_args={"check_same_thread": False} if is_sqlite else {})
+    if is_sqlite:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            # IMMEDIATE takes the write lock at BEGIN, so two deciders never both see the
+            # last free seat: SQLite's answer to PostgreSQL's SELECT ... FOR UPDATE.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    return engine
+
+
+class Store:
+    """The database: opened from a SQLAlchemy URL, migrated by Alembic."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the newest Alembic revision."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", "mailer:migrations")
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back on any error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def lock_event(session: Session, event_id: str) -> None:
+    """Serialise deciders for one event (row lock on PostgreSQL; SQLite already is)."""
+    if session.bind is not None and session.bind.dialect.name != "sqlite":
+        session.execute(select(EventVersionRow.event_id)
+                        .where(EventVersionRow.event_id == event_id).with_for_update())
+
+
+# --- inbound -----------------------------------------------------------------------------
+
+def already_handled(session: Session, message_id: str) -> bool:
+    """True when a message with this Message-ID was handled or quarantined before."""
+    return session.scalar(select(Inbound.id).where(Inbound.message_id == message_id)) is not None
+
+
+def record_inbound(session: Session, *, message_id: str, outcome: str, now: datetime,
+                   folder: str = "", uidvalidity: int = 0, uid: int = 0, sender: str = "",
+                   intent: str = "", event_id: str | None = None, reason: str = "") -> None:
+    """Remember that a message was handled (or quarantined), in the caller's transaction."""
+    session.add(Inbound(message_id=message_id, folder=folder, uidvalidity=uidvalidity, uid=uid,
+                        sender=sender, intent=intent, event_id=event_id, outcome=outcome,
+                        reason=reason[:2000], handled_at=now))
+
+
+def get_cursor(session: Session, folder: str) -> Cursor | None:
+    return session.get(Cursor, folder)
+
+
+def set_cursor(session: Session, folder: str, uidvalidity: int, last_uid: int) -> None:
+    row = session.get(Cursor, folder)
+    if row is None:
+        session.add(Cursor(folder=folder, uidvalidity=uidvalidity, last_uid=last_uid))
+    else:
+        row.uidvalidity, row.last_uid = uidvalidity, last_uid
+
+
+# --- registrations -----------------------------------------------------------------------
+
+def registrations_of(session: Session, event_id: str) -> list[Registration]:
+    """Every registration of one event, oldest first (the waiting-list order)."""
+    return list(session.scalars(select(Registration).where(Registration.event_id == event_id)
+                                .order_by(Registration.created_at, Registration.id)))
+
+
+def all_registrations(session: Session, event_ids: Iterable[str] | None = None
+                      ) -> list[Registration]:
+    query = select(Registration).order_by(Registration.event_id, Registration.created_at,
+                                          Registration.id)
+    if event_ids is not None:
+        query = query.where(Registration.event_id.in_(list(event_ids)))
+    return list(session.scalars(query))
+
+
+# --- outbox ------------------------------------------------------------------------------
+
+def enqueue(session: Session, items: Iterable[Outgoing], *, now: datetime, domain: str,
+            status: str = "pending", reason: str = "") -> int:
+    """Add messages to the outbox, skipping any whose key is already there; return how many.
+
+    ``INSERT ... ON CONFLICT (key) DO NOTHING`` (SQLite and PostgreSQL both have it), so a key
+    inserted concurrently by another process is skipped instead of failing the transaction.
+    """
+    rows = [dict(
+        key=out.key, kind=str(out.kind), event_id=out.event_id, recipient=out.recipient,
+        name=out.name, language=out.language, country=out.country, sequence=out.sequence,
+        registration_id=out.registration_id, in_reply_to=out.in_reply_to,
+        context=dict(out.context), message_id=out.message_id(domain), status=status,
+        attempts=0, next_attempt_at=out.due_at or now, last_error=reason, created_at=now,
+        sent_at=None) for out in items]
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    added = 0
+    for start in range(0, len(rows), 500):
+        statement = insert(OutboxRow).values(rows[start:start + 500])
+        result = session.execute(statement.on_conflict_do_nothing(index_elements=["key"]))
+        added += max(result.rowcount or 0, 0)
+    return added
+
+
+def outbox_keys(session: Session) -> set[str]:
+    """Every key in the outbox, whatever its status: planned once means planned."""
+    return set(session.scalars(select(OutboxRow.key)))
+
+
+def due_rows(session: Session, now: datetime, limit: int) -> list[OutboxRow]:
+    """Pending messages whose time has come, oldest first."""
+    return list(session.scalars(
+        select(OutboxRow).where(OutboxRow.status == "pending", OutboxRow.next_attempt_at <= now)
+        .order_by(OutboxRow.next_attempt_at, OutboxRow.id).limit(limit)))
+
+
+def next_pending_at(session: Session) -> datetime | None:
+    return session.scalar(select(func.min(OutboxRow.next_attempt_at))
+                          .where(OutboxRow.status == "pending"))
+
+
+def row_to_outgoing(row: OutboxRow) -> Outgoing:
+    """The Outgoing an outbox row stands for (what compose needs)."""
+    return Outgoing(key=row.key, kind=Kind(row.kind), recipient=row.recipient,
+                    language=row.language, event_id=row.event_id, name=row.name,
+                    country=row.country, sequence=row.sequence, in_reply_to=row.in_reply_to,
+                    due_at=row.next_attempt_at, registration_id=row.registration_id,
+                    context=dict(row.context or {}))
+
+
+def answers_today(session: Session, recipient: str, kinds: Iterable[str], since: datetime) -> int:
+    """How many automatic answers went (or will go) to ``recipient`` since ``since``."""
+    return session.scalar(select(func.count(OutboxRow.id)).where(
+        OutboxRow.recipient == recipient, OutboxRow.kind.in_([str(k) for k in kinds]),
+        OutboxRow.created_at >= since)) or 0
+
+
+def mark_sent(session: Session, row_id: int, now: datetime) -> None:
+    session.execute(update(OutboxRow).where(OutboxRow.id == row_id)
+                    .values(status="sent", sent_at=now, attempts=OutboxRow.attempts + 1))
+
+
+def is_suppressed(session: Session, email: str) -> bool:
+    return session.get(Suppression, email.lower()) is not None
+
+
+def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
+    if session.get(Suppression, email.lower()) is None:
+        session.add(Suppression(email=email.lower(), reason=reason[:2000], created_at=now))
+
+
+def status_counts(session: Session, event_id: str, country: str) -> dict[Status, int]:
+    rows = session.execute(select(Registration.status, func.count(Registration.id)).where(
+        Registration.event_id == event_id, Registration.country == country)
+        .group_by(Registration.status))
+    return {Status(s): n for s, n in rows}

@@ -1,0 +1,125 @@
+"""Bringing the store in line with the schedules and the clock: event versions and the plan.
+
+``sync_events`` records each event's version (raising SEQUENCE when what participants see
+changes, and moving registrations of countries no longer invited to review);
+``plan_into_outbox`` runs the pure planner on the store's facts and enqueues what is due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailer import store
+from mailer.domain import Status
+from mailer.planner import Contact, EventVersion, Plan, Registrant, plan
+from mailer.schedule import Catalog
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class EventChange:
+    """What changed in one event since the store last saw it."""
+
+    event_id: str
+    sequence: int
+    what: str                      # new | changed | cancelled
+    to_review: int = 0             # registrations moved to review (country no longer invited)
+
+
+def sync_events(session: Session, catalog: Catalog, now: datetime) -> list[EventChange]:
+    """Record every event's current version; return what is new or changed."""
+    changes: list[EventChange] = []
+    rows = {r.event_id: r for r in session.scalars(select(store.EventVersionRow))}
+    for event in catalog.events.values():
+        fingerprint = event.fingerprint()
+        countries = sorted(event.countries)
+        row = rows.get(event.id)
+        if row is None:
+            session.add(store.EventVersionRow(
+                event_id=event.id, series_id=event.series.id, sequence=0,
+                fingerprint=fingerprint, countries=countries, cancelled=event.cancelled,
+                last_end=event.end, changed_at=now))
+            changes.append(EventChange(event.id, 0, "new"))
+            continue
+        moved = 0
+        removed = set(row.countries or []) - event.countries
+        if removed:
+            moved = _to_review(session, event.id, removed, now)
+        row.countries = countries
+        if row.fingerprint != fingerprint:
+            row.sequence += 1
+            row.fingerprint = fingerprint
+            row.changed_at = now
+            row.last_end = event.end
+            what = "cancelled" if event.cancelled and not row.cancelled else "changed"
+            row.cancelled = event.cancelled
+            changes.append(EventChange(event.id, row.sequence, what, moved))
+            log.info("event changed", event_id=event.id, sequence=row.sequence, what=what)
+        elif moved:
+            changes.append(EventChange(event.id, row.sequence, "changed", moved))
+        if moved:
+            log.warning("countries no longer invited: registrations moved to review",
+                        event_id=event.id, countries=sorted(removed), moved=moved)
+    return changes
+
+
+def _to_review(session: Session, event_id: str, countries: set[str], now: datetime) -> int:
+    moved = 0
+    for reg in store.registrations_of(session, event_id):
+        if reg.country in countries and reg.status in (Status.CONFIRMED, Status.WAITING):
+            reg.status = str(Status.REVIEW)
+            reg.updated_at = now
+            moved += 1
+    return moved
+
+
+def versions(session: Session) -> dict[str, EventVersion]:
+    """The stored version of every event, as the planner takes it."""
+    return {r.event_id: EventVersion(r.event_id, r.sequence, r.changed_at)
+            for r in session.scalars(select(store.EventVersionRow))}
+
+
+def registrants(session: Session, catalog: Catalog) -> list[Registrant]:
+    """Every registration of a known event, as the planner takes it."""
+    return [Registrant(id=r.id, event_id=r.event_id, email=r.email, name=r.name,
+                       language=r.language, country=r.country, status=Status(r.status),
+                       confirmed_at=r.confirmed_at, sequence_seen=r.sequence_seen,
+                       certificate_requested=r.certificate_requested, attended=r.attended)
+            for r in store.all_registrations(session, catalog.events)]
+
+
+def current_plan(session: Session, catalog: Catalog, contacts: Sequence[Contact],
+                 now: datetime) -> Plan:
+    """The plan at ``now`` from what the store holds."""
+    return plan(catalog, registrants(session, catalog), versions(session),
+                store.outbox_keys(session), contacts, now)
+
+
+def plan_into_outbox(session: Session, catalog: Catalog, contacts: Sequence[Contact],
+                     now: datetime, domain: str) -> Plan:
+    """Enqueue every due message (and record the missed ones) in the caller's transaction."""
+    current = current_plan(session, catalog, contacts, now)
+    due = current.due
+    added = store.enqueue(session, due, now=now, domain=domain)
+    for reason in sorted({p.reason for p in current.missed}):
+        store.enqueue(session, [p.out for p in current.missed if p.reason == reason], now=now,
+                      domain=domain, status="missed", reason=reason)
+    seen = {out.registration_id: out.sequence for out in due
+            if out.registration_id is not None and out.kind in _CALENDAR_SEEN}
+    if seen:
+        for reg in session.scalars(select(store.Registration)
+                                   .where(store.Registration.id.in_(list(seen)))):
+            reg.sequence_seen = max(reg.sequence_seen, seen[reg.id])
+    if added:
+        log.info("planned", due=added, missed=len(current.missed))
+    return current
+
+
+_CALENDAR_SEEN = frozenset({"update", "cancellation"})

@@ -1,0 +1,206 @@
+"""What the read-only commands show: the plan, a parsed message, a preview, registrations.
+
+Each function takes the settings and returns text (or bytes) for the command line to print,
+so the commands stay thin and the output is testable without a terminal.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mailer import store
+from mailer.config import Settings
+from mailer.contacts import catalog_contacts
+from mailer.countries import country_name
+from mailer.domain import Kind, Status
+from mailer.errors import ScheduleError, UsageError
+from mailer.schedule import Catalog, read_catalog
+from mailer.sync import current_plan, sync_events
+
+
+def load(settings: Settings) -> Catalog:
+    """The schedules, or ScheduleError naming every problem."""
+    catalog, problems = read_catalog(settings.paths.schedules)
+    if problems:
+        raise ScheduleError(problems)
+    return catalog
+
+
+def _now(now: datetime | None) -> datetime:
+    from mailer.daemon import utcnow
+
+    return now or utcnow()
+
+
+def plan_view(settings: Settings, now: datetime | None, *, as_json: bool,
+              event_id: str | None = None) -> str:
+    """Every scheduled send per event (kind, time, recipients, state) at ``now``.
+
+    Event changes are synced inside a transaction that is rolled back: the plan shows what
+    the daemon would do, and nothing is stored.
+    """
+    catalog = load(settings)
+    if event_id and event_id not in catalog.events:
+        raise UsageError(f"--event: no event {event_id!r} (known: {', '.join(catalog.events)})")
+    moment = _now(now)
+    st = store.Store(settings.store.url)
+    st.migrate()
+    contacts, _ = catalog_contacts(catalog, settings.paths.packs)
+    try:
+        with st.transaction() as session:
+            sync_events(session, catalog, moment)
+            current = current_plan(session, catalog, contacts, moment)
+            session.rollback()
+    finally:
+        st.close()
+    rows = [r for r in current.summary() if not event_id or r["event_id"] == event_id]
+    if as_json:
+        events = {e.id: {"title": e.title(e.language), "start": e.start.isoformat(),
+                         "end": e.end.isoformat(), "language": e.language,
+                         "cancelled": e.cancelled}
+                  for e in sorted(catalog.events.values(), key=lambda e: e.start)
+                  if not event_id or e.id == event_id}
+        return json.dumps({"now": moment.isoformat(), "events": events, "sends": rows,
+                           "next_at": current.next_at.isoformat() if current.next_at else None},
+                          indent=2, ensure_ascii=False)
+    lines = [f"plan at {moment:%Y-%m-%d %H:%M} UTC"]
+    for event in sorted(catalog.events.values(), key=lambda e: e.start):
+        if event_id and event.id != event_id:
+            continue
+        mine = [r for r in rows if r["event_id"] == event.id]
+        state = " (cancelled)" if event.cancelled else ""
+        lines.append(f"\n{event.id}{state}: {event.title(event.language)}, "
+                     f"{event.start:%Y-%m-%d %H:%M}–{event.end:%H:%M} UTC")
+        if not mine:
+            lines.append("  nothing planned (no registrations yet)")
+        for r in mine:
+            states = ", ".join(f"{r[s]} {s}" for s in ("sent", "due", "scheduled", "missed")
+                               if r[s])
+            lines.append(f"  {r['due_at'][:16].replace('T', ' ')}  {r['kind']:<16} "
+                         f"{r['total']:>5} recipient(s): {states}")
+    return "\n".join(lines)
+
+
+def parse_view(settings: Settings, path: Path, now: datetime | None, *, as_json: bool) -> str:
+    """What the daemon understands from one message file."""
+    from mailer.intents import understand
+
+    catalog = load(settings)
+    intent = understand(path.read_bytes(), catalog, now=_now(now),
+                        inbox_address=settings.organiser.address)
+    data = intent.to_json()
+    if as_json:
+        return json.dumps(data, indent=2, ensure_ascii=False)
+    lines = [f"intent:   {data['intent']}", f"event:    {data['event'] or '-'}",
+             f"language: {data['language']}", f"reason:   {data['reason']}"]
+    for p in data["participants"]:
+        lines.append(f"  - {p['name'] or '?'} <{p['email'] or '?'}> {p['country'] or '?'}, "
+                     f"{p['position']}, {p['organisation']}".rstrip(", "))
+    if data.get("partstat"):
+        lines.append(f"partstat: {data['partstat']}")
+    if data["bounced"]:
+        lines.append(f"bounced:  {', '.join(data['bounced'])}")
+    if data.get("candidates"):
+        lines.append(f"candidates: {', '.join(data['candidates'])}")
+    return "\n".join(lines)
+
+
+def preview_message(settings: Settings, kind: str, event_id: str, lang: str, to: str,
+                    name: str, country: str | None, now: datetime | None) -> bytes:
+    """The exact bytes one message would be sent as."""
+    from mailer.compose import Composer
+
+    catalog = load(settings)
+    if kind not in {k.value for k in Kind}:
+        raise UsageError(f"unknown kind {kind!r} (one of: {', '.join(k.value for k in Kind)})")
+    if event_id not in catalog.events:
+        raise UsageError(f"--event: no event {event_id!r} (known: {', '.join(catalog.events)})")
+    if lang not in ("en", "fr", "es"):
+        raise UsageError(f"--lang: {lang!r} is not one of en, fr, es")
+    return Composer(settings, catalog).preview(kind, event_id, lang, to, name, _now(now),
+                                               country=country)
+
+
+COLUMNS = ("event", "country", "country_name", "status", "name", "email", "organisation",
+           "position", "language", "registered", "certificate", "attended")
+
+
+def registrations_rows(settings: Settings, event_id: str | None) -> tuple[Catalog,
+                                                                             list[dict[str, Any]]]:
+    """Every registration as a flat row, ordered by event, country and arrival."""
+    catalog = load(settings)
+    if event_id and event_id not in catalog.events:
+        raise UsageError(f"--event: no event {event_id!r} (known: {', '.join(catalog.events)})")
+    st = store.Store(settings.store.url)
+    st.migrate()
+    try:
+        with st.transaction() as session:
+            regs = store.all_registrations(session, [event_id] if event_id else None)
+    finally:
+        st.close()
+    rows = [{"event": r.event_id, "country": r.country or "",
+             "country_name": country_name(r.country, "en") if r.country else "",
+             "status": r.status, "name": r.name, "email": r.email,
+             "organisation": r.organisation, "position": r.position, "language": r.language,
+             "registered": r.created_at.isoformat(timespec="minutes"),
+             "certificate": r.certificate_requested,
+             "attended": "" if r.attended is None else r.attended} for r in regs]
+    rows.sort(key=lambda r: (r["event"], r["country"], r["registered"]))
+    return catalog, rows
+
+
+def registrations_view(settings: Settings, event_id: str | None, fmt: str) -> str | bytes:
+    """Registrations as a table, CSV, JSON or an Excel workbook."""
+    catalog, rows = registrations_rows(settings, event_id)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+    totals = _totals(catalog, rows)
+    if fmt == "json":
+        return json.dumps({"registrations": rows, "totals": totals}, indent=2,
+                          ensure_ascii=False)
+    if fmt == "xlsx":
+        from mailer.spreadsheet import workbook
+
+        return workbook(rows, totals, COLUMNS)
+    return _table(rows, totals)
+
+
+def _totals(catalog: Catalog, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    counts: Counter[tuple[str, str, str]] = Counter(
+        (r["event"], r["country"], r["status"]) for r in rows)
+    out = []
+    for event, country in sorted({(e, c) for e, c, _ in counts}):
+        limit = catalog.events[event].series.spec.max_per_country \
+            if event in catalog.events else None
+        out.append({"event": event, "country": country, "limit": limit,
+                    **{s.value: counts[(event, country, s.value)] for s in Status}})
+    return out
+
+
+def _table(rows: list[dict[str, Any]], totals: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no registrations yet"
+    lines: list[str] = []
+    current = None
+    for r in rows:
+        if r["event"] != current:
+            current = r["event"]
+            lines.append(f"\n{current}")
+        lines.append(f"  {r['country'] or '??'}  {r['status']:<10} {r['name'][:30]:<30} "
+                     f"{r['email'][:40]:<40} {r['organisation'][:30]}")
+    lines.append("\ntotals per country (confirmed/limit, waiting, review, cancelled)")
+    for t in totals:
+        lines.append(f"  {t['event']:<20} {t['country'] or '??'}  {t['confirmed']}/{t['limit']}"
+                     f"  waiting {t['waiting']}  review {t['review']}  "
+                     f"cancelled {t['cancelled']}")
+    return "\n".join(lines).lstrip("\n")

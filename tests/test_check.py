@@ -1,0 +1,304 @@
+"""``mailer check``: each kind of staff mistake is reported once, with its file, field and line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mailer.check import check, format_problems
+from mailer.errors import Problem
+
+SECRET = "Tr0ub4dor&3-not-for-logs"
+
+
+@pytest.fixture(autouse=True)
+def _no_mailer_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's own MAILER_* variables must not leak into these checks."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("MAILER_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def setup(root: Path, tmp_path: Path) -> Path:
+    """A copy of the shipped setup (config, schedules, packs, contacts, templates) to break."""
+    for folder in ("schedules", "packs", "contacts", "templates"):
+        shutil.copytree(root / folder, tmp_path / folder)
+    shutil.copy(root / "config.example.toml", tmp_path / "config.toml")
+    return tmp_path
+
+
+def _edit(path: Path, old: str, new: str) -> int:
+    """Replace the one occurrence of ``old`` in ``path``; return the 1-based line it was on."""
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} must occur once in {path.name}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return text[: text.index(old)].count("\n") + 1
+
+
+def _added(setup: Path, break_it: object) -> list[Problem]:
+    """The problems that appear once ``break_it()`` has run, beyond those of the intact copy."""
+    config = setup / "config.toml"
+    before = set(check(config))
+    assert callable(break_it)
+    break_it()
+    return [p for p in check(config) if p not in before]
+
+
+def _only(problems: list[Problem]) -> Problem:
+    assert len(problems) == 1, "\n".join(str(p) for p in problems)
+    return problems[0]
+
+
+# -- schedules ------------------------------------------------------------------------------
+
+
+def test_toml_syntax_error_names_file_and_line(setup: Path) -> None:
+    """A broken TOML line is reported with the schedule file and its line number."""
+    path = setup / "schedules" / "cyber-cj-2020.toml"
+    line = 0
+
+    def break_it() -> None:
+        nonlocal line
+        line = _edit(path, "max_per_country = 4 ", "max_per_country = = 4 ")
+
+    problem = _only(_added(setup, break_it))
+    assert problem.file == str(path)
+    assert problem.line == line
+    assert "TOML syntax" in str(problem)
+
+
+def test_unknown_key_names_the_event_field_and_line(setup: Path) -> None:
+    """A misspelt key inside an event is reported as that event's unknown key, on its line."""
+    path = setup / "schedules" / "cyber-cj-2020.toml"
+    problem = _only(_added(setup, lambda: _edit(path, 'language = "fr"\n',
+                                                  'language = "fr"\ncolour = "blue"\n')))
+    text = path.read_text(encoding="utf-8").splitlines()
+    assert problem.file == str(path)
+    assert problem.field == "event[2].colour"
+    assert problem.message == "unknown key"
+    assert problem.line is not None and text[problem.line - 1] == 'colour = "blue"'
+
+
+def test_unknown_country_code(setup: Path) -> None:
+    """An invited code that is not ISO 3166 alpha-2 is reported on the event and its line."""
+    path = setup / "schedules" / "caribbean-2020.toml"
+    line = 0
+
+    def break_it() -> None:
+        nonlocal line
+        line = _edit(path, 'invited = ["JM"]', 'invited = ["JM", "XX"]')
+
+    problem = _only(_added(setup, break_it))
+    assert (problem.file, problem.field, problem.line) == (str(path), "event[2].invited", line)
+    assert "unknown country code 'XX'" in problem.message
+
+
+def test_unknown_country_group(setup: Path) -> None:
+    """A misspelt group name is reported with the groups that do exist."""
+    path = setup / "schedules" / "caribbean-2020.toml"
+    old = 'invited = ["@caricom"]\njoin_url = "https://zoom.us/j/91490375562"'
+    line = 0
+
+    def break_it() -> None:
+        nonlocal line
+        line = _edit(path, old, old.replace("@caricom", "@carricom"))
+
+    problem = _only(_added(setup, break_it))
+    assert (problem.file, problem.field, problem.line) == (str(path), "event[9].invited", line)
+    assert "unknown country group '@carricom'" in problem.message
+    assert "@caricom" in problem.message
+
+
+def test_end_not_after_start(setup: Path) -> None:
+    """An event ending before it starts is reported on that event."""
+    path = setup / "schedules" / "cyber-cj-2020.toml"
+    problem = _only(_added(setup, lambda: _edit(path, "end = 2020-07-07T09:45:00Z",
+                                                  "end = 2020-07-07T07:45:00Z")))
+    assert problem.file == str(path)
+    assert (problem.field or "").startswith("event[1]")
+    assert "end must be after start" in problem.message
+
+
+def test_duplicate_event_id_across_files(setup: Path) -> None:
+    """An event id already used in another file is reported in the new file, naming the other."""
+    extra = setup / "schedules" / "extra-2021.toml"
+    problem = _only(_added(setup, lambda: extra.write_text(
+        '[series]\nid = "extra-2021"\ntitle = "Extra"\n\n[[event]]\nid = "africa-fr"\n'
+        'start = 2021-01-12T10:00:00Z\nend = 2021-01-12T11:00:00Z\nlanguage = "en"\n'
+        'invited = ["SN"]\n', encoding="utf-8")))
+    assert (problem.file, problem.field, problem.line) == (str(extra), "event[0].id", 6)
+    assert "duplicate event id 'africa-fr'" in problem.message
+    assert "cyber-cj-2020.toml" in problem.message
+
+
+def test_unknown_language(setup: Path) -> None:
+    """A language other than en, fr or es is reported on the event's language line."""
+    path = setup / "schedules" / "cyber-cj-2020.toml"
+    line = 0
+
+    def break_it() -> None:
+        nonlocal line
+        line = _edit(path, 'language = "fr"', 'language = "de"')
+
+    problem = _only(_added(setup, break_it))
+    assert (problem.file, problem.field, problem.line) == (str(path), "event[2].language", line)
+    assert "'en', 'fr' or 'es'" in problem.message
+
+
+def test_bad_duration(setup: Path) -> None:
+    """A reminder written '1 day' is reported with the way to write it."""
+    path = setup / "schedules" / "cyber-cj-2020.toml"
+    line = 0
+
+    def break_it() -> None:
+        nonlocal line
+        line = _edit(path, 'reminders = ["7d", "1d", "1h"]', 'reminders = ["7d", "1 day", "1h"]')
+
+    problem = _only(_added(setup, break_it))
+    assert (problem.file, problem.field, problem.line) == (str(path), "series.reminders[1]",
+                                                           line)
+    assert "bad duration '1 day'" in problem.message
+
+
+# -- pack files and contacts ----------------------------------------------------------------
+
+
+def test_missing_pack_file(setup: Path) -> None:
+    """A pack file missing in a language an event uses names the schedule and series.pack.slides."""
+    path = setup / "schedules" / "cyber-cj-2020.toml"
+    problem = _only(_added(setup, lambda: (setup / "packs" / "slides.es.pptx").unlink()))
+    assert problem.file == str(path)
+    assert problem.field == "series.pack.slides"
+    assert "slides.es.pptx" in problem.message and "lac-es" in problem.message
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert problem.line is not None and lines[problem.line - 1].startswith("slides = ")
+
+
+def test_pack_in_a_language_no_event_uses_is_optional(setup: Path) -> None:
+    """Only the events' languages are required: Caribbean events are English, so no fr needed."""
+    (setup / "schedules" / "cyber-cj-2020.toml").unlink()
+    for name in ("factsheet.fr.pdf", "factsheet.es.pdf"):
+        (setup / "packs" / name).unlink()
+    assert not [p for p in check(setup / "config.toml") if "pack" in (p.field or "")]
+
+
+def test_contacts_bad_country_code_names_the_csv_line(setup: Path) -> None:
+    """A contact with an unknown country code is reported with the CSV file and its line."""
+    path = setup / "contacts" / "cyber-cj-2020.csv"
+    line = 0
+
+    def break_it() -> None:
+        nonlocal line
+        line = _edit(path, "SN,Awa Diop", "Senegal,Awa Diop")
+
+    problem = _only(_added(setup, break_it))
+    assert (problem.file, problem.field, problem.line) == (str(path), "country", line)
+    assert "'Senegal'" in problem.message
+
+
+def test_contacts_missing_file(setup: Path) -> None:
+    """A series whose contacts file is missing is reported on its contacts key."""
+    path = setup / "schedules" / "cyber-cj-2020.toml"
+    problem = _only(_added(setup, lambda: (setup / "contacts" / "cyber-cj-2020.csv").unlink()))
+    assert (problem.file, problem.field) == (str(path), "series.contacts")
+    assert "file not found" in problem.message
+
+
+# -- templates ------------------------------------------------------------------------------
+
+
+def test_template_missing_for_a_language_an_event_uses(setup: Path) -> None:
+    """Deleting the French reminder text is reported on that template file."""
+    template = setup / "templates" / "fr" / "reminder.txt"
+    problem = _only(_added(setup, template.unlink))
+    assert problem.file == str(template)
+    assert problem.field == "reminder"
+    assert "missing" in problem.message
+
+
+def test_template_that_fails_to_render(setup: Path) -> None:
+    """A template using a variable that does not exist is reported on that template."""
+    template = setup / "templates" / "es" / "reminder.txt"
+
+    def break_it() -> None:
+        assert template.is_file(), "the shipped Spanish reminder template is missing"
+        with template.open("a", encoding="utf-8") as handle:
+            handle.write("\n{{ no_such_variable.attribute }}\n")
+
+    problem = _only(_added(setup, break_it))
+    assert problem.file == str(template)
+    assert problem.field == "reminder"
+
+
+# -- the shipped setup ----------------------------------------------------------------------
+
+
+def test_shipped_setup_has_no_problems(root: Path) -> None:
+    """The shipped schedules, packs, contacts, templates and config.example.toml pass the check."""
+    problems = check(root / "config.example.toml")
+    assert problems == [], format_problems(problems)
+
+
+def test_format_problems_one_line_each_then_a_count() -> None:
+    """Each problem is one output line, followed by the number of problems."""
+    problems = [Problem("schedules/a.toml", "event[0].end", "end must be after start", 12),
+                Problem("config.toml", "smtp.port", "unknown key")]
+    assert format_problems(problems) == (
+        "schedules/a.toml:12: event[0].end: end must be after start\n"
+        "config.toml: smtp.port: unknown key\n"
+        "2 problems")
+    assert format_problems([]) == "no problems found"
+
+
+# -- configuration --------------------------------------------------------------------------
+
+
+def test_config_bad_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An SMTP port out of range reads 'config.toml: smtp.port: ...'."""
+    monkeypatch.chdir(tmp_path)
+    Path("config.toml").write_text("[smtp]\nport = 70000\n", encoding="utf-8")
+    problem = _only(check(Path("config.toml")))
+    assert str(problem).startswith("config.toml: smtp.port: ")
+    assert "65535" in problem.message
+
+
+def test_config_unknown_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A misspelt configuration key reads 'config.toml: smtp.hots: unknown key'."""
+    monkeypatch.chdir(tmp_path)
+    Path("config.toml").write_text('[smtp]\nhots = "mail.example.org"\n', encoding="utf-8")
+    assert str(_only(check(Path("config.toml")))) == "config.toml: smtp.hots: unknown key"
+
+
+def test_config_syntax_error_has_a_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TOML syntax error in the configuration names the file and the line."""
+    monkeypatch.chdir(tmp_path)
+    Path("config.toml").write_text('[smtp]\nhost = "localhost"\nport = = 25\n', encoding="utf-8")
+    problem = _only(check(Path("config.toml")))
+    assert (problem.file, problem.line) == ("config.toml", 3)
+
+
+def test_config_missing_file(tmp_path: Path) -> None:
+    """A configuration file that was named but does not exist is a problem, not defaults."""
+    problem = _only(check(tmp_path / "nowhere.toml"))
+    assert problem.message == "file not found"
+
+
+def test_password_never_appears_in_problems(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wrongly typed, misspelt or environment passwords never show in any problem text."""
+    monkeypatch.chdir(tmp_path)
+    Path("config.toml").write_text(
+        f'[smtp]\npassword = ["{SECRET}"]\nport = 0\n\n[imap]\npasword = "{SECRET}"\n'
+        f'password = 987654321\n', encoding="utf-8")
+    monkeypatch.setenv("MAILER_SMTP__USERNAME", "webinars")
+    monkeypatch.setenv("MAILER_SMTP__CONNECTIONS", SECRET)
+    problems = check(Path("config.toml"))
+    text = format_problems(problems)
+    assert len(problems) == 5, text
+    assert SECRET not in text and "987654321" not in text
+    assert "config.toml: imap.pasword: unknown key" in text

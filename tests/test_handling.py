@@ -1,0 +1,163 @@
+"""Handling inbound mail against a real SQLite store: one transaction, no duplicates, no overbooking."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from mailer import store
+from mailer.domain import Kind, Status
+from mailer.handling import Policy, handle
+from mailer.schedule import Catalog
+from tests.builders import make_catalog
+
+NOW = datetime(2020, 7, 1, 12, 0, tzinfo=timezone.utc)
+POLICY = Policy(inbox_address="webinars@example.org", staff_address="staff@example.org",
+                domain="example.org", answers_per_day=3)
+
+
+def reply(sender: str, name: str, country: str, *, mid: str, subject: str = "Re: [africa-fr]",
+          extra: str = "") -> bytes:
+    return (f"From: {name} <{sender}>\r\nTo: webinars+africa-fr@example.org\r\n"
+            f"Subject: {subject}\r\nMessage-ID: <{mid}@client.example>\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+            f"Name: {name}\r\nCountry: {country}\r\nPosition: Prosecutor\r\n"
+            f"Organisation: Ministry of Justice\r\n{extra}").encode()
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    return make_catalog(tmp_path)
+
+
+@pytest.fixture
+def st(tmp_path: Path) -> store.Store:
+    s = store.Store(f"sqlite:///{tmp_path}/mailer.db")
+    s.migrate()
+    yield s
+    s.close()
+
+
+def count(st: store.Store, model: type, *where: object) -> int:
+    with st.transaction() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def test_a_registration_is_stored_with_its_acknowledgement(st: store.Store,
+                                                           catalog: Catalog) -> None:
+    """A readable reply becomes a confirmed registration and a queued acknowledgement."""
+    result = handle(st, catalog, reply("awa@justice.sn", "Awa Diop", "Senegal", mid="a1"),
+                    now=NOW, policy=POLICY)
+    assert result.outcome == "handled"
+    with st.transaction() as session:
+        (reg,) = store.registrations_of(session, "africa-fr")
+        (row,) = session.scalars(select(store.OutboxRow))
+    assert (reg.email, reg.country, reg.status) == ("awa@justice.sn", "SN", "confirmed")
+    assert (row.kind, row.recipient, row.status) == ("acknowledgement", "awa@justice.sn",
+                                                     "pending")
+    assert row.in_reply_to == "<a1@client.example>"
+
+
+def test_the_same_message_is_never_handled_twice(st: store.Store, catalog: Catalog) -> None:
+    """Handling a message again (same Message-ID) changes nothing."""
+    raw = reply("awa@justice.sn", "Awa Diop", "SN", mid="a1")
+    handle(st, catalog, raw, now=NOW, policy=POLICY)
+    again = handle(st, catalog, raw, now=NOW, policy=POLICY)
+    assert again.outcome == "duplicate"
+    assert count(st, store.OutboxRow) == 1 and count(st, store.Registration) == 1
+
+
+def test_a_crash_before_commit_leaves_nothing_and_the_retry_succeeds(
+        st: store.Store, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure inside the transaction rolls everything back; handling it again stores it."""
+    raw = reply("awa@justice.sn", "Awa Diop", "SN", mid="a1")
+    real = store.enqueue
+
+    def crash(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(store, "enqueue", crash)
+    with pytest.raises(RuntimeError):
+        handle(st, catalog, raw, now=NOW, policy=POLICY)
+    assert count(st, store.Registration) == 0 and count(st, store.Inbound) == 0
+    monkeypatch.setattr(store, "enqueue", real)
+    assert handle(st, catalog, raw, now=NOW, policy=POLICY).outcome == "handled"
+    assert count(st, store.Registration) == 1 and count(st, store.OutboxRow) == 1
+
+
+def test_the_country_limit_holds_under_concurrent_registrations(st: store.Store,
+                                                                catalog: Catalog) -> None:
+    """Twelve people of one country registering at once get exactly four seats."""
+    barrier = threading.Barrier(12)
+    errors: list[BaseException] = []
+
+    def register(i: int) -> None:
+        try:
+            barrier.wait()
+            handle(st, catalog, reply(f"p{i}@gouv.sn", f"Person {i}", "SN", mid=f"c{i}"),
+                   now=NOW, policy=POLICY)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert count(st, store.Registration, store.Registration.status == "confirmed") == 4
+    assert count(st, store.Registration, store.Registration.status == "waiting") == 8
+    assert count(st, store.OutboxRow, store.OutboxRow.kind == "acknowledgement") == 4
+
+
+def test_a_cancellation_promotes_once(st: store.Store, catalog: Catalog) -> None:
+    """Cancelling a seat promotes the first waiting person; a repeated cancellation does not."""
+    for i in range(5):
+        handle(st, catalog, reply(f"p{i}@gouv.sn", f"Person {i}", "SN", mid=f"r{i}"),
+               now=NOW.replace(minute=i), policy=POLICY)
+    cancel = (b"From: p0@gouv.sn\r\nTo: webinars+africa-fr@example.org\r\n"
+              b"Subject: Re: [africa-fr]\r\nMessage-ID: <cancel1@x>\r\n\r\n"
+              b"Please cancel my registration.\r\n")
+    handle(st, catalog, cancel, now=NOW.replace(hour=13), policy=POLICY)
+    handle(st, catalog, cancel.replace(b"cancel1", b"cancel2"), now=NOW.replace(hour=14),
+           policy=POLICY)
+    with st.transaction() as session:
+        status = {r.email: r.status for r in store.registrations_of(session, "africa-fr")}
+        promotions = session.scalars(select(store.OutboxRow.recipient).where(
+            store.OutboxRow.kind == str(Kind.PROMOTION))).all()
+    assert status["p0@gouv.sn"] == Status.CANCELLED and status["p4@gouv.sn"] == Status.CONFIRMED
+    assert promotions == ["p4@gouv.sn"]
+
+
+def test_a_sender_gets_a_few_automatic_answers_a_day_at_most(st: store.Store,
+                                                             catalog: Catalog) -> None:
+    """Ten unreadable messages from one sender get three clarification requests, not ten."""
+    for i in range(10):
+        raw = (f"From: loop@x.org\r\nTo: webinars@example.org\r\nSubject: hello\r\n"
+               f"Message-ID: <u{i}@x>\r\n\r\n\r\n").encode()
+        assert handle(st, catalog, raw, now=NOW, policy=POLICY).outcome == "handled"
+    assert count(st, store.OutboxRow, store.OutboxRow.recipient == "loop@x.org") == 3
+
+
+def test_huge_mail_is_quarantined_and_remembered(st: store.Store, catalog: Catalog) -> None:
+    """A message over the size limit is quarantined with a reason, once."""
+    small = Policy(**{**POLICY.__dict__, "max_bytes": 10_000})
+    raw = reply("big@x.org", "Big", "SN", mid="big", extra="x" * 20_000)
+    result = handle(st, catalog, raw, now=NOW, policy=small)
+    assert result.outcome == "quarantined" and "too large" in result.reason
+    assert handle(st, catalog, raw, now=NOW, policy=small).outcome == "duplicate"
+    assert count(st, store.Registration) == 0
+
+
+def test_bounces_suppress_and_are_not_answered(st: store.Store, catalog: Catalog,
+                                              corpus: Path) -> None:
+    """A real bounce from the corpus suppresses the failed address and is not answered."""
+    raw = (corpus / "bounces" / "postfix_01.txt").read_bytes()
+    result = handle(st, catalog, raw, now=NOW, policy=POLICY)
+    assert result.intent is not None and result.intent.kind == "bounce"
+    assert count(st, store.OutboxRow) == 0
+    assert count(st, store.Suppression) >= 1

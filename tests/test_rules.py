@@ -1,0 +1,234 @@
+"""The rules: seats per country, the waiting list, review, cancellations and what is answered."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from mailer.domain import Intent, IntentKind, Kind, Participant, Status
+from mailer.rules import Registered, decide
+from mailer.schedule import Catalog
+from tests.builders import make_catalog
+
+BEFORE = datetime(2020, 7, 1, 12, 0, tzinfo=timezone.utc)
+DURING = datetime(2020, 7, 9, 8, 30, tzinfo=timezone.utc)
+STAFF = "staff@example.org"
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    return make_catalog(tmp_path)
+
+
+def registration(sender: str, *people: Participant, certificate: bool = False) -> Intent:
+    return Intent(kind=IntentKind.REGISTRATION, sender=sender, message_id="<m1@x>",
+                  event_id="africa-fr", language="fr", participants=people,
+                  certificate=certificate)
+
+
+def seat(i: int, email: str, country: str, status: Status, minute: int = 0) -> Registered:
+    return Registered(id=i, email=email, country=country, status=status,
+                      created_at=datetime(2020, 6, 20, 10, minute, tzinfo=timezone.utc),
+                      name=f"Person {i}", language="fr")
+
+
+def kinds(decision) -> list[tuple[Kind, str]]:
+    return [(a.kind, a.recipient) for a in decision.answers]
+
+
+def test_free_seat_confirms_and_acknowledges(catalog: Catalog) -> None:
+    """A participant from an invited country with a free seat is confirmed and acknowledged."""
+    intent = registration("awa@justice.sn", Participant("awa@justice.sn", "Awa Diop", "SN"))
+    d = decide(intent, catalog.event("africa-fr"), [], sequence=2, now=BEFORE,
+               staff_address=STAFF)
+    assert [(c.participant.email, c.status) for c in d.created] == [
+        ("awa@justice.sn", Status.CONFIRMED)]
+    assert kinds(d) == [(Kind.ACKNOWLEDGEMENT, "awa@justice.sn")]
+    assert d.answers[0].sequence == 2 and d.answers[0].in_reply_to == "<m1@x>"
+
+
+def test_full_country_goes_to_the_waiting_list(catalog: Catalog) -> None:
+    """The fifth participant of a country is waitlisted and told so."""
+    full = [seat(i, f"p{i}@gouv.sn", "SN", Status.CONFIRMED) for i in range(4)]
+    intent = registration("five@gouv.sn", Participant("five@gouv.sn", "Cinq", "SN"))
+    d = decide(intent, catalog.event("africa-fr"), full, sequence=0, now=BEFORE,
+               staff_address=STAFF)
+    assert d.created[0].status is Status.WAITING
+    assert kinds(d) == [(Kind.WAITING_LIST, "five@gouv.sn")]
+
+
+def test_other_countries_seats_do_not_count(catalog: Catalog) -> None:
+    """A full Senegal does not stop a participant from Ghana."""
+    full = [seat(i, f"p{i}@gouv.sn", "SN", Status.CONFIRMED) for i in range(4)]
+    intent = registration("kofi@gov.gh", Participant("kofi@gov.gh", "Kofi", "GH"))
+    d = decide(intent, catalog.event("africa-fr"), full, sequence=0, now=BEFORE,
+               staff_address=STAFF)
+    assert d.created[0].status is Status.CONFIRMED
+
+
+def test_delegation_beyond_the_limit_is_split(catalog: Catalog) -> None:
+    """A focal point registering five people of one country gets four seats and one waiting."""
+    people = [Participant(f"d{i}@mfa.ci", f"Delegate {i}", "CI") for i in range(5)]
+    d = decide(registration("focal@mfa.ci", *people), catalog.event("africa-fr"), [],
+               sequence=0, now=BEFORE, staff_address=STAFF)
+    assert [c.status for c in d.created] == [Status.CONFIRMED] * 4 + [Status.WAITING]
+    assert all(a.context["registered_by"] == "focal@mfa.ci" for a in d.answers)
+
+
+@pytest.mark.parametrize(("policy", "status", "kind"), [
+    ("review", Status.REVIEW, Kind.PENDING_REVIEW),
+    ("reject", Status.REJECTED, Kind.NOT_INVITED),
+    ("accept", Status.CONFIRMED, Kind.ACKNOWLEDGEMENT),
+])
+def test_not_invited_country_follows_the_series_policy(tmp_path: Path, policy: str,
+                                                       status: Status, kind: Kind) -> None:
+    """A country outside the invited list is reviewed, refused or accepted as the series says."""
+    catalog = make_catalog(tmp_path, not_invited=policy)
+    intent = registration("x@gov.fr", Participant("x@gov.fr", "Xavier", "FR"))
+    d = decide(intent, catalog.event("africa-fr"), [], sequence=0, now=BEFORE,
+               staff_address=STAFF)
+    assert d.created[0].status is status
+    assert kinds(d) == [(kind, "x@gov.fr")]
+
+
+def test_registering_twice_gives_no_second_seat(catalog: Catalog) -> None:
+    """The same person registering again gets one 'already registered' answer and no seat."""
+    existing = [seat(1, "awa@justice.sn", "SN", Status.CONFIRMED)]
+    intent = registration("awa@justice.sn", Participant("awa@justice.sn", "Awa Diop", "SN"))
+    first = decide(intent, catalog.event("africa-fr"), existing, sequence=0, now=BEFORE,
+                   staff_address=STAFF)
+    again = decide(Intent(**{**intent.__dict__, "message_id": "<m2@x>"}),
+                   catalog.event("africa-fr"), existing, sequence=0, now=BEFORE,
+                   staff_address=STAFF)
+    assert first.created == () and kinds(first) == [(Kind.ALREADY_REGISTERED, "awa@justice.sn")]
+    assert first.answers[0].key == again.answers[0].key  # the outbox keeps only one
+
+
+def test_cancellation_promotes_the_first_waiting_of_that_country(catalog: Catalog) -> None:
+    """A confirmed cancellation frees the seat for the earliest waiting person of that country."""
+    regs = [seat(1, "a@gouv.sn", "SN", Status.CONFIRMED),
+            seat(2, "gh@gov.gh", "GH", Status.WAITING, minute=1),
+            seat(3, "late@gouv.sn", "SN", Status.WAITING, minute=9),
+            seat(4, "early@gouv.sn", "SN", Status.WAITING, minute=5)]
+    intent = Intent(kind=IntentKind.CANCELLATION, sender="a@gouv.sn", message_id="<c@x>",
+                    event_id="africa-fr")
+    d = decide(intent, catalog.event("africa-fr"), regs, sequence=1, now=BEFORE,
+               staff_address=STAFF)
+    assert [(c.registration_id, c.status) for c in d.changed] == [
+        (1, Status.CANCELLED), (4, Status.CONFIRMED)]
+    assert kinds(d) == [(Kind.WITHDRAWAL, "a@gouv.sn"), (Kind.PROMOTION, "early@gouv.sn")]
+
+
+def test_cancelling_a_waiting_place_promotes_nobody(catalog: Catalog) -> None:
+    """Leaving the waiting list frees no seat."""
+    regs = [seat(1, "w1@gouv.sn", "SN", Status.WAITING), seat(2, "w2@gouv.sn", "SN",
+                                                                Status.WAITING, minute=3)]
+    intent = Intent(kind=IntentKind.CANCELLATION, sender="w1@gouv.sn", message_id="<c@x>",
+                    event_id="africa-fr")
+    d = decide(intent, catalog.event("africa-fr"), regs, sequence=0, now=BEFORE,
+               staff_address=STAFF)
+    assert [c.status for c in d.changed] == [Status.CANCELLED]
+
+
+def test_promotions_stop_at_the_event_start(catalog: Catalog) -> None:
+    """A cancellation during the event promotes nobody."""
+    regs = [seat(1, "a@gouv.sn", "SN", Status.CONFIRMED),
+            seat(2, "w@gouv.sn", "SN", Status.WAITING, minute=1)]
+    intent = Intent(kind=IntentKind.CANCELLATION, sender="a@gouv.sn", message_id="<c@x>",
+                    event_id="africa-fr")
+    d = decide(intent, catalog.event("africa-fr"), regs, sequence=0, now=DURING,
+               staff_address=STAFF)
+    assert [c.registration_id for c in d.changed] == [1]
+
+
+def test_declining_the_calendar_invitation_cancels(catalog: Catalog) -> None:
+    """A DECLINED calendar reply frees the seat like a cancellation."""
+    regs = [seat(1, "a@gouv.sn", "SN", Status.CONFIRMED)]
+    intent = Intent(kind=IntentKind.CALENDAR_REPLY, sender="a@gouv.sn", message_id="<c@x>",
+                    event_id="africa-fr", partstat="DECLINED")
+    d = decide(intent, catalog.event("africa-fr"), regs, sequence=0, now=BEFORE,
+               staff_address=STAFF)
+    assert [c.status for c in d.changed] == [Status.CANCELLED]
+
+
+def test_accepting_the_calendar_invitation_changes_nothing(catalog: Catalog) -> None:
+    """An ACCEPTED calendar reply is noted and not answered."""
+    intent = Intent(kind=IntentKind.CALENDAR_REPLY, sender="a@gouv.sn", message_id="<c@x>",
+                    event_id="africa-fr", partstat="ACCEPTED")
+    d = decide(intent, catalog.event("africa-fr"), [], sequence=0, now=BEFORE,
+               staff_address=STAFF)
+    assert d.answers == () and d.changed == () and d.created == ()
+
+
+@pytest.mark.parametrize("kind", [IntentKind.AUTO_REPLY, IntentKind.BOUNCE])
+def test_automatic_mail_is_never_answered(catalog: Catalog, kind: IntentKind) -> None:
+    """Auto-replies and bounces change no seat and get no answer."""
+    intent = Intent(kind=kind, sender="mailer-daemon@x.org", message_id="<b@x>",
+                    event_id="africa-fr", bounced=("gone@x.org",))
+    d = decide(intent, catalog.event("africa-fr"), [], sequence=0, now=BEFORE,
+               staff_address=STAFF)
+    assert d.answers == () and d.created == ()
+
+
+def test_permanent_bounces_suppress_the_address(catalog: Catalog) -> None:
+    """A permanent bounce suppresses the address; a temporary one does not."""
+    permanent = Intent(kind=IntentKind.BOUNCE, sender="", message_id="<b@x>",
+                       bounced=("gone@x.org",))
+    temporary = Intent(kind=IntentKind.BOUNCE, sender="", message_id="<b2@x>",
+                       bounced=("full@x.org",), bounce_temporary=True)
+    assert decide(permanent, None, [], sequence=0, now=BEFORE,
+                  staff_address=STAFF).suppress == ("gone@x.org",)
+    assert decide(temporary, None, [], sequence=0, now=BEFORE,
+                  staff_address=STAFF).suppress == ()
+
+
+def test_missing_country_asks_the_sender(catalog: Catalog) -> None:
+    """A participant whose country could not be read is not registered; the sender is asked."""
+    intent = registration("x@y.org", Participant("x@y.org", "Xavier", None, country_text="Atlantis"))
+    d = decide(intent, catalog.event("africa-fr"), [], sequence=0, now=BEFORE,
+               staff_address=STAFF)
+    assert d.created == ()
+    assert kinds(d) == [(Kind.CLARIFICATION, "x@y.org")]
+    assert d.answers[0].context["missing"][0]["country"] == "Atlantis"
+
+
+def test_unknown_event_asks_which_one(catalog: Catalog) -> None:
+    """A registration that names no event gets a clarification listing the candidates."""
+    intent = Intent(kind=IntentKind.REGISTRATION, sender="x@y.org", message_id="<m@x>",
+                    participants=(Participant("x@y.org", "X", "SN"),),
+                    candidates=("africa-fr", "lac-es"))
+    d = decide(intent, None, [], sequence=0, now=BEFORE, staff_address=STAFF)
+    assert kinds(d) == [(Kind.CLARIFICATION, "x@y.org")]
+    assert d.answers[0].context["candidates"] == ["africa-fr", "lac-es"]
+
+
+def test_questions_go_to_staff(catalog: Catalog) -> None:
+    """A question is forwarded to the staff address, with the sender's words."""
+    intent = Intent(kind=IntentKind.QUESTION, sender="q@gov.sn", message_id="<q@x>",
+                    event_id="africa-fr", text="Will there be interpretation?")
+    d = decide(intent, catalog.event("africa-fr"), [], sequence=0, now=BEFORE,
+               staff_address=STAFF)
+    assert kinds(d) == [(Kind.STAFF_QUESTION, STAFF)]
+    assert d.answers[0].context["text"] == "Will there be interpretation?"
+
+
+def test_certificate_request_is_recorded_and_acknowledged(catalog: Catalog) -> None:
+    """A registered participant asking for a certificate is flagged and told it is noted."""
+    regs = [seat(7, "a@gouv.sn", "SN", Status.CONFIRMED)]
+    intent = Intent(kind=IntentKind.CERTIFICATE_REQUEST, sender="a@gouv.sn", message_id="<c@x>",
+                    event_id="africa-fr")
+    d = decide(intent, catalog.event("africa-fr"), regs, sequence=0, now=BEFORE,
+               staff_address=STAFF)
+    assert d.certificate_for == (7,)
+    assert kinds(d) == [(Kind.CERTIFICATE_NOTED, "a@gouv.sn")]
+
+
+def test_registration_after_the_start_is_not_taken(catalog: Catalog) -> None:
+    """Registering once the event has started takes no seat and explains why."""
+    intent = registration("late@gouv.sn", Participant("late@gouv.sn", "Late", "SN"))
+    d = decide(intent, catalog.event("africa-fr"), [], sequence=0, now=DURING,
+               staff_address=STAFF)
+    assert d.created == ()
+    assert d.answers[0].context["reason"] == "closed"

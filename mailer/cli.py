@@ -92,11 +92,14 @@ def check(ctx: click.Context, config: str | None) -> None:
     """Validate the configuration, schedules, pack files, contacts and templates."""
     from mailer.check import check as run_check
 
-    path = config_path(config or ctx.obj.get("config"))
-    problems = run_check(path)
+    given = config or ctx.obj.get("config")
+    path = config_path(given)
+    # Without --config, a missing config.toml means the embedded defaults, as for the daemon.
+    problems = run_check(path if given or path.exists() else None)
     if problems:
         raise InvalidInput(problems)
-    click.echo(f"ok: {path} and everything it names are valid")
+    what = path if given or path.exists() else "the default configuration"
+    click.echo(f"ok: {what} and everything it names are valid")
 
 
 @cli.command()
@@ -215,6 +218,81 @@ def registrations(ctx: click.Context, config: str | None, event_id: str | None, 
         click.echo(f"wrote {out}")
     else:
         click.echo(data, nl=not data.endswith("\n"))
+
+
+@cli.group()
+def attendance() -> None:
+    """Attendance reports (who took part), for certificates with the 'attendees' policy."""
+
+
+@attendance.command("import")
+@config_option
+@click.argument("report", type=click.Path(exists=True, dir_okay=False))
+@click.option("--event", "event_id", required=True, help="event id")
+@click.option("--min-minutes", default=0, show_default=True,
+              help="count as present only after this many minutes")
+@click.pass_context
+@guarded
+def attendance_import(ctx: click.Context, config: str | None, report: str, event_id: str,
+                      min_minutes: int) -> None:
+    """Import a Zoom participant report (CSV export) for one event."""
+    from mailer import store
+    from mailer.attendance import import_attendance, read_attendance
+    from mailer.views import load
+
+    settings = settings_from(ctx, config)
+    catalog = load(settings)
+    if event_id not in catalog.events:
+        raise UsageError(f"--event: no event {event_id!r} (known: {', '.join(catalog.events)})")
+    attendees, problems = read_attendance(Path(report))
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+    st = store.Store(settings.store.url)
+    st.migrate()
+    try:
+        with st.transaction() as session:
+            result = import_attendance(session, event_id, attendees, min_minutes=min_minutes)
+    finally:
+        st.close()
+    click.echo(f"{event_id}: {result.matched} present, {result.absent} absent, "
+               f"{result.too_short} too short, {len(result.unknown)} not registered")
+    for email in result.unknown:
+        click.echo(f"  not registered: {email}")
+
+
+@cli.command()
+@config_option
+@click.option("--series", "series_id", help="purge this series now (all its events must be over)")
+@click.option("--now", help="pretend it is this moment (ISO 8601)")
+@click.pass_context
+@guarded
+def purge(ctx: click.Context, config: str | None, series_id: str | None,
+          now: str | None) -> None:
+    """Delete personal data of finished series (kept as counts per country)."""
+    from mailer import store
+    from mailer.daemon import utcnow
+    from mailer.retention import purge_expired, purge_series
+    from mailer.views import load
+
+    settings = settings_from(ctx, config)
+    catalog = load(settings)
+    moment = parse_now(now) or utcnow()
+    st = store.Store(settings.store.url)
+    st.migrate()
+    try:
+        with st.transaction() as session:
+            if series_id:
+                results = [purge_series(session, catalog, series_id, moment)]
+            else:
+                results = purge_expired(session, catalog, moment, settings.retention.days)
+    finally:
+        st.close()
+    if not any(r.changed for r in results):
+        click.echo("nothing to purge")
+    for r in results:
+        click.echo(f"{r.series_id}: {r.registrations} registration(s) deleted, kept as "
+                   f"{r.counts} count row(s); {r.outbox} outbox and {r.inbound} inbound "
+                   "row(s) cleared")
 
 
 @cli.command()

@@ -7,6 +7,7 @@ ever add one), and lays the parts out the way Outlook and Gmail expect calendar 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -75,13 +76,15 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
     "problems": [], "status": "", "previous_start": None, "previous_end": None,
 }
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Control, format (bidi overrides, zero-width) and line/paragraph separator characters.
+_UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 _SPACES = re.compile(r"\s+")
 _MSGID = re.compile(r"<[^<>\s\"]{1,250}@[^<>\s\"]{1,250}>")
 _MAX_NAME = 120
+_MAX_LINE = 500     # subjects and one-line reasons
 
 
-def safe_display_name(text: str) -> str:
+def safe_display_name(text: str, limit: int = _MAX_NAME) -> str:
     """A name from mail made safe for a header or a body: one line, no encoded words, short.
 
     Encoded words are decoded once, so the name is shown as its sender wrote it rather than
@@ -89,16 +92,12 @@ def safe_display_name(text: str) -> str:
     (CR, LF, NUL, bidi overrides) becomes a space, so it can never start a new header line.
     """
     if "=?" in text:
-        try:
+        with contextlib.suppress(ValueError, LookupError, UnicodeError):
             text = str(make_header(decode_header(text)))
-        except (ValueError, LookupError, UnicodeError):
-            pass
-    text = "".join(" " if _CONTROL.match(ch) or unicodedata.category(ch) in ("Cc", "Cf", "Zl",
-                                                                             "Zp") else ch
-                   for ch in text)
+    text = "".join(" " if unicodedata.category(ch) in _UNSAFE else ch for ch in text)
     # Whatever still looks like an encoded word must stay literal text.
     text = text.replace("=?", "= ?").replace("?=", "? =")
-    return _SPACES.sub(" ", text).strip()[:_MAX_NAME]
+    return _SPACES.sub(" ", text).strip()[:limit]
 
 
 def french_de(name: str) -> str:
@@ -250,9 +249,9 @@ class Composer:
             "missing": [labels.get(m, m) for m in ctx["missing"]],
             "candidate_events": candidates,
             "previous_when_utc": previous,
-            "reason": safe_display_name(str(ctx["reason"])),
-            "sender": safe_display_name(str(ctx["sender"])),
-            "subject": safe_display_name(str(ctx["subject"])),
+            "reason": safe_display_name(str(ctx["reason"]), _MAX_LINE),
+            "sender": safe_display_name(str(ctx["sender"]), _MAX_LINE),
+            "subject": safe_display_name(str(ctx["subject"]), _MAX_LINE),
             "attachments": [name for name, _, _ in attachments],
             "links": list(links),
         })
@@ -287,7 +286,7 @@ class Composer:
         """The (subject, plain text, HTML or None) of one message; raises TemplateError."""
         folder = self._folder(kind, lang)
         subject = self._render(f"{folder}/{kind.value}.subject.txt", ctx, kind)
-        subject = safe_display_name(subject)
+        subject = safe_display_name(subject, _MAX_LINE)
         ctx = {**ctx, "subject_line": subject}
         text = self._render(f"{folder}/{kind.value}.txt", ctx, kind)
         html = None

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from mailer.errors import ConfigError, Problem
+from mailer.errors import ConfigError, Problem, toml_error
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -164,8 +164,8 @@ def load_settings(path: Path | None, *, required: bool = False) -> Settings:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError([Problem(name, None, f"TOML syntax: {exc.msg}",
-                                       line=getattr(exc, "lineno", None))]) from None
+            message, line = toml_error(exc)
+            raise ConfigError([Problem(name, None, f"TOML syntax: {message}", line)]) from None
         except OSError as exc:
             raise ConfigError([Problem(name, None, f"cannot read: {exc.strerror}")]) from None
     elif required:

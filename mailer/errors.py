@@ -7,6 +7,8 @@ them, and each carries the context (file, field, line, recipient) needed to act 
 
 from __future__ import annotations
 
+import re
+import tomllib
 from dataclasses import dataclass
 
 
@@ -30,6 +32,15 @@ class Problem:
         if self.field:
             where += f": {self.field}"
         return f"{where}: {self.message}"
+
+
+def toml_error(exc: tomllib.TOMLDecodeError) -> tuple[str, int | None]:
+    """The message and line of a TOML syntax error (before 3.14 only its text has them)."""
+    match = re.fullmatch(r"(.*?)(?: \(at line (\d+), column \d+\)| \(at end of document\))?",
+                         str(exc), re.S)
+    message = getattr(exc, "msg", None) or (match[1] if match else str(exc))
+    line = getattr(exc, "lineno", None) or (int(match[2]) if match and match[2] else None)
+    return message, line
 
 
 class InvalidInput(MailerError, ValueError):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import re
+import selectors
 import socket
 import ssl
 import threading
@@ -37,6 +39,8 @@ IDLE_MAX_SECONDS = 25 * 60
 # Bodies are fetched in groups of at most this many bytes, so a batch of large messages
 # never has to sit in memory (and in one server answer) all at once.
 FETCH_BUDGET_BYTES = 32_000_000
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -73,8 +77,10 @@ class Fetched:
 
 def message_id_of(raw: bytes) -> str | None:
     """The Message-ID of a message (``<...>``, unfolded), from its header bytes, or None."""
-    # compat32 never raises on a malformed header: hostile mail must not stop the reader.
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw, headersonly=True)
+    # Only the header block is parsed (a body may be megabytes); compat32 never raises on a
+    # malformed header: hostile mail must not stop the reader.
+    head = _HEADER_END.split(raw, maxsplit=1)[0]
+    headers = BytesHeaderParser(policy=compat32).parsebytes(head, headersonly=True)
     value = headers.get("Message-ID")
     if value is None:
         return None
@@ -190,6 +196,8 @@ class Inbox:
         self._folders: set[str] = set()
         # RLock: public methods call each other (append -> ensure folder) under the lock.
         self._lock = threading.RLock()
+        # A socket pair, not an Event: a wait selects on it together with the server socket.
+        self._wake: tuple[socket.socket, socket.socket] | None = None
 
     # - life cycle -
 
@@ -261,6 +269,9 @@ class Inbox:
     def close(self) -> None:
         """Log out and close; never raises (the connection may already be gone)."""
         with self._lock:
+            wake, self._wake = self._wake, None
+            for end in wake or ():
+                end.close()
             client, self._client = self._client, None
             if client is None:
                 return
@@ -385,6 +396,11 @@ class Inbox:
         A dead connection raises InboxError.
         """
         with self._lock:
+            if self._wake is None:
+                receive, send = socket.socketpair()
+                receive.setblocking(False)
+                send.setblocking(False)
+                self._wake = (receive, send)
             client = self._client_or_connect()
             idle = self.settings.idle and "IDLE" in self._capabilities
             with self._errors("idle" if idle else "poll", drop=True):
@@ -392,29 +408,43 @@ class Inbox:
                     return self._idle(client, timeout)
                 return self._poll(client, timeout)
 
+    def interrupt(self) -> None:
+        """End the current (or the next) ``wait_for_new`` early, from any thread.
+
+        It then returns False; AsyncInbox calls this when its wait is cancelled, so a
+        shutdown does not wait for the IDLE window to run out.
+        """
+        wake = self._wake  # not under the lock: the waiting thread holds it
+        if wake is not None:
+            with suppress(OSError):  # full (already woken) or closed by close(): nothing to do
+                wake[1].send(b"!")
+
     def _idle(self, client: IMAPClient, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         window = min(float(self.settings.idle_seconds), IDLE_MAX_SECONDS)
         while True:
             restart = min(deadline, time.monotonic() + window)
             client.idle()
-            news = False
-            while not news and (left := restart - time.monotonic()) > 0:
-                began = time.monotonic()
-                responses = client.idle_check(timeout=left)
-                if said_bye(responses):
-                    raise imaplib.IMAP4.abort("server said BYE during IDLE")
-                news = arrived(responses)
-                if not responses and time.monotonic() - began < left / 2:
-                    # idle_check returns early and empty at end-of-file: end this IDLE now,
-                    # so DONE either succeeds or reveals the dead connection.
-                    break
+            news = woken = False
+            while not (news or woken) and (left := restart - time.monotonic()) > 0:
+                ready = self._sleep(left, client.socket())
+                if ready == "wake":
+                    woken = True
+                elif ready == "server":
+                    responses = client.idle_check(timeout=0)
+                    if said_bye(responses):
+                        raise imaplib.IMAP4.abort("server said BYE during IDLE")
+                    news = arrived(responses)
+                    if not responses:
+                        # Readable but no line: end-of-file (or a partial TLS record). End
+                        # this IDLE now, so DONE either succeeds or reveals a dead connection.
+                        break
             # DONE needs the server's tagged answer within timeout_seconds: a connection
             # that died silently is noticed here at the latest every idle window.
             _, responses = client.idle_done()
             if news or arrived(responses):
                 return True
-            if time.monotonic() >= deadline:
+            if woken or time.monotonic() >= deadline:
                 return False
 
     def _poll(self, client: IMAPClient, timeout: float) -> bool:
@@ -424,9 +454,26 @@ class Inbox:
             if arrived(responses):
                 return True
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or self._sleep(min(float(self.settings.poll_seconds), left)) == "wake":
                 return False
-            time.sleep(min(float(self.settings.poll_seconds), left))
+
+    def _sleep(self, seconds: float, server: socket.socket | None = None) -> str | None:
+        """Wait until the server socket is readable ("server"), interrupt() is called
+        ("wake"), or the time is up (None)."""
+        assert self._wake is not None  # made by wait_for_new()
+        wake = self._wake[0]
+        with selectors.DefaultSelector() as selector:
+            selector.register(wake, selectors.EVENT_READ, "wake")
+            if server is not None:
+                selector.register(server, selectors.EVENT_READ, "server")
+            events = selector.select(seconds)
+        ready = {key.data for key, _ in events}
+        if "wake" in ready:
+            with suppress(BlockingIOError):
+                while wake.recv(64):
+                    pass
+            return "wake"
+        return "server" if ready else None
 
     # - internals -
 
@@ -553,9 +600,13 @@ class AsyncInbox:
         await self._call(self.inbox.quarantine, uids, reason)
 
     async def wait_for_new(self, timeout: float) -> bool:
-        """See :meth:`Inbox.wait_for_new`; keep ``timeout`` short enough for a clean shutdown,
-        since a cancelled wait's thread runs on until its timeout."""
-        return await self._call(self.inbox.wait_for_new, timeout)
+        """See :meth:`Inbox.wait_for_new`; cancelling it interrupts the waiting thread."""
+        try:
+            return await self._call(self.inbox.wait_for_new, timeout)
+        except asyncio.CancelledError:
+            # The worker thread cannot be cancelled: wake it, so close() need not wait.
+            self.inbox.interrupt()
+            raise
 
     async def append(self, raw: bytes, folder: str | None = None) -> int | None:
         """See :meth:`Inbox.append`."""

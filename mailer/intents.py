@@ -16,6 +16,7 @@ good signal.
 
 from __future__ import annotations
 
+import copy
 import email
 import email.policy
 import hashlib
@@ -46,6 +47,9 @@ MAX_TEXT = 5_000            # characters of reply text kept in the intent
 MAX_LINE = 1_000            # longer lines are not forms: only their start is read for fields
 MAX_VALUE = 200             # a field value longer than this is cut
 MAX_ICS = 1_000_000         # calendar parts larger than this are not parsed
+MAX_RECORDS = 100           # participants read from one reply (a delegation is a few people)
+MAX_ROW_TRIES = 200         # lines tried as "name, position, ..." rows (each resolves countries)
+MAX_PART = 300_000          # encoded characters read of each body part (whole lines kept)
 LANGUAGES = ("en", "fr", "es")
 
 
@@ -55,14 +59,16 @@ def _wordset(words: str) -> frozenset[str]:
 
 def understand(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str) -> Intent:
     """What one raw inbound message asks for; malformed mail gives an ``unknown`` intent."""
-    fallback_id = _digest_id(raw)
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raw = str(raw).encode("utf-8", "replace")
+    fallback_id = _digest_id(bytes(raw))
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.default)
     except Exception as exc:  # the parser is lenient, but a crash here must not stop the daemon
         return _unreadable("", fallback_id, exc)
-    return understand_message(msg,  # type: ignore[arg-type]  # policy.default: EmailMessage
- catalog, now=now, inbox_address=inbox_address,
-                              fallback_id=fallback_id)
+    # policy.default makes every message an EmailMessage.
+    return understand_message(msg, catalog, now=now,  # type: ignore[arg-type]
+                              inbox_address=inbox_address, fallback_id=fallback_id)
 
 
 def understand_message(msg: EmailMessage, catalog: Catalog, *, now: datetime,
@@ -73,7 +79,7 @@ def understand_message(msg: EmailMessage, catalog: Catalog, *, now: datetime,
     try:
         sender = _sender(msg)
         message_id = _message_id(msg) or fallback_id or _digest_id(_safe_bytes(msg))
-        return _understand(msg, catalog, now, inbox_address, sender, message_id)
+        return _understand(_bounded(msg), catalog, now, inbox_address, sender, message_id)
     except Exception as exc:  # hostile mail: any failure to read it is an answerable "unknown"
         return _unreadable(sender, message_id or _digest_id(b""), exc)
 
@@ -133,6 +139,25 @@ def _finish(base: Intent, catalog: Catalog, found: _EventChoice, language: str |
 
 def _with(intent: Intent, **changes: object) -> Intent:
     return replace(intent, **changes)  # type: ignore[arg-type]
+
+
+def _bounded(msg: EmailMessage) -> EmailMessage:
+    """``msg``, or a copy with every body part cut to its first ``MAX_PART`` characters.
+
+    Bounce detection and quote removal scan whole parts; on a 20 MB body they take half a
+    minute, while everything that matters (a reply, a DSN, an .ics) sits in the first lines.
+    """
+    large = [i for i, part in enumerate(msg.walk()) if not part.is_multipart()
+             and isinstance(part.get_payload(), str) and len(part.get_payload()) > MAX_PART]
+    if not large:
+        return msg
+    trimmed = copy.deepcopy(msg)
+    for index, part in enumerate(trimmed.walk()):
+        if index in large:
+            payload = part.get_payload()[:MAX_PART]
+            # Whole lines, so base64 and quoted-printable still decode.
+            part.set_payload(payload[:payload.rfind("\n") + 1] or payload)
+    return trimmed
 
 
 def _unreadable(sender: str, message_id: str, exc: BaseException) -> Intent:
@@ -405,13 +430,13 @@ def _negated(folded: str, start: int) -> bool:
 
 
 def _sense(pattern: re.Pattern[str], folded: str, *, negatable: bool = True) -> bool:
-    """True when ``pattern`` occurs once without a negation just before it."""
+    """True when ``pattern`` occurs at least once without a negation just before it."""
     return any(not (negatable and _negated(folded, m.start()))
                for m in pattern.finditer(folded))
 
 
 def _rx(*parts: str) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{p})" for p in parts))
+    return re.compile("|".join(f"(?:{p})" for p in parts), re.M)
 
 
 _REGISTRATIONS = r"(?:registration|participation|attendance|inscription|inscripcion|registro)"
@@ -420,12 +445,17 @@ _CANCEL_VERB = _rx(
     r"\bcancel+(?:ing|ed)?\b(?: (?:my|our|the|this))? (?:registration|participation|"
     r"attendance|place|seat|spot)",
     r"\b(?:please )?cancel+ (?:me|my|us)\b", r"\bwithdraw (?:my|our|from)\b",
-    r"\bunsubscribe\b", r"\bderegister\b|\bunregister\b|\bremove me from\b",
+    # Not "To unsubscribe from this list": a mailing-list footer left under the reply.
+    r"\bunsubscribe (?:me|us|from)\b(?<!from)|\bunsubscribe from (?!th(?:is|e) (?:list|group|"
+    r"mailing|newsletter))|^\s*unsubscribe\s*$",
+    r"\bderegister\b|\bunregister\b|\bremove me from\b",
     r"\bannul+(?:er|ez|e|ons)\b(?: (?:mon|ma|notre|l'|la|cette))? ?" + _REGISTRATIONS,
     r"\b(?:me|nous) desinscri\w*", r"\bdesinscri(?:re|vez|ption)\b",
     r"\bretir(?:er|ez) (?:mon|ma|notre)\b",
     r"\b(?:cancel|anul)\w*(?: (?:mi|nuestra|nuestro|el|la|su))? ?" + _REGISTRATIONS,
     r"\bdar(?:me)? de baja\b|\bdesinscribir\w*\b",
+    # The keyword our templates ask for ("reply with the word CANCEL"), alone on its line.
+    r"^\W*(?:cancel|annuler|cancelar)\W*$",
 )
 # Phrases that already contain their negation ("je ne pourrai pas participer").
 _CANNOT_ATTEND = _rx(
@@ -434,11 +464,11 @@ _CANNOT_ATTEND = _rx(
     r"(?:attend|participate|join|make it|take part)",
     r"\bne (?:pourrai|pourrons|peux|pourra|pourrais|serai|serons) (?:pas|plus) "
     r"(?:participer|assister|etre present|y assister|prendre part|me connecter)",
-    r"\bje ne participerai (?:pas|plus)\b|\bempeche\w*\b",
+    r"\bje ne participerai (?:pas|plus)\b|\b(?:suis|serai|sommes|serons) empeche\w*\b",
     r"\bno (?:podre|podremos|puedo|podra|podria) (?:asistir|participar|conectarme|estar)",
     r"\bya no (?:podre|puedo) (?:asistir|participar)\b",
 )
-_CERTIFICATE = re.compile(r"\b(?:certificat\w*|attestation\w*|constancia\w*)\b")
+_CERTIFICATE = re.compile(r"\b(?:certific\w*|attestation\w*|constancia\w*)\b")
 _QUESTION_START = re.compile(
     r"(?:^|[.!\n]\s*)(?:what|when|where|how|why|which|who|will|is there|are there|can i|"
     r"could you|do you|does|would it|est-ce que?|quel|quelle|quels|quelles|quand|comment|"
@@ -538,6 +568,8 @@ def _registration_reason(participants: tuple[Participant, ...], sender: str) -> 
         if lacks:
             who = "" if count == 1 else f" for participant {number}"
             gaps.append(f"missing {', '.join(lacks)}{who}")
+    if len(gaps) > 5:   # the reason is for people reading a log line
+        gaps = [*gaps[:5], f"and {len(gaps) - 5} more incomplete"]
     return "; ".join([head, *gaps])
 
 
@@ -626,6 +658,7 @@ def read_participants(text: str) -> list[Record]:
     current = Record()
     header: list[str | None] | None = None
     lines = text.splitlines()
+    tries = 0
 
     def close() -> None:
         nonlocal current
@@ -666,12 +699,15 @@ def read_participants(text: str) -> list[Record]:
             continue
         if _TABLE_RULE.fullmatch(line) and "|" in line:
             continue
-        row = _list_row(line, cells)
+        row = None
+        if (len(cells) >= 2 or "<" in line) and tries < MAX_ROW_TRIES:
+            tries += 1
+            row = _list_row(line, cells)
         if row is not None:
             close()
             records.append(row)
     close()
-    return _share_fields([r for r in records if r.is_person or r.is_shared])
+    return _share_fields([r for r in records if r.is_person or r.is_shared])[:MAX_RECORDS]
 
 
 def _labelled(line: str, folded: str, where: list[int]) -> tuple[str, str] | None:
@@ -800,11 +836,16 @@ def _list_row(line: str, cells: list[str]) -> Record | None:
             rest.append(cell)
     if "email" not in record.fields and "country" not in record.fields:
         return None   # a sentence with commas, not a participant
-    for cell in rest:
-        target = "organisation" if _ORG_WORDS.search(cell) else "position"
-        if target in record.fields:
-            target = "position" if target == "organisation" else "organisation"
-        if target not in record.fields:
+    # Position and organisation: the one cell with an institution word is the organisation;
+    # otherwise the order of the brief's example, "name, position, organisation".
+    flagged = [bool(_ORG_WORDS.search(cell)) for cell in rest]
+    if flagged.count(True) == 1 and len(rest) >= 2:
+        org = flagged.index(True)
+        rest = [c for i, c in enumerate(rest) if i != org] + [rest[org]]
+    elif len(rest) == 1 and flagged == [True]:
+        rest = ["", rest[0]]
+    for target, cell in zip(("position", "organisation"), rest, strict=False):
+        if cell:
             record.set(target, _clean_value(target, cell))
     return record
 
@@ -828,6 +869,10 @@ _REGIONS: dict[str, str] = {
                      r"latinoameric\w*|latino-americ\w*|latam",
     "caribbean": r"caribbean|caraibes?|caribe|caribenos?|antilles",
 }
+_ANY_REGION = re.compile("|".join(f"(?:{rx})" for rx in _REGIONS.values()))
+_REGION_WORDS = _wordset("""latin latina latine america americas amerique american americain
+    americaine americano americana asia asie asian pacific pacifique pacifico caribbean caribe
+    caraibes africa afrique african africain africaine africano africana""")
 _MONTHS: dict[str, tuple[str, ...]] = {
     "en": ("january", "february", "march", "april", "may", "june", "july", "august",
            "september", "october", "november", "december"),
@@ -910,8 +955,11 @@ def _language_matches(text: str, events: list[Event], _all: list[Event]) -> set[
 
 
 def _title_words(event: Event) -> set[str]:
+    """Title words other than generic ones and regions (regions are matched in any language,
+    so an English title word must not make "Caribbean" mean only the English session)."""
     words = set(re.findall(r"[a-z][a-z-]{4,}", fold(" ".join(event.spec.title.values()))))
-    return words - _GENERIC_TITLE_WORDS
+    return {w for w in words - _GENERIC_TITLE_WORDS - _REGION_WORDS
+            if not _ANY_REGION.fullmatch(w)}
 
 
 def _title_matches(text: str, events: list[Event], everyone: list[Event]) -> set[str] | None:

@@ -56,6 +56,8 @@ def zone_for(name: str | None) -> ZoneInfo | None:
 def zone_label(zone: ZoneInfo, lang: str) -> str:
     """How the zone is named in a sentence: "Dakar time", "heure de Dakar", "hora de Dakar"."""
     city = get_timezone_location(zone, locale=_locale(lang), return_city=True)
+    # For zones CLDR lacks a city for, Babel returns the zone's path ("Argentina/Buenos Aires").
+    city = city.rpartition("/")[2]
     if lang == "fr":
         # French elides "de" before a vowel and contracts "de Le" (Le Caire -> du Caire).
         if city.startswith("Le "):

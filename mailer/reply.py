@@ -132,8 +132,14 @@ _MISSED = re.compile("|".join(f"(?:{p})" for p in _MISSED_HEADERS), re.MULTILINE
 # An attribution in any language (Android in Russian, say) is told by where it stands: the
 # line right before ">"-quoted lines, ending with ":" and carrying a date or an address. When
 # a client wrapped it, its first half ends with "<" or "," or the second half starts lower-case.
-_ATTRIBUTION_LINE = re.compile(r"[@\d].*:$")
 _WRAPPED = re.compile(r"[<,(]$")
+
+# The library's patterns backtrack quadratically on long lines (a 16 kB line starting with
+# "On" takes seconds), so they search a copy whose lines are cut short (no header line is
+# long), and only the start of the text: what a person writes above a quote is far shorter.
+# Together the caps keep hostile mail well under a second.
+_LONGEST_HEADER_LINE = 300
+_LONGEST_TEXT = 64_000
 
 
 def _attributions(lines: list[str]) -> list[tuple[int, int]]:
@@ -145,7 +151,8 @@ def _attributions(lines: list[str]) -> list[tuple[int, int]]:
         j = i - 1
         while j >= 0 and not lines[j]:
             j -= 1
-        if j < 0 or lines[j].startswith(">") or not _ATTRIBUTION_LINE.search(lines[j]):
+        if (j < 0 or lines[j].startswith(">") or not lines[j].endswith(":")
+                or not re.search(r"[@\d]", lines[j])):
             continue
         first = j
         if j and lines[j - 1] and (_WRAPPED.search(lines[j - 1]) or lines[j][:1].islower()):
@@ -160,23 +167,26 @@ def _library_headers() -> re.Pattern[str]:
     return _LibraryParser(text="", languages=["en", "fr", "es", "de"]).HEADER_REGEX
 
 
-def _line_start(text: str, pos: int) -> int:
-    """Where the line holding ``pos`` starts (a match may begin on the newline before it)."""
-    if pos < len(text) and text[pos] == "\n":
-        pos += 1
-    return text.rfind("\n", 0, pos) + 1
-
-
 def _quote_start(text: str) -> tuple[int, int] | None:
     """Where the earliest header introducing a quoted or forwarded message starts and ends."""
-    found = [(_line_start(text, m.start()), m.end())
-             for m in (_library_headers().search(text), _MISSED.search(text)) if m]
     lines = text.split("\n")
     offsets = [0]
     for line in lines:
         offsets.append(offsets[-1] + len(line) + 1)
-    found += [(offsets[first], offsets[last + 1] - 1) for first, last in _attributions(lines)]
-    return min(found, default=None)
+    short = "\n".join(line[:_LONGEST_HEADER_LINE] for line in lines)
+    found: list[tuple[int, int]] = []
+    for match in (_library_headers().search(short), _MISSED.search(short)):
+        if match:
+            # A match may begin on the newline before its first line.
+            begin = match.start() + (1 if short.startswith("\n", match.start()) else 0)
+            first = short.count("\n", 0, begin)
+            last = short.count("\n", 0, match.end())
+            found.append((first, last))
+    found += _attributions(lines)
+    if not found:
+        return None
+    first, last = min(found)
+    return offsets[first], offsets[last + 1] - 1
 
 
 # --- Cleaning what is left --------------------------------------------------------------------
@@ -205,7 +215,7 @@ _RULE = re.compile(r"^[-_=*~\s]+$")
 
 
 def _normalise(text: str) -> str:
-    """One newline style, no-break spaces as spaces, and no trailing blanks on lines."""
+    """One newline style, no-break spaces as spaces, no blanks around lines (HTML indents)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ")
     return "\n".join(line.strip() for line in text.split("\n"))
 
@@ -231,7 +241,7 @@ def _tidy(text: str) -> str:
 
 def extract_reply(text: str) -> str:
     """What the sender wrote in ``text``: above the quote, or below it when they bottom-posted."""
-    text = _normalise(text)
+    text = _normalise(text[:_LONGEST_TEXT])
     header = _quote_start(text)
     if header is None:
         return _tidy(text)

@@ -24,13 +24,14 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from mailer.countries import is_country_code
 from mailer.durations import parse_duration
-from mailer.errors import Problem, ScheduleError
+from mailer.errors import Problem, ScheduleError, toml_error
 
 LANGUAGES: tuple[str, ...] = ("en", "fr", "es")
 Language = Literal["en", "fr", "es"]
@@ -70,6 +71,16 @@ class PackSpec(_Spec):
     factsheet: str | None = None
     bibliography: str | None = None
     slides: str | None = None
+
+    @field_validator("factsheet", "bibliography", "slides")
+    @classmethod
+    def _only_lang_placeholder(cls, value: str | None) -> str | None:
+        if value is not None:
+            for name in re.findall(r"{([^{}]*)}", value):
+                if name != "lang":
+                    raise ValueError(f"unknown placeholder {{{name}}}: only {{lang}} is "
+                                     "replaced (by en, fr or es)")
+        return value
 
     def items(self) -> list[tuple[str, str]]:
         """The (item, path pattern) pairs that are set, in the order they are attached."""
@@ -114,11 +125,13 @@ class EventSpec(_Spec):
     cancelled: bool = False
     description: Titles = {}
 
-    @model_validator(mode="after")
-    def _end_after_start(self) -> EventSpec:
-        if self.end <= self.start:
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, end: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if start is not None and end <= start:
             raise ValueError("end must be after start")
-        return self
+        return end
 
 
 class ScheduleFile(_Spec):
@@ -291,8 +304,8 @@ def _read_file(path: Path, problems: list[Problem]) -> ScheduleFile | None:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        problems.append(Problem(str(path), None, f"TOML syntax: {exc.msg}",
-                                getattr(exc, "lineno", None)))
+        message, line = toml_error(exc)
+        problems.append(Problem(str(path), None, f"TOML syntax: {message}", line))
         return None
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(str(path), None, f"cannot read: {exc}"))

@@ -21,6 +21,7 @@ from mailer.countries import country_name
 from mailer.domain import Kind, Status
 from mailer.errors import ScheduleError, UsageError
 from mailer.schedule import Catalog, read_catalog
+from mailer.spreadsheet import safe_cell
 from mailer.sync import current_plan, sync_events
 
 
@@ -162,7 +163,8 @@ def registrations_view(settings: Settings, event_id: str | None, fmt: str) -> st
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        # Names and organisations come from mail: never let a spreadsheet read them as formulas.
+        writer.writerows([{k: safe_cell(v) for k, v in r.items()} for r in rows])
         return buffer.getvalue()
     totals = _totals(catalog, rows)
     if fmt == "json":

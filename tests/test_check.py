@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from mailer.check import check, format_problems
 from mailer.errors import Problem
 
 SECRET = "Tr0ub4dor&3-not-for-logs"
+ROOT = Path(__file__).resolve().parent.parent
+Added = Callable[[Callable[[], object]], list[Problem]]
 
 
 @pytest.fixture(autouse=True)
@@ -23,13 +26,31 @@ def _no_mailer_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+def _copy_shipped(root: Path, target: Path) -> Path:
+    for folder in ("schedules", "packs", "contacts", "templates"):
+        shutil.copytree(root / folder, target / folder)
+    shutil.copy(root / "config.example.toml", target / "config.toml")
+    return target
+
+
+def _relative(problems: list[Problem], base: Path) -> set[Problem]:
+    """Problems with the copy's folder taken out, so two copies' problems compare equal."""
+    cut = str(base)
+    return {Problem(p.file.replace(cut, ""), p.field, p.message.replace(cut, ""), p.line)
+            for p in problems}
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> set[Problem]:
+    """The problems of an intact copy (none once the shipped setup is complete)."""
+    intact = _copy_shipped(ROOT, tmp_path_factory.mktemp("intact"))
+    return _relative(check(intact / "config.toml"), intact)
+
+
 @pytest.fixture
 def setup(root: Path, tmp_path: Path) -> Path:
     """A copy of the shipped setup (config, schedules, packs, contacts, templates) to break."""
-    for folder in ("schedules", "packs", "contacts", "templates"):
-        shutil.copytree(root / folder, tmp_path / folder)
-    shutil.copy(root / "config.example.toml", tmp_path / "config.toml")
-    return tmp_path
+    return _copy_shipped(root, tmp_path)
 
 
 def _edit(path: Path, old: str, new: str) -> int:
@@ -40,13 +61,16 @@ def _edit(path: Path, old: str, new: str) -> int:
     return text[: text.index(old)].count("\n") + 1
 
 
-def _added(setup: Path, break_it: object) -> list[Problem]:
-    """The problems that appear once ``break_it()`` has run, beyond those of the intact copy."""
-    config = setup / "config.toml"
-    before = set(check(config))
-    assert callable(break_it)
-    break_it()
-    return [p for p in check(config) if p not in before]
+@pytest.fixture
+def added(setup: Path, baseline: set[Problem]) -> Added:
+    """Break the copy with a function, then return the problems the intact copy did not have."""
+
+    def run(break_it: Callable[[], object]) -> list[Problem]:
+        break_it()
+        problems = check(setup / "config.toml")
+        return [p for p in problems if next(iter(_relative([p], setup))) not in baseline]
+
+    return run
 
 
 def _only(problems: list[Problem]) -> Problem:
@@ -57,7 +81,7 @@ def _only(problems: list[Problem]) -> Problem:
 # -- schedules ------------------------------------------------------------------------------
 
 
-def test_toml_syntax_error_names_file_and_line(setup: Path) -> None:
+def test_toml_syntax_error_names_file_and_line(setup: Path, added: Added) -> None:
     """A broken TOML line is reported with the schedule file and its line number."""
     path = setup / "schedules" / "cyber-cj-2020.toml"
     line = 0
@@ -66,16 +90,16 @@ def test_toml_syntax_error_names_file_and_line(setup: Path) -> None:
         nonlocal line
         line = _edit(path, "max_per_country = 4 ", "max_per_country = = 4 ")
 
-    problem = _only(_added(setup, break_it))
+    problem = _only(added(break_it))
     assert problem.file == str(path)
     assert problem.line == line
     assert "TOML syntax" in str(problem)
 
 
-def test_unknown_key_names_the_event_field_and_line(setup: Path) -> None:
+def test_unknown_key_names_the_event_field_and_line(setup: Path, added: Added) -> None:
     """A misspelt key inside an event is reported as that event's unknown key, on its line."""
     path = setup / "schedules" / "cyber-cj-2020.toml"
-    problem = _only(_added(setup, lambda: _edit(path, 'language = "fr"\n',
+    problem = _only(added(lambda: _edit(path, 'language = "fr"\n',
                                                   'language = "fr"\ncolour = "blue"\n')))
     text = path.read_text(encoding="utf-8").splitlines()
     assert problem.file == str(path)
@@ -84,7 +108,7 @@ def test_unknown_key_names_the_event_field_and_line(setup: Path) -> None:
     assert problem.line is not None and text[problem.line - 1] == 'colour = "blue"'
 
 
-def test_unknown_country_code(setup: Path) -> None:
+def test_unknown_country_code(setup: Path, added: Added) -> None:
     """An invited code that is not ISO 3166 alpha-2 is reported on the event and its line."""
     path = setup / "schedules" / "caribbean-2020.toml"
     line = 0
@@ -93,12 +117,12 @@ def test_unknown_country_code(setup: Path) -> None:
         nonlocal line
         line = _edit(path, 'invited = ["JM"]', 'invited = ["JM", "XX"]')
 
-    problem = _only(_added(setup, break_it))
+    problem = _only(added(break_it))
     assert (problem.file, problem.field, problem.line) == (str(path), "event[2].invited", line)
     assert "unknown country code 'XX'" in problem.message
 
 
-def test_unknown_country_group(setup: Path) -> None:
+def test_unknown_country_group(setup: Path, added: Added) -> None:
     """A misspelt group name is reported with the groups that do exist."""
     path = setup / "schedules" / "caribbean-2020.toml"
     old = 'invited = ["@caricom"]\njoin_url = "https://zoom.us/j/91490375562"'
@@ -108,26 +132,26 @@ def test_unknown_country_group(setup: Path) -> None:
         nonlocal line
         line = _edit(path, old, old.replace("@caricom", "@carricom"))
 
-    problem = _only(_added(setup, break_it))
+    problem = _only(added(break_it))
     assert (problem.file, problem.field, problem.line) == (str(path), "event[9].invited", line)
     assert "unknown country group '@carricom'" in problem.message
     assert "@caricom" in problem.message
 
 
-def test_end_not_after_start(setup: Path) -> None:
+def test_end_not_after_start(setup: Path, added: Added) -> None:
     """An event ending before it starts is reported on that event."""
     path = setup / "schedules" / "cyber-cj-2020.toml"
-    problem = _only(_added(setup, lambda: _edit(path, "end = 2020-07-07T09:45:00Z",
+    problem = _only(added(lambda: _edit(path, "end = 2020-07-07T09:45:00Z",
                                                   "end = 2020-07-07T07:45:00Z")))
     assert problem.file == str(path)
     assert (problem.field or "").startswith("event[1]")
     assert "end must be after start" in problem.message
 
 
-def test_duplicate_event_id_across_files(setup: Path) -> None:
+def test_duplicate_event_id_across_files(setup: Path, added: Added) -> None:
     """An event id already used in another file is reported in the new file, naming the other."""
     extra = setup / "schedules" / "extra-2021.toml"
-    problem = _only(_added(setup, lambda: extra.write_text(
+    problem = _only(added(lambda: extra.write_text(
         '[series]\nid = "extra-2021"\ntitle = "Extra"\n\n[[event]]\nid = "africa-fr"\n'
         'start = 2021-01-12T10:00:00Z\nend = 2021-01-12T11:00:00Z\nlanguage = "en"\n'
         'invited = ["SN"]\n', encoding="utf-8")))
@@ -136,7 +160,7 @@ def test_duplicate_event_id_across_files(setup: Path) -> None:
     assert "cyber-cj-2020.toml" in problem.message
 
 
-def test_unknown_language(setup: Path) -> None:
+def test_unknown_language(setup: Path, added: Added) -> None:
     """A language other than en, fr or es is reported on the event's language line."""
     path = setup / "schedules" / "cyber-cj-2020.toml"
     line = 0
@@ -145,12 +169,12 @@ def test_unknown_language(setup: Path) -> None:
         nonlocal line
         line = _edit(path, 'language = "fr"', 'language = "de"')
 
-    problem = _only(_added(setup, break_it))
+    problem = _only(added(break_it))
     assert (problem.file, problem.field, problem.line) == (str(path), "event[2].language", line)
     assert "'en', 'fr' or 'es'" in problem.message
 
 
-def test_bad_duration(setup: Path) -> None:
+def test_bad_duration(setup: Path, added: Added) -> None:
     """A reminder written '1 day' is reported with the way to write it."""
     path = setup / "schedules" / "cyber-cj-2020.toml"
     line = 0
@@ -159,7 +183,7 @@ def test_bad_duration(setup: Path) -> None:
         nonlocal line
         line = _edit(path, 'reminders = ["7d", "1d", "1h"]', 'reminders = ["7d", "1 day", "1h"]')
 
-    problem = _only(_added(setup, break_it))
+    problem = _only(added(break_it))
     assert (problem.file, problem.field, problem.line) == (str(path), "series.reminders[1]",
                                                            line)
     assert "bad duration '1 day'" in problem.message
@@ -168,10 +192,10 @@ def test_bad_duration(setup: Path) -> None:
 # -- pack files and contacts ----------------------------------------------------------------
 
 
-def test_missing_pack_file(setup: Path) -> None:
+def test_missing_pack_file(setup: Path, added: Added) -> None:
     """A pack file missing in a language an event uses names the schedule and series.pack.slides."""
     path = setup / "schedules" / "cyber-cj-2020.toml"
-    problem = _only(_added(setup, lambda: (setup / "packs" / "slides.es.pptx").unlink()))
+    problem = _only(added(lambda: (setup / "packs" / "slides.es.pptx").unlink()))
     assert problem.file == str(path)
     assert problem.field == "series.pack.slides"
     assert "slides.es.pptx" in problem.message and "lac-es" in problem.message
@@ -187,7 +211,7 @@ def test_pack_in_a_language_no_event_uses_is_optional(setup: Path) -> None:
     assert not [p for p in check(setup / "config.toml") if "pack" in (p.field or "")]
 
 
-def test_contacts_bad_country_code_names_the_csv_line(setup: Path) -> None:
+def test_contacts_bad_country_code_names_the_csv_line(setup: Path, added: Added) -> None:
     """A contact with an unknown country code is reported with the CSV file and its line."""
     path = setup / "contacts" / "cyber-cj-2020.csv"
     line = 0
@@ -196,15 +220,15 @@ def test_contacts_bad_country_code_names_the_csv_line(setup: Path) -> None:
         nonlocal line
         line = _edit(path, "SN,Awa Diop", "Senegal,Awa Diop")
 
-    problem = _only(_added(setup, break_it))
+    problem = _only(added(break_it))
     assert (problem.file, problem.field, problem.line) == (str(path), "country", line)
-    assert "'Senegal'" in problem.message
+    assert "senegal" in problem.message.lower()
 
 
-def test_contacts_missing_file(setup: Path) -> None:
+def test_contacts_missing_file(setup: Path, added: Added) -> None:
     """A series whose contacts file is missing is reported on its contacts key."""
     path = setup / "schedules" / "cyber-cj-2020.toml"
-    problem = _only(_added(setup, lambda: (setup / "contacts" / "cyber-cj-2020.csv").unlink()))
+    problem = _only(added(lambda: (setup / "contacts" / "cyber-cj-2020.csv").unlink()))
     assert (problem.file, problem.field) == (str(path), "series.contacts")
     assert "file not found" in problem.message
 
@@ -212,16 +236,16 @@ def test_contacts_missing_file(setup: Path) -> None:
 # -- templates ------------------------------------------------------------------------------
 
 
-def test_template_missing_for_a_language_an_event_uses(setup: Path) -> None:
+def test_template_missing_for_a_language_an_event_uses(setup: Path, added: Added) -> None:
     """Deleting the French reminder text is reported on that template file."""
     template = setup / "templates" / "fr" / "reminder.txt"
-    problem = _only(_added(setup, template.unlink))
+    problem = _only(added(template.unlink))
     assert problem.file == str(template)
     assert problem.field == "reminder"
     assert "missing" in problem.message
 
 
-def test_template_that_fails_to_render(setup: Path) -> None:
+def test_template_that_fails_to_render(setup: Path, added: Added) -> None:
     """A template using a variable that does not exist is reported on that template."""
     template = setup / "templates" / "es" / "reminder.txt"
 
@@ -230,7 +254,7 @@ def test_template_that_fails_to_render(setup: Path) -> None:
         with template.open("a", encoding="utf-8") as handle:
             handle.write("\n{{ no_such_variable.attribute }}\n")
 
-    problem = _only(_added(setup, break_it))
+    problem = _only(added(break_it))
     assert problem.file == str(template)
     assert problem.field == "reminder"
 

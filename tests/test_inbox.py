@@ -360,3 +360,30 @@ async def test_async_inbox_runs_calls_in_threads(imap_server: ImapServer) -> Non
         await inbox.mark_handled([f.uid for f in fetched])
         assert await inbox.wait_for_new(0.2) is False
         assert (await inbox.fetch_new(cursor))[1] == []
+
+
+def test_interrupt_ends_a_wait_early(imap_server: ImapServer) -> None:
+    """interrupt() from another thread ends an IDLE wait at once, leaving the connection usable."""
+    with Inbox(imap_server.settings(idle=True)) as inbox:
+        inbox.fetch_new(None)
+        waker = threading.Timer(0.3, inbox.interrupt)
+        waker.start()
+        began = time.monotonic()
+        assert inbox.wait_for_new(10.0) is False
+        assert time.monotonic() - began < 3.0
+        waker.join()
+        inbox.append(mail(1))
+        assert len(inbox.fetch_new(None)[1]) == 1
+
+
+async def test_cancelled_async_wait_does_not_hold_up_close(dovecot: ImapServer) -> None:
+    """Cancelling AsyncInbox.wait_for_new wakes its thread, so close() returns promptly."""
+    inbox = AsyncInbox(dovecot.settings(idle=True))
+    await inbox.connect()
+    waiter = asyncio.ensure_future(inbox.wait_for_new(30.0))
+    await asyncio.sleep(0.3)
+    waiter.cancel()
+    began = time.monotonic()
+    await inbox.close()
+    assert time.monotonic() - began < 3.0
+    assert waiter.cancelled()

@@ -13,7 +13,8 @@ from mailer.schedule import LANGUAGES, Catalog
 COLUMNS = ("country", "name", "email", "language", "organisation")
 
 
-def read_contacts(path: Path) -> tuple[list[Contact], list[Problem]]:
+def read_contacts(path: Path, series_id: str | None = None
+                  ) -> tuple[list[Contact], list[Problem]]:
     """Read one contacts CSV; return the good rows and a problem per bad one (with its line)."""
     contacts: list[Contact] = []
     problems: list[Problem] = []
@@ -44,7 +45,8 @@ def read_contacts(path: Path) -> tuple[list[Contact], list[Problem]]:
                     continue
                 contacts.append(Contact(country=country, name=(row.get("name") or "").strip(),
                                         email=email.lower(), language=language,
-                                        organisation=(row.get("organisation") or "").strip()))
+                                        organisation=(row.get("organisation") or "").strip(),
+                                        series_id=series_id))
     except OSError as exc:
         problems.append(Problem(str(path), None, f"cannot read: {exc.strerror}"))
     return contacts, problems
@@ -52,7 +54,7 @@ def read_contacts(path: Path) -> tuple[list[Contact], list[Problem]]:
 
 def catalog_contacts(catalog: Catalog, base: Path) -> tuple[list[Contact], list[Problem]]:
     """Every series' contacts (``series.contacts``, relative to ``base``), deduplicated."""
-    contacts: dict[tuple[str, str], Contact] = {}
+    contacts: dict[tuple[str, str, str], Contact] = {}
     problems: list[Problem] = []
     for series in catalog.series.values():
         if not series.spec.contacts:
@@ -62,8 +64,8 @@ def catalog_contacts(catalog: Catalog, base: Path) -> tuple[list[Contact], list[
             problems.append(Problem(str(series.file), "series.contacts",
                                     f"contacts file not found: {path}"))
             continue
-        found, bad = read_contacts(path)
+        found, bad = read_contacts(path, series.id)
         problems.extend(bad)
         for contact in found:
-            contacts[(contact.email, contact.country)] = contact
+            contacts[(contact.email, contact.country, series.id)] = contact
     return list(contacts.values()), problems

@@ -176,17 +176,19 @@ def resolve_country(text: str) -> str | None:
     """The ISO alpha-2 code of a country as a person wrote it, or None if unknown or ambiguous.
 
     ``text`` is the value of a country field: a name in English, French or Spanish (any case,
-    with or without accents, short or official, with small typos) or an ISO alpha-2/alpha-3 code.
+    with or without accents, short or official, with small typos) or an ISO alpha-2/alpha-3 code
+    in capitals.
     """
     if not isinstance(text, str):
         return None
     raw = text.strip().strip(".").strip()
-    if re.fullmatch(r"[A-Za-z]{2,3}", raw):
-        code = raw.upper()
-        if code in all_codes():
-            return code
-        if code in _alpha3():
-            return _alpha3()[code]
+    # Codes only in capitals: "Mr", "Ms", "No" and "St" in a form are titles and words, not
+    # Mauritania, Montserrat, Norway and São Tomé.
+    if re.fullmatch(r"[A-Z]{2,3}", raw):
+        if raw in all_codes():
+            return raw
+        if raw in _alpha3():
+            return _alpha3()[raw]
     for candidate in (raw, re.sub(r"\(.*?\)", " ", raw)):
         found, code = _exact(_normalise(candidate))
         if found:

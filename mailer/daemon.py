@@ -111,7 +111,7 @@ class Mailer:
                                        self.policy.domain)
         return changes, current
 
-    def handle(self, raw: bytes, now: datetime, **where: int | str) -> Handled:
+    def handle(self, raw: bytes, now: datetime, **where: int | str | None) -> Handled:
         return handle(self.store, self.catalog, raw, now=now, policy=self.policy, **where)
 
     async def read_inbox(self, inbox: AsyncInbox, now: datetime | None,
@@ -129,7 +129,8 @@ class Mailer:
                 moment = now or utcnow()
                 outcome = await asyncio.to_thread(
                     self.handle, fetched.raw, moment, folder=fetched.folder,
-                    uidvalidity=fetched.uidvalidity, uid=fetched.uid, size=fetched.size)
+                    uidvalidity=fetched.uidvalidity, uid=fetched.uid, size=fetched.size,
+                    message_id=fetched.message_id)
                 report.outcomes.append(outcome)
                 if outcome.outcome == "quarantined":
                     report.quarantined += 1

@@ -65,10 +65,13 @@ def fallback_message_id(raw: bytes) -> str:
 
 
 def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, policy: Policy,
-           folder: str = "", uidvalidity: int = 0, uid: int = 0, size: int | None = None
-           ) -> Handled:
-    """Handle one raw message end to end; never raises for bad mail (it is quarantined)."""
-    message_id = (message_id_of(raw) if raw else None) or fallback_message_id(
+           folder: str = "", uidvalidity: int = 0, uid: int = 0, size: int | None = None,
+           message_id: str | None = None) -> Handled:
+    """Handle one raw message end to end; never raises for bad mail (it is quarantined).
+
+    ``message_id`` is the header the inbox read when it did not download an oversize body.
+    """
+    message_id = (message_id_of(raw) if raw else message_id) or fallback_message_id(
         raw or f"{folder}/{uidvalidity}/{uid}".encode())
     where = {"folder": folder, "uidvalidity": uidvalidity, "uid": uid}
     with st.transaction() as session:
@@ -196,13 +199,12 @@ def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
                       confirmed_at=now if confirmed else None,
                       sequence_seen=sequence if confirmed else 0)
         if new.revive_id is not None and new.revive_id in by_id:
-            row = by_id[new.revive_id]
-            for key, value in values.items():
-                setattr(row, key, value)
-            row.created_at = now
-        else:
-            session.add(store.Registration(event_id=decision.event_id, series_id=series_id,
-                                           email=p.email, created_at=now, **values))
+            # Someone who cancelled and registers again queues anew: a fresh row (and id)
+            # puts them behind everyone already waiting, even at the same instant.
+            session.delete(by_id.pop(new.revive_id))
+            session.flush()
+        session.add(store.Registration(event_id=decision.event_id, series_id=series_id,
+                                       email=p.email, created_at=now, **values))
     for change in decision.changed:
         row = by_id[change.registration_id]
         row.status = str(change.status)

@@ -25,3 +25,5 @@ def configure(fmt: str = "console", level: str = "INFO") -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # flufl.bounce narrates every detector at INFO: a thousand lines per hundred bounces.
+    logging.getLogger("flufl.bounce").setLevel(logging.WARNING)

@@ -50,6 +50,7 @@ class Contact:
     email: str
     language: str
     organisation: str = ""
+    series_id: str | None = None        # the series whose contacts file lists them (None: all)
 
 
 @dataclass(frozen=True)
@@ -345,6 +346,27 @@ def _invitations(board: _Board, facts: _Facts, contacts: Sequence[Contact]) -> N
                        "event started", context={"form_rows": spec.max_per_country})
     for contact in contacts:
         country = contact.country.upper()
-        if country in event.countries:
+        if country in event.countries and contact.series_id in (None, event.series.id):
             message.plan_for(board, contact.email, contact.name, contact.language, country,
                              None, context={"organisation": contact.organisation})
+
+
+def timetable(event: Event) -> list[tuple[Kind, datetime, str]]:
+    """The moments the series sets for one event, whoever is registered: (kind, when, label).
+
+    ``mailer plan`` shows these even before anyone registers, so staff see when reminders
+    and packs will go.
+    """
+    spec = event.series.spec
+    if event.cancelled:
+        return []
+    rows: list[tuple[Kind, datetime, str]] = []
+    if spec.invitation_at is not None:
+        rows.append((Kind.INVITATION, spec.invitation_at, ""))
+    if spec.pack is not None and spec.pack_at is not None:
+        rows.append((Kind.PACK, event.start - spec.pack_at, format_duration(spec.pack_at)))
+    for offset in spec.reminders:
+        rows.append((Kind.REMINDER, event.start - offset, format_duration(offset)))
+    if spec.certificate != "never":
+        rows.append((Kind.CERTIFICATE, event.end, spec.certificate))
+    return sorted(rows, key=lambda r: r[1])

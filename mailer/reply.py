@@ -54,12 +54,17 @@ def _decode(part: Message) -> str:
 
 
 def body_text(msg: Message) -> str:
-    """The message's first text/plain part, else its HTML part as text without quoted sections."""
+    """The message's first text/plain part, else its HTML part as text without quoted sections.
+
+    A blank plain part (some webmails send one beside the real HTML) does not count.
+    """
     html: str | None = None
     for part in _leaves(msg):
         if part.get_content_type() == "text/plain":
-            return _decode(part)
-        if part.get_content_type() == "text/html" and html is None:
+            text = _decode(part)
+            if text.strip():
+                return text
+        elif part.get_content_type() == "text/html" and html is None:
             html = _decode(part)
     return html_to_text(html) if html is not None else ""
 

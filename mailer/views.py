@@ -22,6 +22,7 @@ from mailer.domain import Kind, Status
 from mailer.errors import ScheduleError, UsageError
 from mailer.schedule import Catalog, read_catalog
 from mailer.spreadsheet import safe_cell
+from mailer.planner import timetable
 from mailer.sync import current_plan, sync_events
 
 
@@ -61,6 +62,7 @@ def plan_view(settings: Settings, now: datetime | None, *, as_json: bool,
     finally:
         st.close()
     rows = [r for r in current.summary() if not event_id or r["event_id"] == event_id]
+    rows = _with_timetable(rows, catalog, event_id)
     if as_json:
         events = {e.id: {"title": e.title(e.language), "start": e.start.isoformat(),
                          "end": e.end.isoformat(), "language": e.language,
@@ -79,13 +81,37 @@ def plan_view(settings: Settings, now: datetime | None, *, as_json: bool,
         lines.append(f"\n{event.id}{state}: {event.title(event.language)}, "
                      f"{event.start:%Y-%m-%d %H:%M}–{event.end:%H:%M} UTC")
         if not mine:
-            lines.append("  nothing planned (no registrations yet)")
+            lines.append("  nothing planned")
         for r in mine:
             states = ", ".join(f"{r[s]} {s}" for s in ("sent", "due", "scheduled", "missed")
-                               if r[s])
-            lines.append(f"  {r['due_at'][:16].replace('T', ' ')}  {r['kind']:<16} "
-                         f"{r['total']:>5} recipient(s): {states}")
+                               if r[s]) or "nobody yet"
+            lines.append(f"  {r['due_at'][:16].replace('T', ' ')}  {r['kind']:<12} "
+                         f"{r['label']:<10} {r['total']:>5} recipient(s): {states}")
     return "\n".join(lines)
+
+
+def _with_timetable(rows: list[dict[str, Any]], catalog: Catalog,
+                    event_id: str | None) -> list[dict[str, Any]]:
+    """Add the series' own moments (reminders, pack...) that no registration fills yet."""
+    seen = {(r["event_id"], r["kind"], r["due_at"]) for r in rows}
+    out = list(rows)
+    for event in catalog.events.values():
+        if event_id and event.id != event_id:
+            continue
+        for kind, when, label in timetable(event):
+            if (event.id, str(kind), when.isoformat()) in seen:
+                continue
+            if kind in (Kind.REMINDER, Kind.PACK) and any(
+                    r["event_id"] == event.id and r["kind"] == str(kind) and
+                    r.get("label") == label for r in rows):
+                continue
+            out.append({"event_id": event.id, "kind": str(kind), "due_at": when.isoformat(),
+                        "scheduled": 0, "due": 0, "sent": 0, "missed": 0, "total": 0})
+    for row in out:
+        if "label" not in row:
+            row["label"] = ""
+    out.sort(key=lambda r: (r["due_at"], r["event_id"], r["kind"]))
+    return out
 
 
 def parse_view(settings: Settings, path: Path, now: datetime | None, *, as_json: bool) -> str:

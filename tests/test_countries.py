@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import pytest
 
-from mailer.countries import country_timezone, resolve_country
+from mailer.countries import all_codes, country_timezone, resolve_country
 
 SPELLINGS = {
     # English, French and Spanish names, any case, with or without accents.
@@ -50,8 +52,8 @@ SPELLINGS = {
     # Typos.
     "Senagal": "SN", "Jamiaca": "JM", "Colmbia": "CO", "Philipines": "PH", "Gautemala": "GT",
     "Venezuala": "VE", "Kazakstan": "KZ", "Trinidad and Tobaggo": "TT",
-    # ISO codes, alpha-2 and alpha-3, any case.
-    "SN": "SN", "sn": "SN", "SEN": "SN", "jam": "JM", "TTO": "TT", "XK": "XK",
+    # ISO codes, alpha-2 and alpha-3, in capitals.
+    "SN": "SN", "SEN": "SN", "JAM": "JM", "TTO": "TT", "XK": "XK", " GB ": "GB",
 }
 
 
@@ -92,6 +94,7 @@ def test_ambiguous_names_are_refused(text: str) -> None:
 @pytest.mark.parametrize("text", [
     "", "   ", "N/A", "-", "12345", "hello", "Ministry of Justice", "Ministère de la Justice",
     "Africa", "Europe", "Dakar", "Geneva", "Vienna", "ZZ", "QQQ", "Magistrate",
+    "Mr", "Ms", "No", "St", "sn",       # titles and words that are codes only in capitals
 ])
 def test_garbage_is_not_a_country(text: str) -> None:
     """Text that is clearly not a country gives None."""
@@ -118,3 +121,9 @@ def test_country_timezone(code: str, zone: str) -> None:
 def test_unknown_country_timezone_is_utc(code: str) -> None:
     """An unknown code gets UTC rather than an error."""
     assert country_timezone(code) == "UTC"
+
+
+def test_every_country_has_a_loadable_zone() -> None:
+    """Every accepted country code maps to a zone the zoneinfo database can load."""
+    for code in sorted(all_codes()):
+        assert ZoneInfo(country_timezone(code)).key == country_timezone(code)

@@ -1,4 +1,4 @@
-"""Handling inbound mail against a real SQLite store: one transaction, no duplicates, no overbooking."""
+"""Handling inbound mail on a real SQLite store: one transaction, no duplicates, no overbooking."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.domain import Kind, Status, outbox_key
+from mailer.domain import Kind, Outgoing, Status, outbox_key
 from mailer.planner import Contact, EventVersion, Plan, Planned, Registrant, plan
 from mailer.schedule import Catalog, load_catalog
 
@@ -121,6 +121,10 @@ def test_reminder_keys_and_fields(tmp_path: Path) -> None:
         "Awa@Justice.SN", "Person 7", "fr", "SN")
     assert (out.event_id, out.sequence, out.registration_id) == ("africa-fr", 3, 7)
     assert out.due_at == START - timedelta(days=7)
+    assert out == Outgoing(key=out.key, kind=Kind.REMINDER, recipient="Awa@Justice.SN",
+                           language="fr", event_id="africa-fr", name="Person 7", country="SN",
+                           sequence=3, due_at=START - timedelta(days=7), registration_id=7,
+                           context={"offset": "7d"})
 
 
 def test_late_registrant_gets_later_reminders_and_the_pack_at_confirmation(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -255,6 +256,14 @@ def test_body_text_survives_unknown_and_wrong_charsets() -> None:
     assert body_text(mislabelled) == "País: Perú\n"
 
 
+def test_blank_plain_part_falls_back_to_html() -> None:
+    """A blank plain alternative does not hide the HTML part that holds the reply."""
+    msg = EmailMessage()
+    msg.set_content("\n")
+    msg.add_alternative("<p>Je confirme.</p>", subtype="html")
+    assert reply_text(msg) == "Je confirme."
+
+
 def test_empty_html_gives_empty_text() -> None:
     """An empty HTML part gives an empty reply instead of an error."""
     assert reply_text(_parse("Content-Type: text/html\n\n")) == ""
@@ -262,8 +271,6 @@ def test_empty_html_gives_empty_text() -> None:
 
 def test_hostile_long_text_is_read_quickly() -> None:
     """A megabyte of lines that look like reply headers is read in well under three seconds."""
-    import time
-
     body = ("On " + "a " * 100 + "\n") * 5000
     started = time.perf_counter()
     reply_text(_plain(body))

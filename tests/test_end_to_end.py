@@ -1,0 +1,136 @@
+"""The whole path over real servers: replies in Dovecot, ``mailer once``, answers at an SMTP sink."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from icalendar import Calendar
+from sqlalchemy import select
+
+from mailer import store
+from mailer.config import Imap, Organiser, Paths, Settings, Store
+from mailer.daemon import run_once
+from tests.mailgen import INBOX, wave
+from tests.servers.imap import ImapServer
+from tests.servers.smtp import SmtpSink, smtp_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+# After the invitations went out (3 June 2020), before the first webinar (24 June).
+NOW = datetime(2020, 6, 20, 12, 0, tzinfo=timezone.utc)
+
+
+def settings_for(tmp_path: Path, imap: Imap, sink: SmtpSink) -> Settings:
+    return Settings(
+        organiser=Organiser(name="Cybercrime Programme Office", address=INBOX,
+                            staff_address="staff@secretariat.example"),
+        imap=imap, smtp=smtp_settings(sink), store=Store(url=f"sqlite:///{tmp_path}/m.db"),
+        paths=Paths(schedules=ROOT / "schedules", templates=ROOT / "templates", packs=ROOT))
+
+
+def append_all(server: ImapServer, messages: list[bytes]) -> None:
+    client = server.client()
+    try:
+        for raw in messages:
+            client.append("INBOX", raw)
+    finally:
+        client.logout()
+
+
+def parsed(sink: SmtpSink) -> list[email.message.EmailMessage]:
+    return [email.message_from_bytes(m.content, policy=email.policy.default)
+            for m in sink.messages]
+
+
+def test_the_demo_replies_become_registrations_and_answers(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """Thirteen realistic replies become the right registrations and the right answers."""
+    demo = sorted((ROOT / "mailer" / "demo_data").glob("*.eml"))
+    append_all(dovecot, [p.read_bytes() for p in demo])
+    settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
+    report = asyncio.run(run_once(settings, now=NOW))
+    assert report.read == 13 and report.quarantined == 0
+    st = store.Store(settings.store.url)
+    with st.transaction() as session:
+        status = {(r.event_id, r.email): (r.country, r.status)
+                  for r in store.all_registrations(session)}
+    assert status[("africa-fr", "awa.diop@justice.gouv.sn.example")] == ("SN", "confirmed")
+    ci = [s for (e, _), (c, s) in status.items() if e == "africa-fr" and c == "CI"]
+    # Four delegates, a fifth waiting, then one cancels: the fifth is promoted.
+    assert Counter(ci) == Counter({"confirmed": 4, "cancelled": 1})
+    assert status[("africa-fr", "i.ouattara@justice.gouv.ci.example")] == ("CI", "confirmed")
+    assert status[("africa-en", "pierre.martin@diplomatie.gouv.fr.example")] == ("FR", "review")
+    assert status[("lac-en", "k.ramlogan@ag.gov.tt.example")] == ("TT", "confirmed")
+    sent = Counter((m["To"].addresses[0].addr_spec, m["Subject"]) for m in parsed(smtp_sink))
+    to = Counter(addr for addr, _ in sent.elements())
+    assert to["j.smith@foreign.gov.jm.example"] == 0          # the out-of-office
+    assert to["MAILER-DAEMON@mx.secretariat.example".lower()] == 0
+    assert to["focal.point@mofa.gov.gh.example"] == 0          # bounced: suppressed
+    assert to["staff@secretariat.example"] == 1                # the question, forwarded
+    assert to["i.ouattara@justice.gouv.ci.example"] == 2       # waiting list, then promotion
+    st.close()
+
+
+def test_a_wave_of_replies_ends_with_exactly_the_right_registrations(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """220 generated replies: the store matches the rules, each seat gets one invitation."""
+    generated = wave(220, seed=11)
+    append_all(dovecot, generated.messages)
+    settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
+    report = asyncio.run(run_once(settings, now=NOW))
+    assert report.read == 220 and report.quarantined == 0
+
+    st = store.Store(settings.store.url)
+    with st.transaction() as session:
+        stored = {(r.event_id, r.email): r.status for r in store.all_registrations(session)}
+        failed = session.scalars(select(store.OutboxRow).where(
+            store.OutboxRow.status == "failed")).all()
+    assert stored == generated.oracle.status
+    assert failed == []
+    for event in {e for e, _ in stored}:
+        per_country = Counter(generated.oracle.country[k] for k, s in stored.items()
+                              if k[0] == event and s == "confirmed")
+        assert max(per_country.values()) <= 4
+
+    messages = parsed(smtp_sink)
+    calendar_invites: Counter[tuple[str, str]] = Counter()
+    for msg in messages:
+        to = msg["To"].addresses[0].addr_spec.lower()
+        assert to not in generated.never_answered and to not in generated.bounced
+        assert msg["Auto-Submitted"] in ("auto-replied", "auto-generated")
+        for part in msg.walk():
+            if part.get_content_type() == "text/calendar":
+                cal = Calendar.from_ical(part.get_content())
+                assert cal["METHOD"] == part.get_param("method").upper()
+                if cal["METHOD"] == "CANCEL":       # a withdrawal confirmed
+                    continue
+                (vevent,) = cal.walk("VEVENT")
+                event_id = msg["Subject"].rsplit("[", 1)[1].rstrip("]")
+                assert vevent["ATTENDEE"].lower() == f"mailto:{to}"
+                calendar_invites[(event_id, to)] += 1
+    # Everyone who ever held a seat got exactly one invitation (acknowledgement or promotion).
+    assert set(calendar_invites) == generated.oracle.ever_confirmed
+    assert max(calendar_invites.values()) == 1
+
+    before = len(smtp_sink.messages)
+    again = asyncio.run(run_once(settings, now=NOW))
+    assert again.drain.sent == 0 and len(smtp_sink.messages) == before
+    st.close()
+
+
+@pytest.mark.parametrize("server_name", ["pymap"])
+def test_pymap_inbox_works_end_to_end(tmp_path: Path, pymap: ImapServer, smtp_sink: SmtpSink,
+                                      server_name: str) -> None:
+    """The same pass works against pymap, whose flags cannot be stored: Message-IDs dedup."""
+    demo = sorted((ROOT / "mailer" / "demo_data").glob("0[1-3]*.eml"))
+    append_all(pymap, [p.read_bytes() for p in demo])
+    settings = settings_for(tmp_path, pymap.settings(), smtp_sink)
+    first = asyncio.run(run_once(settings, now=NOW))
+    second = asyncio.run(run_once(settings, now=NOW))
+    assert first.handled == 3 and second.handled == 0
+    assert len(smtp_sink.messages) == first.drain.sent > 0 and second.drain.sent == 0

@@ -56,7 +56,7 @@ def certificate_pdf(name: str, event: Event, lang: str, *,
     """
     lang = lang if lang in _WORDS else "en"
     words = _WORDS[lang]
-    organisers = event.series.spec.organisers
+    organisers = event.organisers(lang)
     texts = {
         "heading": words["heading"],
         "certify": words["certify"],

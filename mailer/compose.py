@@ -210,7 +210,8 @@ class Composer:
             "cancelled": event.cancelled,
             "language": event.language,
             "max_per_country": spec.max_per_country,
-            "organisers": format_list(spec.organisers, locale=lang) if spec.organisers else "",
+            "organisers": (format_list(event.organisers(lang), locale=lang)
+                           if event.organisers(lang) else ""),
         }
 
     def template_context(self, out: Outgoing, lang: str, event: Event | None,
@@ -333,6 +334,8 @@ class Composer:
         msg["Auto-Submitted"] = "auto-replied" if out.kind in ANSWER_KINDS else "auto-generated"
         # Asks Exchange not to answer us with out-of-office notices (mail loops).
         msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+        # The kind on the wire (subjects are templates staff edit): for tests and mail filters.
+        msg["X-Mailer-Kind"] = out.kind.value
 
         msg.set_content(text)
         if html is not None:

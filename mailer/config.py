@@ -75,13 +75,16 @@ class Store(_Section):
 
 
 class Paths(_Section):
-    """Where staff keep schedules, templates, pack files and the contacts list."""
+    """Where staff keep schedules, templates, pack files and the contacts list.
+
+    ``packs`` is the folder that file paths written in schedules (pack files, a series'
+    ``contacts``) start from; ``contacts`` is an optional contacts list for every series.
+    """
 
     schedules: Path = Path("schedules")
     templates: Path = Path("templates")
     packs: Path = Path(".")
     contacts: Path | None = None
-    spool: Path = Path("var/spool")
 
 
 class Log(_Section):

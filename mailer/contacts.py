@@ -52,10 +52,19 @@ def read_contacts(path: Path, series_id: str | None = None
     return contacts, problems
 
 
-def catalog_contacts(catalog: Catalog, base: Path) -> tuple[list[Contact], list[Problem]]:
-    """Every series' contacts (``series.contacts``, relative to ``base``), deduplicated."""
+def catalog_contacts(catalog: Catalog, base: Path, shared: Path | None = None
+                     ) -> tuple[list[Contact], list[Problem]]:
+    """Every series' contacts (``series.contacts``, relative to ``base``), deduplicated.
+
+    ``shared`` is a contacts file for every series (``paths.contacts`` in the configuration).
+    """
     contacts: dict[tuple[str, str, str], Contact] = {}
     problems: list[Problem] = []
+    if shared is not None:
+        found, bad = read_contacts(shared)
+        problems.extend(bad)
+        for contact in found:
+            contacts[(contact.email, contact.country, "")] = contact
     for series in catalog.series.values():
         if not series.spec.contacts:
             continue

@@ -66,7 +66,8 @@ class Mailer:
         self.store.migrate()
         self.composer = Composer(settings, catalog)
         self.contacts: list[Contact] = []
-        self.contacts, problems = catalog_contacts(catalog, settings.paths.packs)
+        self.contacts, problems = catalog_contacts(catalog, settings.paths.packs,
+                                                   settings.paths.contacts)
         for problem in problems:
             log.warning("contacts problem", problem=str(problem))
         address = settings.organiser.address
@@ -99,7 +100,8 @@ class Mailer:
                       problems=[str(p) for p in template_problems])
             return template_problems
         self.catalog, self.composer = catalog, composer
-        self.contacts, _ = catalog_contacts(catalog, self.settings.paths.packs)
+        self.contacts, _ = catalog_contacts(catalog, self.settings.paths.packs,
+                                            self.settings.paths.contacts)
         log.info("schedules reloaded", events=len(catalog.events))
         return []
 

@@ -91,7 +91,11 @@ async def drain(st: store.Store, compose: Callable[..., EmailMessage], sender: S
                 continue
             try:
                 files, links = attachments_for(out, catalog, settings)
-                items.append((key, compose(out, now=now, attachments=files, links=links)))
+                msg = compose(out, now=now, attachments=files, links=links)
+                if files and len(msg.as_bytes()) > settings.smtp.max_message_bytes:
+                    raise ValueError(f"{len(msg.as_bytes())} bytes, over smtp.max_message_bytes"
+                                     "; set limits.pack_base_url so large files are linked")
+                items.append((key, msg))
             except Exception as exc:  # noqa: BLE001 - one broken message must not stop the rest
                 reason = f"could not compose: {type(exc).__name__}: {exc}"[:500]
                 log.error("message not composed", key=out.key, kind=str(out.kind),

@@ -92,7 +92,8 @@ class SeriesSpec(_Spec):
 
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
     title: Titles
-    organisers: list[str] = []
+    # One list for every language, or one per language: {en = [...], fr = [...]}.
+    organisers: list[str] | dict[Language, list[str]] = []
     max_per_country: int = Field(default=4, ge=1, le=1000)
     reminders: list[Duration] = []
     pack_at: Duration | None = None
@@ -196,6 +197,16 @@ class Event:
                 if candidate in titles:
                     return titles[candidate]
         return self.id
+
+    def organisers(self, lang: str) -> list[str]:
+        """The series' organisers named in ``lang`` (same fallbacks as titles)."""
+        named = self.series.spec.organisers
+        if isinstance(named, list):
+            return named
+        for candidate in (lang, self.spec.language, "en", *LANGUAGES):
+            if candidate in named:
+                return named[candidate]
+        return []
 
     def series_title(self, lang: str) -> str:
         """The series' title in ``lang`` with the same fallbacks."""

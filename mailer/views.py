@@ -20,9 +20,9 @@ from mailer.contacts import catalog_contacts
 from mailer.countries import country_name
 from mailer.domain import Kind, Status
 from mailer.errors import ScheduleError, UsageError
+from mailer.planner import timetable
 from mailer.schedule import Catalog, read_catalog
 from mailer.spreadsheet import safe_cell
-from mailer.planner import timetable
 from mailer.sync import current_plan, sync_events
 
 
@@ -53,7 +53,7 @@ def plan_view(settings: Settings, now: datetime | None, *, as_json: bool,
     moment = _now(now)
     st = store.Store(settings.store.url)
     st.migrate()
-    contacts, _ = catalog_contacts(catalog, settings.paths.packs)
+    contacts, _ = catalog_contacts(catalog, settings.paths.packs, settings.paths.contacts)
     try:
         with st.transaction() as session:
             sync_events(session, catalog, moment)

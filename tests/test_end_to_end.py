@@ -1,4 +1,4 @@
-"""The whole path over real servers: replies in Dovecot, ``mailer once``, answers at an SMTP sink."""
+"""The whole path over real servers: replies in Dovecot, `mailer once`, answers at an SMTP sink."""
 
 from __future__ import annotations
 

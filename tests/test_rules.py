@@ -186,7 +186,8 @@ def test_permanent_bounces_suppress_the_address(catalog: Catalog) -> None:
 
 def test_missing_country_asks_the_sender(catalog: Catalog) -> None:
     """A participant whose country could not be read is not registered; the sender is asked."""
-    intent = registration("x@y.org", Participant("x@y.org", "Xavier", None, country_text="Atlantis"))
+    intent = registration("x@y.org",
+                          Participant("x@y.org", "Xavier", None, country_text="Atlantis"))
     d = decide(intent, catalog.event("africa-fr"), [], sequence=0, now=BEFORE,
                staff_address=STAFF)
     assert d.created == ()

@@ -33,6 +33,17 @@ def test_cyber_series_has_the_five_webinars_at_their_utc_times(catalog: Catalog)
     ]
 
 
+def test_organisers_may_be_one_list_for_every_language(tmp_path: Path) -> None:
+    """A plain list of organisers is used in every language."""
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / "x.toml").write_text(
+        '[series]\nid = "x"\ntitle = "X"\norganisers = ["UNODC"]\n[[event]]\nid = "e"\n'
+        'start = 2020-07-09T08:00:00Z\nend = 2020-07-09T09:00:00Z\nlanguage = "es"\n'
+        'invited = ["SN"]\n', encoding="utf-8")
+    assert load_catalog(folder).events["e"].organisers("es") == ["UNODC"]
+
+
 def test_cyber_series_rules_match_the_brief(catalog: Catalog) -> None:
     """Four per country, reminders 7d/1d/1h, pack 3 days before, certificates on request."""
     spec = catalog.series["cyber-cj-2020"].spec
@@ -40,7 +51,9 @@ def test_cyber_series_rules_match_the_brief(catalog: Catalog) -> None:
     assert spec.reminders == [timedelta(days=7), timedelta(days=1), timedelta(hours=1)]
     assert spec.pack_at == timedelta(days=3)
     assert (spec.certificate, spec.recorded, spec.not_invited) == ("on_request", True, "review")
-    assert spec.organisers == ["European Union", "Council of Europe"]
+    event = catalog.events["africa-fr"]
+    assert event.organisers("en") == ["European Union", "Council of Europe"]
+    assert event.organisers("fr") == ["Union européenne", "Conseil de l'Europe"]
     assert spec.pack is not None and spec.pack.slides == "packs/slides.{lang}.pptx"
     assert spec.invitation_at is not None and spec.invitation_at < _utc("2020-06-24T07:00")
 

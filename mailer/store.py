@@ -29,6 +29,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -241,10 +242,14 @@ class Store:
 
 
 def lock_event(session: Session, event_id: str) -> None:
-    """Serialise deciders for one event (row lock on PostgreSQL; SQLite already is)."""
-    if session.bind is not None and session.bind.dialect.name != "sqlite":
-        session.execute(select(EventVersionRow.event_id)
-                        .where(EventVersionRow.event_id == event_id).with_for_update())
+    """Serialise deciders for one event until the transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock on the event id (no row needs to exist).
+    SQLite needs nothing: ``BEGIN IMMEDIATE`` already serialises every writer.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:id))"), {"id": event_id})
 
 
 # --- inbound -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.servers.imap", "tests.servers.smtp"]
+pytest_plugins = ["tests.servers.imap", "tests.servers.smtp", "tests.servers.postgres"]
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"

@@ -1,8 +1,9 @@
-"""Handling inbound mail on a real SQLite store: one transaction, no duplicates, no overbooking."""
+"""Handling inbound mail on real SQLite and PostgreSQL: one transaction, no double handling."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,9 +35,12 @@ def catalog(tmp_path: Path) -> Catalog:
     return make_catalog(tmp_path)
 
 
-@pytest.fixture
-def st(tmp_path: Path) -> store.Store:
-    s = store.Store(f"sqlite:///{tmp_path}/mailer.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def st(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[store.Store]:
+    """The store on SQLite and on a real PostgreSQL server: every test runs on both."""
+    url = (f"sqlite:///{tmp_path}/mailer.db" if request.param == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    s = store.Store(url)
     s.migrate()
     yield s
     s.close()

@@ -163,14 +163,16 @@ async def run_once(settings: Settings, *, now: datetime | None = None, read: boo
     report = PassReport()
     try:
         moment = now or utcnow()
-        report.changes, _ = mailer.sync_and_plan(moment)
+        report.changes, before = mailer.sync_and_plan(moment)
         if read:
             async with AsyncInbox(settings.imap) as inbox:
                 await mailer.read_inbox(inbox, now, report)
         moment = now or utcnow()
-        _, current = mailer.sync_and_plan(moment)
-        report.planned = len(current.due)
-        report.missed = len(current.missed)
+        changes, after = mailer.sync_and_plan(moment)
+        report.changes += changes
+        # Each plan lists only what it newly enqueued, so the pass did the sum of both.
+        report.planned = len(before.due) + len(after.due)
+        report.missed = len(before.missed) + len(after.missed)
         if send:
             async with Sender(settings.smtp, envelope_from=settings.organiser.address) as sender:
                 report.drain = await mailer.drain(moment, sender)

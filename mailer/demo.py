@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -52,6 +51,7 @@ PACKS_AT = datetime(2020, 7, 6, 8, 5, tzinfo=timezone.utc)
 CERTIFICATES_AT = datetime(2020, 7, 9, 10, 0, tzinfo=timezone.utc)
 
 Say = Callable[[str], None]
+KindOf = Callable[[str | None], tuple[str, str | None]]
 
 
 # --- where the shipped files are -------------------------------------------------------------
@@ -111,6 +111,7 @@ class EmbeddedImap:
     def stop(self) -> None:
         """Close the listener and every connection, then end the thread."""
         if not self._thread.is_alive():
+            self._loop.close()
             return
 
         async def shutdown() -> None:
@@ -138,6 +139,7 @@ class Sent:
 
     number: int
     kind: str
+    event_id: str | None
     recipient: str
     path: Path
 
@@ -151,7 +153,7 @@ def file_name(number: int, kind: str, recipient: str) -> str:
 class SentFolder:
     """An aiosmtpd handler that writes each received message to ``folder`` as a .eml file."""
 
-    def __init__(self, folder: Path, kind_of: Callable[[str | None], str]) -> None:
+    def __init__(self, folder: Path, kind_of: KindOf) -> None:
         self.folder = folder
         self.kind_of = kind_of
         self._lock = threading.Lock()
@@ -164,33 +166,32 @@ class SentFolder:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
-        kind = self.kind_of(message_id_of(content))
+        kind, event_id = self.kind_of(message_id_of(content))
         recipients = envelope.rcpt_tos or ["unknown"]
         with self._lock:
             number = len(self._sent) + 1
             path = self.folder / file_name(number, kind, recipients[0])
             path.write_bytes(content)
-            self._sent.append(Sent(number, kind, recipients[0].lower(), path))
+            self._sent.append(Sent(number, kind, event_id, recipients[0].lower(), path))
         return f"250 2.0.0 OK saved as {path.name}"
 
 
 class OutboxKinds:
-    """Looks up a sent message's kind in the outbox by its Message-ID (read-only)."""
+    """Looks up a sent message's kind and event in the outbox by its Message-ID (read-only)."""
 
     def __init__(self, url: str) -> None:
         # A plain engine of our own: a read in WAL mode never waits for the sender's writes,
         # so the SMTP server cannot stall the drain it is answering.
         self.engine = create_engine(url)
 
-    def __call__(self, message_id: str | None) -> str:
-        if not message_id:
-            return "message"
-        with contextlib.suppress(Exception), self.engine.connect() as conn:
-            kind = conn.execute(select(OutboxRow.kind).where(
-                OutboxRow.message_id == message_id)).scalar()
-            if kind:
-                return str(kind)
-        return "message"
+    def __call__(self, message_id: str | None) -> tuple[str, str | None]:
+        if message_id:
+            with contextlib.suppress(Exception), self.engine.connect() as conn:
+                row = conn.execute(select(OutboxRow.kind, OutboxRow.event_id).where(
+                    OutboxRow.message_id == message_id)).first()
+                if row is not None:
+                    return str(row.kind), row.event_id
+        return "message", None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -208,7 +209,7 @@ class _FreePortController(Controller):
 class EmbeddedSmtp:
     """aiosmtpd on a free port of 127.0.0.1: no TLS, no login, every message to a file."""
 
-    def __init__(self, folder: Path, kind_of: Callable[[str | None], str]) -> None:
+    def __init__(self, folder: Path, kind_of: KindOf) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.handler = SentFolder(folder, kind_of)
         self._controller = _FreePortController(self.handler, hostname=HOST, port=0,
@@ -284,6 +285,17 @@ def kinds_line(sent: Sequence[Sent]) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing"
 
 
+def invitations_line(sent: Sequence[Sent], series_of: Callable[[str | None], str]) -> str:
+    """``23 invitations to 13 focal points for cyber-cj-2020`` (per series), or ``""``."""
+    invitations = [s for s in sent if s.kind == "invitation"]
+    parts = []
+    for series in sorted({series_of(s.event_id) for s in invitations}):
+        mine = [s for s in invitations if series_of(s.event_id) == series]
+        people = len({s.recipient for s in mine})
+        parts.append(f"{len(mine)} invitations to {people} focal points for {series}")
+    return "; ".join(parts)
+
+
 def outcome_line(name: str, outcome: Handled | None) -> str:
     """One reply and what the mailer made of it: file, intent, event, outcome."""
     if outcome is None:
@@ -313,11 +325,18 @@ class Demo:
     """The running demo: servers, settings, and the sent messages seen so far."""
 
     def __init__(self, folder: Path, settings: Settings, smtp: EmbeddedSmtp, say: Say) -> None:
+        from mailer.views import load
+
         self.folder = folder
         self.settings = settings
         self.smtp = smtp
         self.say = say
         self.seen = 0
+        self.catalog = load(settings)
+
+    def series_of(self, event_id: str | None) -> str:
+        event = self.catalog.events.get(event_id or "")
+        return event.series.id if event else "no series"
 
     def run_pass(self, now: datetime) -> tuple[PassReport, list[Sent]]:
         """One ``mailer once --now`` pass; returns its report and the messages it sent."""
@@ -332,8 +351,8 @@ class Demo:
     def invitations(self) -> None:
         self.say(heading(1, INVITATIONS_AT, "registration opens"))
         _, sent = self.run_pass(INVITATIONS_AT)
-        invited = [s for s in sent if s.kind == "invitation"]
-        self.say(f"  {len(invited)} invitations went to the focal points listed in {CONTACTS}")
+        self.say(f"  {invitations_line(sent, self.series_of) or 'no invitations'} "
+                 f"(one per event their country is invited to; from {CONTACTS})")
         others = [s for s in sent if s.kind != "invitation"]
         if others:
             self.say(f"  also sent: {kinds_line(others)}")
@@ -357,6 +376,9 @@ class Demo:
         self.say("\n  registrations per event and country:")
         self.say(indent(str(table), "  "))
         self.say(f"\n  sent in this pass: {kinds_line(sent)}")
+        invited = invitations_line(sent, self.series_of)
+        if invited:
+            self.say(f"  (the invitations: {invited}, whose registration opened meanwhile)")
 
     def packs(self) -> None:
         self.say(heading(3, PACKS_AT, "information packs and reminders"))

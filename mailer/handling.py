@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -35,6 +36,7 @@ log = structlog.get_logger(__name__)
 # Acknowledgements are not rationed: they are bounded by the number of events, and a
 # participant must get every one of them. Everything else answered automatically is.
 _RATIONED = frozenset(ANSWER_KINDS - {Kind.ACKNOWLEDGEMENT})
+MAX_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Handled:
     """What became of one inbound message."""
 
     message_id: str
-    outcome: str                   # handled | duplicate | quarantined
+    outcome: str                   # handled | duplicate | quarantined | failed (tried again)
     intent: Intent | None = None
     decision: Decision | None = None
     reason: str = ""
@@ -73,7 +75,7 @@ def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, poli
     """
     message_id = (message_id_of(raw) if raw else message_id) or fallback_message_id(
         raw or f"{folder}/{uidvalidity}/{uid}".encode())
-    where = {"folder": folder, "uidvalidity": uidvalidity, "uid": uid}
+    where: dict[str, Any] = {"folder": folder, "uidvalidity": uidvalidity, "uid": uid}
     with st.transaction() as session:
         if store.already_handled(session, message_id):
             return Handled(message_id, "duplicate")
@@ -93,6 +95,28 @@ def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, poli
         return Handled(message_id, "quarantined", reason=reason)
 
     intent = replace(intent, message_id=message_id)
+    try:
+        return _decide_and_store(st, catalog, intent, now, policy, where)
+    except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop
+        # Like Mailman's switchboard: a message that keeps failing is set aside after a few
+        # tries instead of being retried forever.
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        with st.transaction() as session:
+            tries = store.record_inbound(session, message_id=message_id, outcome="failed",
+                                         now=now, reason=reason, **where)
+            if tries >= MAX_TRIES:
+                store.record_inbound(session, message_id=message_id, outcome="quarantined",
+                                     now=now, reason=f"failed {tries} times: {reason}",
+                                     **where)
+        log.exception("message failed", message_id=message_id, tries=tries)
+        if tries >= MAX_TRIES:
+            return Handled(message_id, "quarantined", intent, reason=reason)
+        return Handled(message_id, "failed", intent, reason=reason)
+
+
+def _decide_and_store(st: store.Store, catalog: Catalog, intent: Intent, now: datetime,
+                      policy: Policy, where: dict[str, Any]) -> Handled:
+    message_id = intent.message_id
     with st.transaction() as session:
         if store.already_handled(session, message_id):
             return Handled(message_id, "duplicate")

@@ -102,8 +102,9 @@ class Inbound(Base):
     sender: Mapped[str] = mapped_column(String(320), default="")
     intent: Mapped[str] = mapped_column(String(40), default="")
     event_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    outcome: Mapped[str] = mapped_column(String(20))          # handled | quarantined
+    outcome: Mapped[str] = mapped_column(String(20))          # handled | quarantined | failed
     reason: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed tries so far
     handled_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
@@ -256,16 +257,27 @@ def lock_event(session: Session, event_id: str) -> None:
 
 def already_handled(session: Session, message_id: str) -> bool:
     """True when a message with this Message-ID was handled or quarantined before."""
-    return session.scalar(select(Inbound.id).where(Inbound.message_id == message_id)) is not None
+    return session.scalar(select(Inbound.id).where(
+        Inbound.message_id == message_id, Inbound.outcome != "failed")) is not None
 
 
 def record_inbound(session: Session, *, message_id: str, outcome: str, now: datetime,
                    folder: str = "", uidvalidity: int = 0, uid: int = 0, sender: str = "",
-                   intent: str = "", event_id: str | None = None, reason: str = "") -> None:
-    """Remember that a message was handled (or quarantined), in the caller's transaction."""
-    session.add(Inbound(message_id=message_id, folder=folder, uidvalidity=uidvalidity, uid=uid,
-                        sender=sender, intent=intent, event_id=event_id, outcome=outcome,
-                        reason=reason[:2000], handled_at=now))
+                   intent: str = "", event_id: str | None = None, reason: str = "") -> int:
+    """Remember what became of a message, in the caller's transaction; return its tries.
+
+    ``outcome`` "failed" counts one more failed try of a message that will be tried again.
+    """
+    row = session.scalar(select(Inbound).where(Inbound.message_id == message_id))
+    if row is None:
+        row = Inbound(message_id=message_id, attempts=0)
+        session.add(row)
+    row.folder, row.uidvalidity, row.uid, row.sender = folder, uidvalidity, uid, sender
+    row.intent, row.event_id, row.outcome = intent, event_id, outcome
+    row.reason, row.handled_at = reason[:2000], now
+    if outcome == "failed":
+        row.attempts = (row.attempts or 0) + 1
+    return row.attempts
 
 
 def get_cursor(session: Session, folder: str) -> Cursor | None:
@@ -313,15 +325,16 @@ def enqueue(session: Session, items: Iterable[Outgoing], *, now: datetime, domai
         context=dict(out.context), message_id=out.message_id(domain), status=status,
         attempts=0, next_attempt_at=out.due_at or now, last_error=reason, created_at=now,
         sent_at=None) for out in items]
+    rows = list({row["key"]: row for row in reversed(rows)}.values())[::-1]  # first wins
     if not rows:
         return 0
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     added = 0
     for start in range(0, len(rows), 500):
-        statement = insert(OutboxRow).values(rows[start:start + 500])
-        result = session.execute(statement.on_conflict_do_nothing(index_elements=["key"]))
-        added += max(result.rowcount or 0, 0)
+        statement = (insert(OutboxRow).values(rows[start:start + 500])
+                     .on_conflict_do_nothing(index_elements=["key"]).returning(OutboxRow.id))
+        added += len(session.execute(statement).all())
     return added
 
 

@@ -8,7 +8,7 @@ changes, and moving registrations of countries no longer invited to review);
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import structlog
@@ -95,17 +95,35 @@ def registrants(session: Session, catalog: Catalog) -> list[Registrant]:
             for r in store.all_registrations(session, catalog.events)]
 
 
-def current_plan(session: Session, catalog: Catalog, contacts: Sequence[Contact],
-                 now: datetime) -> Plan:
-    """The plan at ``now`` from what the store holds."""
+def _plan(session: Session, catalog: Catalog, contacts: Sequence[Contact],
+          now: datetime) -> Plan:
+    """The planner on the store's facts: every outbox key (missed ones too) counts as done."""
     return plan(catalog, registrants(session, catalog), versions(session),
                 store.outbox_keys(session), contacts, now)
+
+
+def current_plan(session: Session, catalog: Catalog, contacts: Sequence[Contact],
+                 now: datetime) -> Plan:
+    """The plan at ``now`` from what the store holds, as ``mailer plan`` shows it.
+
+    Messages an earlier pass recorded as missed stay "missed" (with their reason) rather than
+    counting as sent: staff must see what downtime cost.
+    """
+    found = _plan(session, catalog, contacts, now)
+    recorded = {key: reason for key, reason in session.execute(
+        select(store.OutboxRow.key, store.OutboxRow.last_error)
+        .where(store.OutboxRow.status == "missed"))}
+    if not recorded:
+        return found
+    return Plan(tuple(replace(p, state="missed", reason=recorded[p.out.key])
+                      if p.state == "sent" and p.out.key in recorded else p
+                      for p in found.items))
 
 
 def plan_into_outbox(session: Session, catalog: Catalog, contacts: Sequence[Contact],
                      now: datetime, domain: str) -> Plan:
     """Enqueue every due message (and record the missed ones) in the caller's transaction."""
-    current = current_plan(session, catalog, contacts, now)
+    current = _plan(session, catalog, contacts, now)
     due = current.due
     added = store.enqueue(session, due, now=now, domain=domain)
     for reason in sorted({p.reason for p in current.missed}):

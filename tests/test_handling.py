@@ -85,9 +85,8 @@ def test_a_crash_before_commit_leaves_nothing_and_the_retry_succeeds(
         raise RuntimeError("power cut")
 
     monkeypatch.setattr(store, "enqueue", crash)
-    with pytest.raises(RuntimeError):
-        handle(st, catalog, raw, now=NOW, policy=POLICY)
-    assert count(st, store.Registration) == 0 and count(st, store.Inbound) == 0
+    assert handle(st, catalog, raw, now=NOW, policy=POLICY).outcome == "failed"
+    assert count(st, store.Registration) == 0 and count(st, store.OutboxRow) == 0
     monkeypatch.setattr(store, "enqueue", real)
     assert handle(st, catalog, raw, now=NOW, policy=POLICY).outcome == "handled"
     assert count(st, store.Registration) == 1 and count(st, store.OutboxRow) == 1

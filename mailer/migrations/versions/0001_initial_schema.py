@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 07:30:45.875230
+Create Date: 2026-11-22
 """
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=100), nullable=True),
     sa.Column('outcome', sa.String(length=20), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('handled_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('message_id')

@@ -1,0 +1,282 @@
+"""Benchmark plumbing: a private Dovecot, a counting SMTP sink, measured child runs, verdicts.
+
+Every measured run (the mailer's pass, the bare baseline) happens in a fresh ``spawn``
+child process, so ``ru_maxrss`` (the kernel's high-water mark of resident memory) belongs to
+that run alone, and the set-up (generated mail, inserted rows) is never counted. The SMTP
+sink is another process: as on a real deployment, the server does not share the measured
+process's interpreter lock. Times come from ``time.monotonic``, which on Linux is one
+system-wide clock, so the child's start and the sink's last acceptance can be compared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import resource
+import sys
+import tempfile
+import time
+import traceback
+import tracemalloc
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import trustme
+
+from mailer.config import Imap, Organiser, Paths, Settings, Smtp, Store
+from tests.mailgen import INBOX
+from tests.servers import imap as imap_servers
+from tests.servers.imap import Dovecot, ImapServer
+
+ROOT = Path(__file__).resolve().parent.parent
+MB = 1024 * 1024
+SPAWN = multiprocessing.get_context("spawn")
+# High enough that the rate limiter never waits: the benchmarks measure the mailer, not it.
+UNTHROTTLED_PER_MINUTE = 100_000_000
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def dovecot() -> Iterator[Dovecot]:
+    """A private Dovecot (own config, free ports, TLS), started exactly as the tests start it.
+
+    The tests expose the start-up only as the session fixture ``dovecot_process``; its
+    undecorated generator (``__wrapped__``) is called here rather than copied, so the
+    benchmarks and the tests always run the same server set-up.
+    """
+    ca = trustme.CA()
+    with tempfile.TemporaryDirectory(prefix="mailer-bench-ca-") as folder:
+        ca_file = Path(folder) / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        start = contextlib.contextmanager(imap_servers.dovecot_process.__wrapped__)
+        with start(ca, ca_file) as server:
+            yield server
+
+
+def append(server: ImapServer, messages: Sequence[bytes], chunk: int = 500) -> float:
+    """Put ``messages`` in the mailbox's INBOX in order (MULTIAPPEND); return the seconds taken.
+
+    One connection, so UIDs follow the list order (the wave's outcome depends on it).
+    """
+    started = time.monotonic()
+    client = server.client()
+    try:
+        for first in range(0, len(messages), chunk):
+            client.multiappend("INBOX", list(messages[first:first + chunk]))
+    finally:
+        client.logout()
+    return time.monotonic() - started
+
+
+def _sink_main(ready: Connection, count: Synchronized[int], last: Synchronized[float]) -> None:
+    """The sink process: a plain aiosmtpd server that counts accepted messages."""
+    from aiosmtpd.smtp import SMTP
+
+    class Counting:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            count.value += 1            # this process is the only writer
+            last.value = time.monotonic()
+            return "250 2.0.0 OK"
+
+    async def serve() -> None:
+        handler = Counting()
+        loop = asyncio.get_running_loop()
+        # A fixed hostname: aiosmtpd would otherwise call getfqdn() (DNS) per connection.
+        server = await loop.create_server(
+            lambda: SMTP(handler, hostname="sink.bench", enable_SMTPUTF8=True),
+            "127.0.0.1", 0)
+        ready.send(server.sockets[0].getsockname()[1])
+        ready.close()
+        await server.serve_forever()
+
+    asyncio.run(serve())
+
+
+class CountingSink:
+    """An SMTP server in its own process that accepts everything (no TLS, no login) and counts.
+
+    ``count`` is the number of messages accepted since the last ``reset``; ``last_accept``
+    the ``time.monotonic()`` of the latest acceptance.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self) -> None:
+        self._count = SPAWN.Value("q", 0, lock=False)
+        self._last = SPAWN.Value("d", 0.0, lock=False)
+        self._process: Any = None
+        self.port = 0
+
+    def __enter__(self) -> CountingSink:
+        ours, theirs = SPAWN.Pipe(duplex=False)
+        self._process = SPAWN.Process(target=_sink_main, args=(theirs, self._count, self._last),
+                                      daemon=True, name="bench-smtp-sink")
+        self._process.start()
+        theirs.close()
+        if not ours.poll(30):
+            self.__exit__()
+            raise RuntimeError("the SMTP sink did not start within 30 s")
+        self.port = int(ours.recv())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.join(10)
+            self._process = None
+
+    @property
+    def count(self) -> int:
+        return int(self._count.value)
+
+    @property
+    def last_accept(self) -> float:
+        return float(self._last.value)
+
+    def reset(self) -> None:
+        self._count.value = 0
+        self._last.value = 0.0
+
+    def settle(self, expected: int, timeout: float = 30.0) -> None:
+        """Wait until ``expected`` messages arrived (they all have when the sender returned)."""
+        deadline = time.monotonic() + timeout
+        while self.count < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def smtp_settings(sink: CountingSink, connections: int) -> Smtp:
+    """Mailer SMTP settings for the sink: plain SMTP, ``connections`` connections, no throttle."""
+    return Smtp(host=sink.host, port=sink.port, security="none", connections=connections,
+                messages_per_minute=UNTHROTTLED_PER_MINUTE, timeout_seconds=60.0)
+
+
+def settings_for(workdir: Path, smtp: Smtp, imap: Imap | None = None) -> Settings:
+    """The settings of a benchmark run: the shipped schedules, templates and packs, a new store."""
+    return Settings(
+        organiser=Organiser(name="Cybercrime Programme Office", address=INBOX,
+                            staff_address="staff@secretariat.example"),
+        imap=imap or Imap(), smtp=smtp, store=Store(url=f"sqlite:///{workdir}/mailer.db"),
+        paths=Paths(schedules=ROOT / "schedules", templates=ROOT / "templates", packs=ROOT))
+
+
+# --- measured child runs ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a child run reports: when it started, its result, and its memory."""
+
+    started: float                 # time.monotonic() just before the measured work
+    returned: float                # time.monotonic() when the measured work returned
+    result: dict[str, Any]
+    rss_before: int                # ru_maxrss (bytes) before the measured work
+    rss_after: int                 # ru_maxrss (bytes) after it
+    traced_peak: int | None        # tracemalloc's peak (bytes), when traced
+
+    @property
+    def rss_delta(self) -> int:
+        return self.rss_after - self.rss_before
+
+
+def maxrss() -> int:
+    """This process's peak resident memory so far, in bytes (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def quiet_logs(path: Path) -> None:
+    """Log as ``mailer once`` does (JSON lines, INFO) but into ``path``, off the terminal."""
+    from mailer.logs import configure
+
+    sys.stderr = path.open("a", encoding="utf-8")  # noqa: SIM115 - lives as long as the child
+    configure("json", "INFO")
+
+
+def measure(work: Callable[[], dict[str, Any]], *, trace: bool) -> Measured:
+    """Run ``work`` once, timing it and recording peak memory (tracemalloc only if ``trace``)."""
+    before = maxrss()
+    if trace:
+        tracemalloc.start()
+    started = time.monotonic()
+    result = work()
+    returned = time.monotonic()
+    peak = None
+    if trace:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return Measured(started, returned, result, before, maxrss(), peak)
+
+
+def _child_main(out: Connection, target: Callable[..., Measured], args: tuple[Any, ...]) -> None:
+    try:
+        out.send(("ok", target(*args)))
+    except BaseException:  # noqa: BLE001 - carried to the parent, which raises it
+        out.send(("error", traceback.format_exc()))
+    finally:
+        out.close()
+
+
+def in_child(target: Callable[..., Measured], *args: Any) -> Measured:
+    """Run ``target(*args)`` in a fresh interpreter and return its Measured."""
+    ours, theirs = SPAWN.Pipe(duplex=False)
+    process = SPAWN.Process(target=_child_main, args=(theirs, target, args), name="bench-run")
+    process.start()
+    theirs.close()
+    try:
+        status, value = ours.recv()
+    except EOFError:
+        process.join()
+        raise RuntimeError(f"the measured run died (exit code {process.exitcode})") from None
+    process.join()
+    if status != "ok":
+        raise RuntimeError(f"the measured run failed:\n{value}")
+    return value
+
+
+# --- the bare baseline's sender ---------------------------------------------------------------
+
+
+async def send_prebuilt(host: str, port: int, sender: str, recipients: Sequence[str],
+                        raw: bytes, connections: int) -> int:
+    """Send the same message bytes to each recipient over ``connections`` plain connections."""
+    pending = deque(recipients)
+    sent = 0
+
+    async def worker() -> None:
+        nonlocal sent
+        client = aiosmtplib.SMTP(hostname=host, port=port, use_tls=False, start_tls=False,
+                                 timeout=60)
+        await client.connect()
+        while pending:
+            await client.sendmail(sender, [pending.popleft()], raw)
+            sent += 1
+        await client.quit()
+
+    await asyncio.gather(*(worker() for _ in range(min(connections, len(recipients)))))
+    return sent
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def mb(value: float | None) -> str:
+    return "n/a" if value is None else f"{value / MB:.1f} MB"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def row(label: str, value: str) -> None:
+    print(f"  {label:<44} {value}")

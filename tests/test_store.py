@@ -1,0 +1,76 @@
+"""The store: migrations match the models, one outbox row per key, failing mail set aside."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, select
+
+from mailer import handling, store
+from mailer.domain import Kind, Outgoing, outbox_key
+from mailer.handling import Policy, handle
+from tests.builders import make_catalog
+
+NOW = datetime(2020, 7, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def st(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[store.Store]:
+    url = (f"sqlite:///{tmp_path}/m.db" if request.param == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    s = store.Store(url)
+    s.migrate()
+    yield s
+    s.close()
+
+
+def test_the_migrations_build_exactly_the_models_schema(st: store.Store) -> None:
+    """After ``alembic upgrade head`` nothing differs between the database and the models."""
+    with st.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), store.Base.metadata)
+    assert diff == []
+
+
+def test_migrating_twice_is_harmless(st: store.Store) -> None:
+    """Starting the daemon again on an up-to-date database changes nothing."""
+    st.migrate()
+    with st.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(store.OutboxRow)) == 0
+
+
+def test_the_outbox_keeps_one_row_per_key(st: store.Store) -> None:
+    """Enqueuing the same message twice, in one call or two, stores it once."""
+    out = Outgoing(key=outbox_key(Kind.REMINDER, "a@x.org", "ev", 0, "1d"), kind=Kind.REMINDER,
+                   recipient="a@x.org", language="fr", event_id="ev")
+    with st.transaction() as session:
+        assert store.enqueue(session, [out, out], now=NOW, domain="example.org") == 1
+    with st.transaction() as session:
+        assert store.enqueue(session, [out], now=NOW, domain="example.org") == 0
+        (row,) = session.scalars(select(store.OutboxRow)).all()
+    assert row.message_id == out.message_id("example.org")
+    assert row.next_attempt_at == NOW
+
+
+def test_a_message_that_keeps_failing_is_quarantined_after_three_tries(
+        st: store.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply that makes handling fail is tried again, then set aside with its reason."""
+    catalog = make_catalog(tmp_path)
+    policy = Policy(inbox_address="webinars@example.org", staff_address="staff@example.org",
+                    domain="example.org")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("a bug in the rules")
+
+    monkeypatch.setattr(handling, "decide", broken)
+    raw = (b"From: a@gouv.sn\r\nTo: webinars+africa-fr@example.org\r\nSubject: x\r\n"
+           b"Message-ID: <poison@x>\r\n\r\nName: A\r\nCountry: Senegal\r\n")
+    outcomes = [handle(st, catalog, raw, now=NOW, policy=policy).outcome for _ in range(4)]
+    assert outcomes == ["failed", "failed", "quarantined", "duplicate"]
+    with st.transaction() as session:
+        (row,) = session.scalars(select(store.Inbound)).all()
+    assert row.outcome == "quarantined" and "a bug in the rules" in row.reason

@@ -279,4 +279,4 @@ def verdict(ok: bool) -> str:
 
 
 def row(label: str, value: str) -> None:
-    print(f"  {label:<44} {value}")
+    print(f"  {label:<52} {value}")

@@ -314,3 +314,7 @@ def main() -> None:
 
 def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,7 @@ import hashlib
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import structlog
@@ -116,9 +116,12 @@ class Mailer:
     def handle(self, raw: bytes, now: datetime, **where: int | str | None) -> Handled:
         return handle(self.store, self.catalog, raw, now=now, policy=self.policy, **where)
 
-    async def read_inbox(self, inbox: AsyncInbox, now: datetime | None,
+    async def read_inbox(self, inbox: AsyncInbox, clock: Callable[[], datetime],
                          report: PassReport) -> None:
-        """Handle every new message; flag each only after its effects are committed."""
+        """Handle every new message; flag each only after its effects are committed.
+
+        ``clock`` is read once per message, so a long batch stamps each at its own moment.
+        """
         folder = self.settings.imap.folder
         while True:
             with self.store.transaction() as session:
@@ -128,9 +131,8 @@ class Mailer:
             handled_uids: list[int] = []
             for fetched in batch:
                 report.read += 1
-                moment = now or utcnow()
                 outcome = await asyncio.to_thread(
-                    self.handle, fetched.raw, moment, folder=fetched.folder,
+                    self.handle, fetched.raw, clock(), folder=fetched.folder,
                     uidvalidity=fetched.uidvalidity, uid=fetched.uid, size=fetched.size,
                     message_id=fetched.message_id)
                 report.outcomes.append(outcome)
@@ -166,7 +168,7 @@ async def run_once(settings: Settings, *, now: datetime | None = None, read: boo
         report.changes, before = mailer.sync_and_plan(moment)
         if read:
             async with AsyncInbox(settings.imap) as inbox:
-                await mailer.read_inbox(inbox, now, report)
+                await mailer.read_inbox(inbox, (lambda: now) if now else utcnow, report)
         moment = now or utcnow()
         changes, after = mailer.sync_and_plan(moment)
         report.changes += changes
@@ -186,7 +188,8 @@ class Service:
 
     APScheduler wakes the worker at the next due moment and on a safety tick, and runs the
     daily retention job; the store stays the source of truth, so a restart recomputes
-    everything from it.
+    everything from it. ``clock`` is the service's idea of now (tests pass a fixed one);
+    APScheduler's own timers run on the real clock, so wake-ups are scheduled as delays.
     """
 
     def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow,
@@ -199,8 +202,10 @@ class Service:
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()
         self.scheduler: AsyncIOScheduler | None = None
-        self.alerted: set[str] = set()
+        self.broken = False             # the last reload failed: staff were alerted once
         self.passes = 0
+        self._reloading = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- the worker: plan what is due and send it -------------------------------------------
     async def worker(self) -> None:
@@ -212,26 +217,38 @@ class Service:
                     return
                 self.wake.clear()
                 try:
-                    now = self.clock()
-                    _, current = await asyncio.to_thread(self.mailer.sync_and_plan, now)
-                    await self.mailer.drain(now, sender)
-                    self._wake_at(current.next_at, await asyncio.to_thread(self._next_pending))
-                    self.passes += 1
+                    await self.step(sender)
                 except Exception as exc:  # noqa: BLE001 - log, back off, keep running
                     log.error("pass failed; retrying on the next tick", error=str(exc))
+
+    async def step(self, sender: Sender) -> Plan:
+        """One pass: record event changes, enqueue what is due, send it, book the next wake-up."""
+        now = self.clock()
+        _, current = await asyncio.to_thread(self.mailer.sync_and_plan, now)
+        await self.mailer.drain(now, sender)
+        pending = await asyncio.to_thread(self._next_pending)
+        # A pending row already due was left by a failed connection: the tick retries it,
+        # rather than a tight loop against a server that is down.
+        self._wake_at(current.next_at, pending if pending and pending > now else None)
+        self.passes += 1
+        return current
 
     def _next_pending(self) -> datetime | None:
         with self.mailer.store.transaction() as session:
             return store.next_pending_at(session)
 
     def _wake_at(self, *moments: datetime | None) -> None:
-        """Schedule one wake-up at the earliest of ``moments`` (replacing the previous one)."""
+        """Book one wake-up at the earliest of ``moments`` (replacing the previous one).
+
+        The moments are on the service's clock; the job runs after the same delay on the
+        real clock, so an injected clock still gets its wake-up.
+        """
         future = [m for m in moments if m is not None]
         if not future or self.scheduler is None:
             return
-        when = max(min(future), self.clock())
-        self.scheduler.add_job(self.wake.set, "date", run_date=when, id="next-due",
-                               replace_existing=True)
+        delay = max(min(future) - self.clock(), timedelta(0))
+        self.scheduler.add_job(self.wake.set, "date", run_date=utcnow() + delay,
+                               id="next-due", replace_existing=True, misfire_grace_time=None)
 
     # -- the inbox: IDLE (or poll), handle, wake the worker ---------------------------------
     async def inbox(self) -> None:
@@ -241,9 +258,11 @@ class Service:
             try:
                 async with AsyncInbox(imap) as box:
                     delay = 1.0
+                    log.info("inbox ready", folder=imap.folder,
+                             idle=imap.idle and "IDLE" in box.inbox.capabilities)
                     while not self.stopping.is_set():
                         report = PassReport()
-                        await self.mailer.read_inbox(box, None, report)
+                        await self.mailer.read_inbox(box, self.clock, report)
                         if report.read:
                             self.wake.set()
                         wait = imap.idle_seconds if imap.idle else imap.poll_seconds
@@ -252,7 +271,11 @@ class Service:
                         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
                         stopper.cancel()
                         if self.stopping.is_set():
+                            # Cancelling interrupts the IDLE in its thread, so the close that
+                            # follows (and the process exit) need not wait for the window.
                             waiter.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await waiter
                             return
                         waiter.result()
             except Exception as exc:  # noqa: BLE001 - a server fault must not stop the daemon
@@ -268,29 +291,40 @@ class Service:
                  if Path(p).exists()]
         async for _changes in awatch(*paths, stop_event=self.stopping, debounce=500,
                                      step=100):
-            await self.reload()
+            await self.reload("file change")
 
-    async def reload(self) -> None:
-        problems = await asyncio.to_thread(self.mailer.reload)
-        if problems:
-            await asyncio.to_thread(self._alert_staff, problems)
+    async def reload(self, trigger: str) -> list[Problem]:
+        """Re-read schedules and templates; on problems keep the last good ones and alert staff.
+
+        Staff get one email when the schedules break, not one per broken save: the next alert
+        waits until a good version has loaded again. The worker is woken either way, so an
+        edit (a moved event) is acted on at once.
+        """
+        async with self._reloading:
+            log.info("reloading schedules and templates", trigger=trigger)
+            problems = await asyncio.to_thread(self.mailer.reload)
+            if problems and not self.broken:
+                await asyncio.to_thread(self._alert_staff, problems)
+            self.broken = bool(problems)
         self.wake.set()
+        return problems
 
     def _alert_staff(self, problems: list[Problem]) -> None:
-        """One email to staff per distinct set of problems (the log has them all)."""
+        """Enqueue one email to staff listing the problems (the log has them too)."""
         from mailer.domain import Kind, Outgoing, outbox_key
 
+        now = self.clock()
         text = "\n".join(str(p) for p in problems)
-        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        if digest in self.alerted:
-            return
-        self.alerted.add(digest)
+        # The moment is in the key: the same mistake made again next week alerts again.
+        digest = hashlib.sha256(f"{now.isoformat()}\n{text}".encode()).hexdigest()[:16]
         staff = self.settings.organiser.staff_address
         out = Outgoing(key=outbox_key(Kind.STAFF_ALERT, staff, None, 0, digest),
                        kind=Kind.STAFF_ALERT, recipient=staff, language="en",
                        context={"problems": [str(p) for p in problems]})
         with self.mailer.store.transaction() as session:
-            store.enqueue(session, [out], now=self.clock(), domain=self.mailer.policy.domain)
+            store.enqueue(session, [out], now=now, domain=self.mailer.policy.domain)
+        log.warning("staff alerted: schedules or templates are invalid", to=staff,
+                    problems=len(problems))
 
     def retention(self) -> None:
         from mailer.retention import purge_expired
@@ -316,11 +350,17 @@ class Service:
         self.stopping.set()
         self.wake.set()
 
+    def _on_sighup(self) -> None:
+        # Keep a reference: the loop holds tasks only weakly.
+        task = asyncio.ensure_future(self.reload("SIGHUP"))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self.scheduler.add_job(self.wake.set, "interval", seconds=self.tick_seconds, id="tick")
         self.scheduler.add_job(self.retention, "cron", hour=3, minute=17, id="retention")
@@ -337,9 +377,9 @@ class Service:
             await self.stopping.wait()
             await asyncio.wait(tasks, timeout=30)
         finally:
-            for task in tasks:
+            for task in [*tasks, *self._background]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self._background, return_exceptions=True)
             self.scheduler.shutdown(wait=False)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)

@@ -285,6 +285,13 @@ def kinds_line(sent: Sequence[Sent]) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing"
 
 
+def kinds_per_event_line(sent: Sequence[Sent]) -> str:
+    """``5 reminder for africa-fr, 5 pack for africa-fr``, or ``nothing``."""
+    counts = Counter((s.kind, s.event_id) for s in sent)
+    return ", ".join(f"{n} {kind}" + (f" for {event}" if event else "")
+                     for (kind, event), n in counts.items()) or "nothing"
+
+
 def invitations_line(sent: Sequence[Sent], series_of: Callable[[str | None], str]) -> str:
     """``23 invitations to 13 focal points for cyber-cj-2020`` (per series), or ``""``."""
     invitations = [s for s in sent if s.kind == "invitation"]
@@ -299,7 +306,7 @@ def invitations_line(sent: Sequence[Sent], series_of: Callable[[str | None], str
 def outcome_line(name: str, outcome: Handled | None) -> str:
     """One reply and what the mailer made of it: file, intent, event, outcome."""
     if outcome is None:
-        return f"  {name:<38} not read"
+        return f"  {name:<32} not read"
     intent = outcome.intent.kind.value if outcome.intent else "-"
     event = (outcome.decision.event_id if outcome.decision and outcome.decision.event_id
              else outcome.intent.event_id if outcome.intent else None) or "-"
@@ -307,7 +314,7 @@ def outcome_line(name: str, outcome: Handled | None) -> str:
         what = outcome.decision.summary if outcome.decision else outcome.reason
     else:
         what = f"{outcome.outcome}: {outcome.reason}"
-    return f"  {name:<38} {intent:<20} {event:<16} {what}"
+    return f"  {name:<32} {intent:<20} {event:<16} {what}"
 
 
 def heading(number: int, when: datetime, title: str) -> str:
@@ -324,10 +331,9 @@ def indent(text: str, prefix: str = "  ") -> str:
 class Demo:
     """The running demo: servers, settings, and the sent messages seen so far."""
 
-    def __init__(self, folder: Path, settings: Settings, smtp: EmbeddedSmtp, say: Say) -> None:
+    def __init__(self, settings: Settings, smtp: EmbeddedSmtp, say: Say) -> None:
         from mailer.views import load
 
-        self.folder = folder
         self.settings = settings
         self.smtp = smtp
         self.say = say
@@ -381,9 +387,10 @@ class Demo:
             self.say(f"  (the invitations: {invited}, whose registration opened meanwhile)")
 
     def packs(self) -> None:
-        self.say(heading(3, PACKS_AT, "information packs and reminders"))
+        self.say(heading(3, PACKS_AT, "information packs and reminders before the Africa "
+                                      "webinars"))
         _, sent = self.run_pass(PACKS_AT)
-        self.say(f"  sent: {kinds_line(sent)}")
+        self.say(f"  sent: {kinds_per_event_line(sent)}")
         for s in sent:
             if s.kind == "pack":
                 self.say(f"  for example {s.path.name}: {attachment_names(s.path)}")
@@ -392,11 +399,12 @@ class Demo:
     def certificates(self) -> None:
         self.say(heading(4, CERTIFICATES_AT, "after the French webinar for Africa"))
         _, sent = self.run_pass(CERTIFICATES_AT)
-        self.say(f"  sent: {kinds_line(sent)}")
+        self.say(f"  sent: {kinds_per_event_line(sent)}")
         for s in sent:
             if s.kind == "certificate":
-                self.say(f"  certificate of participation to {s.recipient} "
-                         f"({attachment_names(s.path)})")
+                # Awa Diop asked for hers in her registration (02-senegal-gmail-fr).
+                self.say(f"  certificate of participation to {s.recipient}, who asked for "
+                         f"one: {attachment_names(s.path)}")
 
 
 def attachment_names(path: Path) -> str:
@@ -425,15 +433,15 @@ def run_demo(folder: Path, *, say: Say = print) -> None:
     root = find_root()
     folder = folder.resolve()
     fresh_folder(folder)
-    say(f"The webinar mailer, on the shipped 2020 series ({root / 'schedules'}), with an "
-        f"embedded IMAP server (pymap) and SMTP server (aiosmtpd) on {HOST}.")
+    say(f"The webinar mailer on the shipped schedules ({root / 'schedules'}),\n"
+        f"with an embedded IMAP server (pymap) and SMTP server (aiosmtpd) on {HOST}.")
     imap = EmbeddedImap(DEMO_USER, DEMO_PASSWORD)
     kinds = OutboxKinds(f"sqlite:///{folder / 'mailer.db'}")
     smtp = EmbeddedSmtp(folder / "sent", kinds)
     try:
         settings = demo_settings(folder, root, imap.start(), smtp.start())
         (folder / "config.toml").write_text(config_toml(settings), encoding="utf-8")
-        demo = Demo(folder, settings, smtp, say)
+        demo = Demo(settings, smtp, say)
         demo.invitations()
         demo.replies()
         demo.packs()

@@ -1,0 +1,357 @@
+"""The daemon (`mailer run`) as a real process against Dovecot and an SMTP sink, and in-process.
+
+A reply appended to the inbox is acknowledged within seconds (IDLE); SIGTERM ends it cleanly;
+SIGHUP and file edits reload the schedules; a broken edit keeps the last good schedule and
+alerts staff once. In-process tests drive ``Service`` with an injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import select
+
+from mailer import store
+from mailer.config import Settings
+from mailer.daemon import Service
+from mailer.smtp import Sender
+from tests.servers.imap import ImapServer
+from tests.servers.smtp import SmtpSink
+from tests.test_series import (
+    AWA,
+    INBOX,
+    KOFI,
+    ROOT,
+    STAFF,
+    Seen,
+    append,
+    reply,
+    seen,
+    settings_for,
+    utc,
+    write_schedule,
+)
+
+EVENT = "webinar-en"
+ONE_EVENT = """\
+[series]
+id = "live-series"
+title = {{ en = "Live series", fr = "Série en direct" }}
+organisers = ["European Union"]
+max_per_country = 4
+reminders = ["7d", "1d", "1h"]
+pack_at = "3d"
+certificate = "on_request"
+not_invited = "review"
+
+[[event]]
+id = "webinar-en"
+title = {{ en = "Webinar with African countries" }}
+start = {start}
+end = {end}
+language = "en"
+invited = ["SN", "GH"]
+join_url = "https://zoom.us/j/333"
+"""
+STOP_SECONDS = 10.0
+
+
+def stamp(moment: datetime) -> str:
+    """A TOML date-time in UTC."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_live_schedule(folder: Path, start: datetime) -> None:
+    """The one-event schedule, starting at ``start`` (written then renamed, like an editor)."""
+    schedules = folder / "schedules"
+    schedules.mkdir(exist_ok=True)
+    text = ONE_EVENT.format(start=stamp(start), end=stamp(start + timedelta(minutes=105)))
+    tmp = schedules / ".live.toml.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(schedules / "live.toml")
+
+
+def write_config(folder: Path, imap: ImapServer, sink: SmtpSink) -> Path:
+    """A config.toml for the real process: Dovecot over TLS, the sink over STARTTLS."""
+    q = json.dumps   # a JSON string is a valid TOML basic string
+    text = f"""\
+[organiser]
+name = "Cybercrime Programme Office"
+address = {q(INBOX)}
+staff_address = {q(STAFF)}
+
+[imap]
+host = {q(imap.host)}
+port = {imap.ports["tls"]}
+security = "tls"
+username = {q(imap.username)}
+password = {q(imap.password)}
+ca_file = {q(str(imap.ca_file))}
+idle = true
+timeout_seconds = 10
+
+[smtp]
+host = {q(sink.host)}
+port = {sink.port}
+security = "starttls"
+username = {q(sink.username)}
+password = {q(sink.password)}
+ca_file = {q(str(sink.ca_file))}
+timeout_seconds = 5
+messages_per_minute = 6000
+
+[store]
+url = {q(f"sqlite:///{folder}/mailer.db")}
+
+[paths]
+schedules = {q(str(folder / "schedules"))}
+templates = {q(str(ROOT / "templates"))}
+packs = {q(str(ROOT))}
+
+[log]
+format = "json"
+"""
+    path = folder / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class Daemon:
+    """A running `mailer run` process and its JSON log."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.process = process
+        self.log = log
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every JSON log line so far (other lines, from the standard library, are skipped)."""
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def logged(self, event: str, **fields: Any) -> list[dict[str, Any]]:
+        """Log lines whose message is ``event`` and whose fields match."""
+        return [e for e in self.events() if e.get("event") == event
+                and all(e.get(k) == v for k, v in fields.items())]
+
+    def wait_for_log(self, event: str, timeout: float = 15.0, **fields: Any) -> dict[str, Any]:
+        """The first matching log line, waiting up to ``timeout`` seconds for it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.logged(event, **fields)
+            if found:
+                return found[0]
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        pytest.fail(f"no {event!r} in the log (exit code {self.process.poll()}):\n"
+                    + self.log.read_text(errors="replace")[-4000:])
+
+    def signal(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+
+@contextmanager
+def running(config: Path, folder: Path) -> Iterator[Daemon]:
+    """Start `mailer run --config CONFIG`; it is killed on the way out if still running."""
+    log = folder / "daemon.log"
+    # The console script's own code, so the test needs no installed entry point.
+    command = [sys.executable, "-c", "from mailer.cli import main; main()", "run",
+               "--config", str(config)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    daemon = Daemon(process, log)
+    try:
+        daemon.wait_for_log("mailer running")
+        daemon.wait_for_log("inbox ready")
+        yield daemon
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+
+
+def wait_for_mail(sink: SmtpSink, count: int, timeout: float = 15.0) -> list[Seen]:
+    """What the sink received once it holds ``count`` messages (fails after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while len(sink.messages) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    messages = [seen(m.message()) for m in sink.messages]
+    assert len(messages) >= count, f"only {len(messages)} of {count} message(s): {messages}"
+    return messages
+
+
+def stop(daemon: Daemon) -> int:
+    """SIGTERM, then the exit code (fails if it takes longer than STOP_SECONDS)."""
+    daemon.signal(signal.SIGTERM)
+    try:
+        return daemon.process.wait(STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the daemon did not stop within {STOP_SECONDS} s after SIGTERM")
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@pytest.fixture
+def live(tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> Path:
+    """A config.toml and a schedule whose one event starts ten days from now (real clock)."""
+    write_live_schedule(tmp_path, now_utc().replace(minute=0, second=0, microsecond=0)
+                        + timedelta(days=10))
+    return write_config(tmp_path, dovecot, smtp_sink)
+
+
+def test_a_reply_is_acknowledged_within_seconds_and_sigterm_stops_cleanly(
+        tmp_path: Path, live: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """The real daemon acknowledges a reply over IDLE in seconds; SIGTERM exits 0, all done."""
+    with running(live, tmp_path) as daemon:
+        started = time.monotonic()
+        append(dovecot, reply(AWA, "Awa Diop", "Sénégal", "fr", EVENT, now_utc()))
+        (ack,) = wait_for_mail(smtp_sink, 1)
+        latency = time.monotonic() - started
+        print(f"acknowledgement latency over IDLE: {latency:.2f} s")
+        assert (ack.kind, ack.to, ack.lang, ack.method) == ("acknowledgement", AWA, "fr",
+                                                             "REQUEST")
+        assert latency < 10
+        assert stop(daemon) == 0
+        assert daemon.logged("mailer stopped")
+    st = store.Store(f"sqlite:///{tmp_path}/mailer.db")
+    try:
+        with st.transaction() as session:
+            regs = [(r.event_id, r.email, r.status) for r in store.all_registrations(session)]
+            rows = [(r.kind, r.recipient, r.status)
+                    for r in session.scalars(select(store.OutboxRow))]
+    finally:
+        st.close()
+    assert regs == [(EVENT, AWA, "confirmed")]
+    assert rows == [("acknowledgement", AWA, "sent")]
+
+
+def test_sighup_reloads_and_a_moved_event_sends_one_update(
+        tmp_path: Path, live: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """Moving the event then SIGHUP: one update (SEQUENCE 1, the new start) per participant."""
+    with running(live, tmp_path) as daemon:
+        append(dovecot, reply(AWA, "Awa Diop", "Sénégal", "fr", EVENT, now_utc()),
+               reply(KOFI, "Kofi Mensah", "Ghana", "en", EVENT, now_utc()))
+        wait_for_mail(smtp_sink, 2)
+        moved = now_utc().replace(minute=0, second=0, microsecond=0) + timedelta(days=11)
+        write_live_schedule(tmp_path, moved)
+        daemon.signal(signal.SIGHUP)
+        messages = wait_for_mail(smtp_sink, 4)
+        daemon.wait_for_log("reloading schedules and templates", trigger="SIGHUP")
+        time.sleep(1.0)   # room for a wrong second update (the file watcher reloads too)
+        updates = [m for m in wait_for_mail(smtp_sink, 4) if m.kind == "update"]
+        assert sorted(m.to for m in updates) == sorted([AWA, KOFI])
+        assert {(m.method, m.sequence, m.dtstart) for m in updates} == {("REQUEST", 1, moved)}
+        assert len(messages) == 4
+        assert stop(daemon) == 0
+
+
+def test_a_broken_edit_keeps_the_last_good_schedule_and_alerts_staff_once(
+        tmp_path: Path, live: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """A TOML syntax error while running: logged, one staff email, registrations still work."""
+    with running(live, tmp_path) as daemon:
+        schedule = tmp_path / "schedules" / "live.toml"
+        good = schedule.read_text(encoding="utf-8")
+        schedule.write_text(good.replace('language = "en"', 'language = "en'), encoding="utf-8")
+        (alert,) = wait_for_mail(smtp_sink, 1)
+        assert (alert.kind, alert.to) == ("staff_alert", STAFF)
+        daemon.wait_for_log("schedule reload refused: keeping the last good schedules")
+        # A second broken save (another mistake): logged again, no second email.
+        reloads = len(daemon.logged("reloading schedules and templates"))
+        schedule.write_text(good.replace("[[event]]", "[[event]"), encoding="utf-8")
+        deadline = time.monotonic() + 10
+        while (len(daemon.logged("reloading schedules and templates")) == reloads
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        assert len(daemon.logged("schedule reload refused: keeping the last good schedules")) >= 2
+        # The last good schedule still serves: a registration is acknowledged.
+        append(dovecot, reply(KOFI, "Kofi Mensah", "Ghana", "en", EVENT, now_utc()))
+        messages = wait_for_mail(smtp_sink, 2)
+        assert [(m.kind, m.to) for m in messages] == [("staff_alert", STAFF),
+                                                      ("acknowledgement", KOFI)]
+        assert daemon.process.poll() is None
+        assert stop(daemon) == 0
+
+
+# --- in process, with an injected clock ---------------------------------------------------
+
+
+def fixed(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+async def test_the_next_wakeup_is_booked_at_the_plans_next_moment(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """With the clock two days before the invitations, the worker sleeps exactly until then."""
+    write_schedule(tmp_path)
+    settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
+    service = Service(settings, clock=fixed(utc("2020-06-01T08:00:00")), watch=False)
+    service.scheduler = AsyncIOScheduler(timezone=timezone.utc)
+    service.scheduler.start()
+    try:
+        async with Sender(settings.smtp, envelope_from=INBOX) as sender:
+            plan = await service.step(sender)
+        job = service.scheduler.get_job("next-due")
+        assert plan.next_at == utc("2020-06-03T08:00:00")     # the invitations
+        assert plan.due == [] and smtp_sink.messages == []
+        expected = now_utc() + timedelta(days=2)
+        assert abs((job.next_run_time - expected).total_seconds()) < 5
+    finally:
+        service.scheduler.shutdown(wait=False)
+        service.mailer.close()
+
+
+async def test_sighup_alone_reloads_an_edited_schedule(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """Without the file watcher, SIGHUP reloads: the moved event's update goes at once."""
+    write_schedule(tmp_path)
+    settings: Settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
+    append(dovecot, reply(AWA, "Awa Diop", "Sénégal", "fr", "africa-fr",
+                          utc("2020-06-09T09:00:00")))
+    service = Service(settings, clock=fixed(utc("2020-06-10T10:00:00")), watch=False)
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: any(m.to == AWA for m in sink_seen(smtp_sink)))
+        write_schedule(tmp_path, africa_start="2020-07-10T08:00:00Z",
+                       africa_end="2020-07-10T09:45:00Z")
+        os.kill(os.getpid(), signal.SIGHUP)
+        await until(lambda: any(m.kind == "update" for m in sink_seen(smtp_sink)))
+        kinds = sorted((m.kind, m.to) for m in sink_seen(smtp_sink))
+        assert ("update", AWA) in kinds
+        assert [m.sequence for m in sink_seen(smtp_sink) if m.kind == "update"] == [1]
+    finally:
+        service.stop()
+        await asyncio.wait_for(task, 15)
+
+
+def sink_seen(sink: SmtpSink) -> list[Seen]:
+    return [seen(m.message()) for m in sink.messages]
+
+
+async def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Wait (without blocking the loop) until ``condition()`` holds; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("timed out waiting")
+        await asyncio.sleep(0.05)

@@ -203,19 +203,59 @@ def quiet_logs(path: Path) -> None:
     configure("json", "INFO")
 
 
-def measure(work: Callable[[], dict[str, Any]], *, trace: bool) -> Measured:
-    """Run ``work`` once, timing it and recording peak memory (tracemalloc only if ``trace``)."""
+def measure(work: Callable[[], dict[str, Any]], *, trace: bool,
+            profile: Path | None = None) -> Measured:
+    """Run ``work`` once, timing it and recording peak memory (tracemalloc only if ``trace``).
+
+    With ``profile`` (a folder), the run is sampled by pyinstrument and its call tree and
+    flat self-time table are written there.
+    """
     before = maxrss()
     if trace:
         tracemalloc.start()
     started = time.monotonic()
-    result = work()
+    if profile is not None:
+        result = _profiled(work, profile)
+    else:
+        result = work()
     returned = time.monotonic()
     peak = None
     if trace:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     return Measured(started, returned, result, before, maxrss(), peak)
+
+
+def _profiled(work: Callable[[], dict[str, Any]], folder: Path) -> dict[str, Any]:
+    """Run ``work`` under pyinstrument (``pip install pyinstrument``; not a project dependency).
+
+    pyinstrument samples one thread, and the daemon hands inbox reads and message handling
+    to ``asyncio.to_thread``; so while profiling they run inline on the event loop's thread
+    (the pass awaits them one at a time anyway, so the work done is the same).
+    """
+    from pyinstrument import Profiler
+    from pyinstrument.renderers import ConsoleRenderer
+
+    async def inline(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    saved, asyncio.to_thread = asyncio.to_thread, inline  # type: ignore[assignment]
+    profiler = Profiler(interval=0.001, async_mode="disabled")
+    try:
+        profiler.start()
+        result = work()
+        profiler.stop()
+    finally:
+        asyncio.to_thread = saved
+    folder.mkdir(parents=True, exist_ok=True)
+    session = profiler.last_session
+    assert session is not None
+    (folder / "tree.txt").write_text(ConsoleRenderer(unicode=True, time="percent_of_total")
+                                     .render(session))
+    (folder / "flat.txt").write_text(ConsoleRenderer(flat=True, time="percent_of_total")
+                                     .render(session))
+    profiler.write_html(str(folder / "profile.html"))
+    return result
 
 
 def _child_main(out: Connection, target: Callable[..., Measured], args: tuple[Any, ...]) -> None:

@@ -48,7 +48,8 @@ TARGET_PEAK = 200 * 1024 * 1024
 # --- the two measured runs (each in a fresh child process) -------------------------------------
 
 
-def daemon_pass(settings: Settings, log_path: Path, trace: bool) -> Measured:
+def daemon_pass(settings: Settings, log_path: Path, trace: bool,
+                profile: Path | None = None) -> Measured:
     """One ``run_once`` at NOW over the whole inbox."""
     import mailer.compose  # noqa: F401 - a running daemon has its modules loaded already
     from mailer.daemon import run_once
@@ -62,7 +63,7 @@ def daemon_pass(settings: Settings, log_path: Path, trace: bool) -> Measured:
                 "planned": report.planned, "sent": report.drain.sent,
                 "failed": report.drain.failed, "retried": report.drain.retried}
 
-    return measure(work, trace=trace)
+    return measure(work, trace=trace, profile=profile)
 
 
 def bare_baseline(imap: Imap, host: str, port: int, connections: int, raw: bytes,
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7, help="the wave's random seed (7)")
     parser.add_argument("--no-trace", action="store_true",
                         help="skip the tracemalloc run (saves one pass)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="also profile one more pass with pyinstrument, reports into DIR")
     args = parser.parse_args(argv)
     from tests.mailgen import INBOX, wave
 
@@ -158,6 +161,14 @@ def main(argv: list[str] | None = None) -> None:
             traced = in_child(daemon_pass, settings_for(work / "traced", smtp,
                                                         boxes[2].settings()),
                               work / "traced" / "mailer.log", True)
+        if args.profile is not None:
+            box = server.new_mailbox()
+            append(box, messages)
+            (work / "profiled").mkdir()
+            sink.reset()
+            in_child(daemon_pass, settings_for(work / "profiled", smtp, box.settings()),
+                     work / "profiled" / "mailer.log", False, args.profile.resolve())
+            print(f"  pyinstrument reports written to {args.profile}/")
         report(len(messages), timed, daemon_sent, daemon_end, base, base_end, traced, len(raw))
 
 

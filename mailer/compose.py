@@ -74,6 +74,7 @@ _RECORDED_KINDS = frozenset({Kind.INVITATION, Kind.ACKNOWLEDGEMENT, Kind.WAITING
 CONTEXT_DEFAULTS: dict[str, Any] = {
     "reason": "", "candidates": [], "text": "", "missing": [], "sender": "", "subject": "",
     "problems": [], "status": "", "previous_start": None, "previous_end": None,
+    "unread_countries": [],
 }
 
 # Control, format (bidi overrides, zero-width) and line/paragraph separator characters.
@@ -251,6 +252,8 @@ class Composer:
             "candidate_events": candidates,
             "previous_when_utc": previous,
             "reason": safe_display_name(str(ctx["reason"]), _MAX_LINE),
+            "unread_countries": [safe_display_name(str(c), _MAX_LINE)
+                                 for c in ctx["unread_countries"]][:10],
             "sender": safe_display_name(str(ctx["sender"]), _MAX_LINE),
             "subject": safe_display_name(str(ctx["subject"]), _MAX_LINE),
             "attachments": [name for name, _, _ in attachments],
@@ -466,6 +469,7 @@ def sample_outgoing(kind: Kind, lang: str, event: Event | None, candidates: list
     previous = (event.start - timedelta(days=1)) if event else SAMPLE_NOW
     context: dict[str, Any] = {
         "reason": "sample reason", "candidates": candidates, "missing": ["country"],
+        "unread_countries": ["Atlantis"],
         "text": "Could you tell me whether the slides will be shared?",
         "sender": to, "subject": "Question about the webinar", "status": "confirmed",
         "problems": ["schedules/sample.toml:3: event[0].end: end must be after start"],

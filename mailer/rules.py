@@ -108,11 +108,11 @@ def decide(intent: Intent, event: Event | None, registered: Sequence[Registered]
     if kind is IntentKind.QUESTION:
         _forward(b)
     elif kind is IntentKind.UNKNOWN:
-        b.answer(Kind.CLARIFICATION, intent.sender, reason=intent.reason or "unreadable",
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="unreadable",
                  candidates=list(intent.candidates))
         b.notes.append("unreadable: clarification asked")
     elif event is None:
-        b.answer(Kind.CLARIFICATION, intent.sender, reason="which event",
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="which_event",
                  candidates=list(intent.candidates))
         b.notes.append("event unknown: clarification asked")
     elif kind is IntentKind.REGISTRATION:
@@ -151,7 +151,9 @@ def _register(b: _Builder, event: Event, registered: Sequence[Registered],
         b.answer(Kind.CLARIFICATION, intent.sender, reason="closed")
         b.notes.append("registration after start or for a cancelled event")
         return
-    missing: list[dict[str, str]] = []
+    missing: set[str] = set()          # the form's field names nobody could read
+    unread_countries: list[str] = []   # countries written that resolve to no ISO code
+    incomplete = 0
     seen: set[str] = set()
     for p in intent.participants:
         email = p.email or (intent.sender if len(intent.participants) == 1 else "")
@@ -159,8 +161,10 @@ def _register(b: _Builder, event: Event, registered: Sequence[Registered],
         lacks = [f for f, v in (("email", p.email), ("name", p.name), ("country", p.country))
                  if not v]
         if lacks:
-            missing.append({"name": p.name, "email": p.email, "country": p.country_text,
-                            "missing": ", ".join(lacks)})
+            incomplete += 1
+            missing.update(f for f in lacks if f != "country" or not p.country_text)
+            if not p.country and p.country_text:
+                unread_countries.append(p.country_text)
             continue
         if p.email in seen:
             continue
@@ -187,11 +191,13 @@ def _register(b: _Builder, event: Event, registered: Sequence[Registered],
         b.answer(kind, p.email, name=p.name, country=p.country, once=True,
                  registered_by=intent.sender if intent.sender != p.email else "")
         b.notes.append(f"{p.email} ({p.country}) {status}")
-    if missing:
-        b.answer(Kind.CLARIFICATION, intent.sender, reason="missing fields", missing=missing)
-        b.notes.append(f"{len(missing)} participant(s) incomplete: clarification asked")
+    if incomplete:
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="missing_fields",
+                 missing=sorted(missing), unread_countries=unread_countries)
+        b.notes.append(f"{incomplete} participant(s) incomplete: clarification asked")
     if not intent.participants:
-        b.answer(Kind.CLARIFICATION, intent.sender, reason="no participant")
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="missing_fields",
+                 missing=["name", "country"])
 
 
 def _cancel(b: _Builder, event: Event, registered: Sequence[Registered], now: datetime) -> None:
@@ -199,7 +205,7 @@ def _cancel(b: _Builder, event: Event, registered: Sequence[Registered], now: da
     targets = {p.email.lower() for p in intent.participants if p.email} or {intent.sender}
     active = [r for r in registered if r.email in targets and r.status in ACTIVE]
     if not active:
-        b.answer(Kind.CLARIFICATION, intent.sender, reason="no registration to cancel")
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="no_registration")
         b.notes.append("cancellation: no registration found")
         return
     freed: dict[str | None, int] = {}
@@ -228,7 +234,7 @@ def _certificate(b: _Builder, event: Event, registered: Sequence[Registered]) ->
     intent = b.intent
     mine = [r for r in registered if r.email == intent.sender and r.status is not Status.REJECTED]
     if not mine:
-        b.answer(Kind.CLARIFICATION, intent.sender, reason="no registration for certificate")
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="no_registration")
         b.notes.append("certificate request: no registration found")
         return
     r = mine[0]

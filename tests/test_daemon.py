@@ -297,7 +297,14 @@ def test_a_broken_edit_keeps_the_last_good_schedule_and_alerts_staff_once(
 
 
 def fixed(moment: datetime) -> Callable[[], datetime]:
+    """A clock stopped at ``moment``."""
     return lambda: moment
+
+
+def moving(moment: datetime) -> Callable[[], datetime]:
+    """A clock that starts at ``moment`` and runs at the real clock's pace."""
+    origin = time.monotonic()
+    return lambda: moment + timedelta(seconds=time.monotonic() - origin)
 
 
 async def test_the_next_wakeup_is_booked_at_the_plans_next_moment(
@@ -328,7 +335,7 @@ async def test_sighup_alone_reloads_an_edited_schedule(
     settings: Settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
     append(dovecot, reply(AWA, "Awa Diop", "Sénégal", "fr", "africa-fr",
                           utc("2020-06-09T09:00:00")))
-    service = Service(settings, clock=fixed(utc("2020-06-10T10:00:00")), watch=False)
+    service = Service(settings, clock=moving(utc("2020-06-10T10:00:00")), watch=False)
     task = asyncio.create_task(service.run())
     try:
         await until(lambda: any(m.to == AWA for m in sink_seen(smtp_sink)))

@@ -192,7 +192,8 @@ def test_missing_country_asks_the_sender(catalog: Catalog) -> None:
                staff_address=STAFF)
     assert d.created == ()
     assert kinds(d) == [(Kind.CLARIFICATION, "x@y.org")]
-    assert d.answers[0].context["missing"][0]["country"] == "Atlantis"
+    assert d.answers[0].context["unread_countries"] == ["Atlantis"]
+    assert d.answers[0].context["missing"] == []
 
 
 def test_unknown_event_asks_which_one(catalog: Catalog) -> None:

@@ -1,0 +1,165 @@
+"""Draining the outbox over a real SMTP server: every answer composes, failures are recorded."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from mailer import store
+from mailer.compose import Composer
+from mailer.config import Limits, Organiser, Paths, Settings, Store
+from mailer.domain import Kind, Outgoing, outbox_key
+from mailer.handling import Policy, handle
+from mailer.outbox import drain
+from mailer.schedule import Catalog, load_catalog
+from mailer.smtp import Sender
+from tests.servers.smtp import SmtpSink, smtp_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2020, 6, 20, 12, 0, tzinfo=timezone.utc)
+INBOX = "webinars@secretariat.example"
+
+
+@pytest.fixture
+def catalog() -> Catalog:
+    return load_catalog(ROOT / "schedules")
+
+
+def settings_for(tmp_path: Path, sink: SmtpSink, **limits: object) -> Settings:
+    return Settings(organiser=Organiser(address=INBOX, staff_address="staff@secretariat.example"),
+                    smtp=smtp_settings(sink, retry_base_seconds=60),
+                    store=Store(url=f"sqlite:///{tmp_path}/m.db"),
+                    paths=Paths(schedules=ROOT / "schedules", templates=ROOT / "templates",
+                                packs=ROOT),
+                    limits=Limits(**limits))
+
+
+def run_drain(settings: Settings, catalog: Catalog, now: datetime = NOW):
+    st = store.Store(settings.store.url)
+    st.migrate()
+    composer = Composer(settings, catalog)
+
+    async def go():
+        async with Sender(settings.smtp) as sender:
+            return await drain(st, composer.compose, sender, catalog=catalog,
+                               settings=settings, now=now)
+    try:
+        return asyncio.run(go())
+    finally:
+        st.close()
+
+
+def reply(n: int, sender: str, body: str, to: str = "webinars+africa-fr@secretariat.example",
+          subject: str = "Re: Invitation [africa-fr]") -> bytes:
+    return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <r{n}@x>\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body).encode()
+
+
+def test_every_answer_the_rules_give_composes_and_says_why(tmp_path: Path, catalog: Catalog,
+                                                          smtp_sink: SmtpSink) -> None:
+    """Clarifications, refusals, waiting lists and staff forwards all reach the server readably."""
+    settings = settings_for(tmp_path, smtp_sink)
+    st = store.Store(settings.store.url)
+    st.migrate()
+    policy = Policy(inbox_address=INBOX, staff_address="staff@secretariat.example",
+                    domain="secretariat.example")
+    late = datetime(2020, 7, 9, 9, 0, tzinfo=timezone.utc)
+    inputs = [
+        (reply(1, "a@gouv.sn", "Name: Awa Diop\nCountry: Atlantis\n"), NOW),
+        (reply(2, "b@gouv.sn", "Please cancel my registration."), NOW),
+        (reply(3, "c@gouv.sn", "Name: Late Comer\nCountry: Senegal\n"), late),
+        (reply(4, "d@gouv.sn", "Will the slides be shared?"), NOW),
+        (reply(5, "e@gouv.fr", "Please register me.\nName: Eve\nCountry: France\n",
+               to="webinars+africa-en@secretariat.example", subject="Re: [africa-en]"), NOW),
+        (reply(6, "f@gouv.sn", "Please register me.\nName: F\nCountry: Senegal\n",
+               to=INBOX, subject="Webinar"), NOW),
+    ]
+    for raw, moment in inputs:
+        assert handle(st, catalog, raw, now=moment, policy=policy).outcome == "handled"
+    st.close()
+    report = run_drain(settings, catalog, late)
+    assert report.failed == 0 and report.sent == 6
+    bodies = {m.rcpt_tos[0]: m.message().get_body(("plain",)).get_content()
+              for m in smtp_sink.messages}
+    assert "Atlantis" in bodies["a@gouv.sn"]
+    assert "could not find a registration" in bodies["b@gouv.sn"]  # in the reply's language
+    assert "Registration for this session is closed" in bodies["c@gouv.sn"]
+    assert "Will the slides be shared?" in bodies["staff@secretariat.example"]
+    assert "e@gouv.fr" in bodies                                # pending review notice
+    assert "asia-pacific-en" in bodies["f@gouv.sn"]             # which event? the candidates
+
+
+def pack_row(st: store.Store, lang: str = "fr") -> None:
+    out = Outgoing(key=outbox_key(Kind.PACK, "awa@gouv.sn", "africa-fr", 0, "x"),
+                   kind=Kind.PACK, recipient="awa@gouv.sn", language=lang,
+                   event_id="africa-fr", name="Awa Diop", country="SN")
+    with st.transaction() as session:
+        store.enqueue(session, [out], now=NOW, domain="secretariat.example")
+
+
+def test_the_pack_is_attached_in_the_participants_language(tmp_path: Path, catalog: Catalog,
+                                                          smtp_sink: SmtpSink) -> None:
+    """The information pack carries the factsheet, bibliography and slides in French."""
+    settings = settings_for(tmp_path, smtp_sink)
+    st = store.Store(settings.store.url)
+    st.migrate()
+    pack_row(st)
+    st.close()
+    assert run_drain(settings, catalog).sent == 1
+    names = [p.get_filename() for p in smtp_sink.messages[0].message().iter_attachments()]
+    assert names == ["factsheet.fr.pdf", "bibliography.fr.pdf", "slides.fr.pptx"]
+
+
+def test_files_over_the_limit_are_linked_instead(tmp_path: Path, catalog: Catalog,
+                                                 smtp_sink: SmtpSink) -> None:
+    """With a 1 kB attachment limit and a base URL, the pack's files are links in the text."""
+    settings = settings_for(tmp_path, smtp_sink, attach_max_bytes=1000,
+                            pack_base_url="https://files.example.org/packs/")
+    st = store.Store(settings.store.url)
+    st.migrate()
+    pack_row(st)
+    st.close()
+    assert run_drain(settings, catalog).sent == 1
+    msg = smtp_sink.messages[0].message()
+    assert list(msg.iter_attachments()) == []
+    assert "https://files.example.org/packs/slides.fr.pptx" in msg.get_body(
+        ("plain",)).get_content()
+
+
+def test_a_permanent_refusal_fails_the_row_and_suppresses_the_address(
+        tmp_path: Path, catalog: Catalog, smtp_sink: SmtpSink) -> None:
+    """A 550 marks the message failed with the server's words and stops mail to that address."""
+    settings = settings_for(tmp_path, smtp_sink)
+    st = store.Store(settings.store.url)
+    st.migrate()
+    pack_row(st)
+    smtp_sink.fail_rcpt["awa@gouv.sn"] = (550, "5.1.1 No such user")
+    report = run_drain(settings, catalog)
+    assert (report.sent, report.failed) == (0, 1)
+    with st.transaction() as session:
+        (row,) = session.scalars(select(store.OutboxRow)).all()
+        assert row.status == "failed" and "No such user" in row.last_error
+        assert store.is_suppressed(session, "awa@gouv.sn")
+    st.close()
+
+
+def test_a_temporary_refusal_is_retried_later(tmp_path: Path, catalog: Catalog,
+                                              smtp_sink: SmtpSink) -> None:
+    """A 451 leaves the message pending with a later attempt; the next drain delivers it."""
+    settings = settings_for(tmp_path, smtp_sink)
+    st = store.Store(settings.store.url)
+    st.migrate()
+    pack_row(st)
+    smtp_sink.fail_next("awa@gouv.sn", 451, "4.3.0 Try later")
+    assert run_drain(settings, catalog).retried == 1
+    with st.transaction() as session:
+        (row,) = session.scalars(select(store.OutboxRow)).all()
+        assert row.status == "pending" and row.next_attempt_at == NOW + timedelta(seconds=60)
+    assert run_drain(settings, catalog).sent == 0                  # not yet time
+    assert run_drain(settings, catalog, NOW + timedelta(minutes=2)).sent == 1
+    assert len(smtp_sink.messages) == 1
+    st.close()

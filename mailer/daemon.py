@@ -150,9 +150,13 @@ class Mailer:
             if not batch:
                 return
 
-    async def drain(self, now: datetime, sender: Sender) -> DrainReport:
+    async def drain(self, now: datetime, sender: Sender,
+                    stop: Callable[[], bool] | None = None) -> DrainReport:
+        """Send what is due; with ``stop``, in batches of one message per connection, so a
+        shutdown waits for at most the messages in hand."""
+        batch = self.settings.smtp.connections if stop is not None else None
         return await drain(self.store, self.composer.compose, sender, catalog=self.catalog,
-                           settings=self.settings, now=now)
+                           settings=self.settings, now=now, batch=batch, stop=stop)
 
     def close(self) -> None:
         self.store.close()

@@ -69,11 +69,16 @@ def attachments_for(out: Outgoing, catalog: Catalog, settings: Settings
 
 async def drain(st: store.Store, compose: Callable[..., EmailMessage], sender: Sender, *,
                 catalog: Catalog, settings: Settings, now: datetime,
-                batch: int | None = None) -> DrainReport:
-    """Send every pending message due at ``now``; return counts. Never raises for one message."""
+                batch: int | None = None,
+                stop: Callable[[], bool] | None = None) -> DrainReport:
+    """Send every pending message due at ``now``; return counts. Never raises for one message.
+
+    ``stop`` is asked before each batch: once it says True the rest stays pending (a daemon
+    shutting down finishes the batch in hand, so keep batches small there).
+    """
     report = DrainReport()
     size = batch or settings.smtp.connections * 50
-    while True:
+    while stop is None or not stop():
         with st.transaction() as session:
             rows = [(r.id, store.row_to_outgoing(r), r.attempts, r.recipient)
                     for r in store.due_rows(session, now, size)]
@@ -115,6 +120,7 @@ async def drain(st: store.Store, compose: Callable[..., EmailMessage], sender: S
         for result in await sender.send_batch(items, on_result=record):
             if result.key not in recorded:  # never attempted: the connections failed
                 _record(st, result, attempts[result.key], now, settings, report)
+    return report
 
 
 def _record(st: store.Store, result: SendResult, tried: int, now: datetime, settings: Settings,

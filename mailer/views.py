@@ -150,8 +150,16 @@ def preview_message(settings: Settings, kind: str, event_id: str, lang: str, to:
         raise UsageError(f"--event: no event {event_id!r} (known: {', '.join(catalog.events)})")
     if lang not in ("en", "fr", "es"):
         raise UsageError(f"--lang: {lang!r} is not one of en, fr, es")
-    return Composer(settings, catalog).preview(kind, event_id, lang, to, name, _now(now),
-                                               country=country)
+    from mailer.compose import sample_outgoing
+    from mailer.outbox import attachments_for
+
+    # The same path the outbox takes, attachments included: the exact message that would go.
+    composer = Composer(settings, catalog)
+    others = [e for e in catalog.events if e != event_id][:2]
+    out = sample_outgoing(Kind(kind), lang, catalog.events[event_id], others, to=to, name=name,
+                          country=country)
+    files, links = attachments_for(out, catalog, settings)
+    return composer.compose(out, now=_now(now), attachments=files, links=links).as_bytes()
 
 
 COLUMNS = ("event", "country", "country_name", "status", "name", "email", "organisation",

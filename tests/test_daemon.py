@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -29,7 +30,7 @@ from mailer.config import Settings
 from mailer.daemon import Service
 from mailer.smtp import Sender
 from tests.servers.imap import ImapServer
-from tests.servers.smtp import SmtpSink
+from tests.servers.smtp import SmtpSink, smtp_settings
 from tests.test_series import (
     AWA,
     INBOX,
@@ -349,6 +350,39 @@ async def test_sighup_alone_reloads_an_edited_schedule(
     finally:
         service.stop()
         await asyncio.wait_for(task, 15)
+
+
+async def test_stopping_finishes_the_messages_in_hand_and_leaves_the_rest_pending(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """Stop during a 20-message drain: it ends within seconds, what went is recorded sent."""
+    write_schedule(tmp_path)
+    (tmp_path / "contacts.csv").write_text("country,name,email,language\n" + "".join(
+        f"SN,Focal {n},focal{n}@mae.gouv.sn.example,fr\n" for n in range(20)))
+    settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
+    # Two messages a second: the whole backlog would take ten seconds.
+    settings = settings.model_copy(update={"smtp": smtp_settings(smtp_sink,
+                                                                 messages_per_minute=120)})
+    service = Service(settings, clock=fixed(utc("2020-06-10T10:00:00")), watch=False)
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: len(smtp_sink.messages) >= 1)
+        asked = time.monotonic()
+        service.stop()                       # what SIGTERM and SIGINT call
+        await asyncio.wait_for(task, STOP_SECONDS)
+        took = time.monotonic() - asked
+    finally:
+        if not task.done():
+            task.cancel()
+    st = store.Store(settings.store.url)
+    try:
+        with st.transaction() as session:
+            statuses = Counter(session.scalars(select(store.OutboxRow.status)))
+    finally:
+        st.close()
+    print(f"stopped {took:.2f} s after the request, {statuses}")
+    assert took < 3
+    assert statuses["sent"] == len(smtp_sink.messages) < 20
+    assert statuses["pending"] == 20 - statuses["sent"] and statuses["failed"] == 0
 
 
 def sink_seen(sink: SmtpSink) -> list[Seen]:

@@ -1,0 +1,165 @@
+"""The command line: exit codes, plan and parse as JSON, preview, registrations, purge."""
+
+from __future__ import annotations
+
+import csv
+import email
+import email.policy
+import io
+import json
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from icalendar import Calendar
+from openpyxl import load_workbook
+
+from mailer import store
+from mailer.cli import cli
+from mailer.config import load_settings
+from mailer.handling import Policy, handle
+from mailer.schedule import load_catalog
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "mailer" / "demo_data"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the shipped project with a config.toml of its own."""
+    for name in ("schedules", "templates", "packs", "contacts"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    (tmp_path / "config.toml").write_text(
+        '[organiser]\naddress = "webinars@secretariat.example"\n'
+        '[store]\nurl = "sqlite:///var/m.db"\n'
+        '[imap]\nhost = "127.0.0.1"\nport = 1\nsecurity = "none"\ntimeout_seconds = 2\n',
+        encoding="utf-8")
+    return tmp_path
+
+
+def run(project: Path, *args: str):
+    return CliRunner().invoke(cli, ["--config", str(project / "config.toml"), *args],
+                              obj={}, catch_exceptions=False)
+
+
+def test_check_passes_on_the_shipped_project(project: Path) -> None:
+    """`mailer check` exits 0 on the shipped schedules, packs, contacts and templates."""
+    result = run(project, "check")
+    assert result.exit_code == 0, result.output
+
+
+def test_check_names_file_line_and_field_and_exits_2(project: Path) -> None:
+    """A broken schedule makes `mailer check` exit 2 with the file, line and field."""
+    path = project / "schedules" / "cyber-cj-2020.toml"
+    path.write_text(path.read_text().replace('language = "fr"', 'language = "pt"'))
+    result = run(project, "check")
+    assert result.exit_code == 2
+    assert "cyber-cj-2020.toml:" in result.output and "event[2].language" in result.output
+
+
+def test_a_bad_config_value_exits_2_and_names_the_key(project: Path) -> None:
+    """A wrong type in config.toml is reported as `config.toml: smtp.port: ...`, exit 2."""
+    (project / "config.toml").write_text('[smtp]\nport = "x"\npassword = "s3cret-value"\n')
+    result = run(project, "plan")
+    assert result.exit_code == 2
+    assert "config.toml: smtp.port:" in result.output and "s3cret-value" not in result.output
+
+
+def test_a_bad_now_exits_2(project: Path) -> None:
+    """An unreadable --now is bad usage."""
+    result = run(project, "plan", "--now", "next tuesday")
+    assert result.exit_code == 2 and "--now" in result.output
+
+
+def test_plan_lists_reminders_and_packs_of_the_five_webinars(project: Path) -> None:
+    """`plan --now 2020-06-01T00:00Z --json` has each webinar's 7d/1d/1h reminders and 3d pack."""
+    result = run(project, "plan", "--now", "2020-06-01T00:00Z", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    catalog = load_catalog(project / "schedules")
+    webinars = [e for e in catalog.events.values() if e.series.id == "cyber-cj-2020"]
+    assert len(webinars) == 5
+    for event in webinars:
+        sends = {(r["kind"], r["due_at"]) for r in data["sends"] if r["event_id"] == event.id}
+        for offset in (timedelta(days=7), timedelta(days=1), timedelta(hours=1)):
+            assert ("reminder", (event.start - offset).isoformat()) in sends
+        assert ("pack", (event.start - timedelta(days=3)).isoformat()) in sends
+        assert ("invitation", "2020-06-03T08:00:00+00:00") in sends
+
+
+def test_parse_json_has_the_designed_shape(project: Path) -> None:
+    """`parse --json` prints the intent, event, language and participants with ISO countries."""
+    result = run(project, "parse", str(DEMO / "02-senegal-gmail-fr.eml"), "--json",
+                 "--now", "2020-06-20T00:00Z")
+    data = json.loads(result.output)
+    assert data["intent"] == "registration" and data["event"] == "africa-fr"
+    assert data["language"] == "fr" and data["certificate"] is True
+    assert data["participants"] == [{
+        "email": "awa.diop@justice.gouv.sn.example", "name": "Awa Diop", "country": "SN",
+        "organisation": "Ministère de la Justice", "position": "Magistrate"}]
+    assert {"bounced", "reason"} <= set(data)
+
+
+def test_preview_writes_the_message_that_would_be_sent(project: Path, tmp_path: Path) -> None:
+    """`preview acknowledgement` writes a .eml whose invitation is a METHOD:REQUEST."""
+    out = tmp_path / "ack.eml"
+    result = run(project, "preview", "acknowledgement", "--event", "lac-es", "--lang", "es",
+                 "--to", "jperez@pgr.gob.do", "--name", "José Pérez", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    msg = email.message_from_bytes(out.read_bytes(), policy=email.policy.default)
+    assert msg["To"].addresses[0].display_name == "José Pérez"
+    (part,) = [p for p in msg.walk() if p.get_content_type() == "text/calendar"]
+    assert Calendar.from_ical(part.get_content())["METHOD"] == "REQUEST"
+
+
+def test_preview_of_an_unknown_kind_exits_2(project: Path) -> None:
+    """An unknown message kind is bad usage."""
+    assert run(project, "preview", "welcome", "--event", "lac-es").exit_code == 2
+
+
+def _register_demo(project: Path) -> None:
+    settings = load_settings(project / "config.toml")
+    st = store.Store(settings.store.url)
+    st.migrate()
+    catalog = load_catalog(project / "schedules")
+    policy = Policy(inbox_address="webinars@secretariat.example",
+                    staff_address="staff@example.org", domain="secretariat.example")
+    now = datetime(2020, 6, 20, tzinfo=timezone.utc)
+    for path in sorted(DEMO.glob("0[1-9]*.eml")):
+        handle(st, catalog, path.read_bytes(), now=now, policy=policy)
+    st.close()
+
+
+def test_registrations_in_every_format(project: Path, tmp_path: Path) -> None:
+    """Registrations come out as a table, CSV, JSON and an Excel workbook, with totals."""
+    _register_demo(project)
+    table = run(project, "registrations", "--event", "africa-fr")
+    assert "CI  confirmed" in table.output and "4/4" in table.output
+    rows = list(csv.DictReader(io.StringIO(run(project, "registrations", "--format",
+                                               "csv").output)))
+    assert {(r["event"], r["country"], r["status"]) for r in rows} >= {
+        ("africa-fr", "CI", "cancelled"), ("africa-en", "FR", "review")}
+    data = json.loads(run(project, "registrations", "--format", "json").output)
+    ci = [t for t in data["totals"] if t["event"] == "africa-fr" and t["country"] == "CI"]
+    assert ci == [{"event": "africa-fr", "country": "CI", "limit": 4, "confirmed": 4,
+                   "waiting": 0, "review": 0, "rejected": 0, "cancelled": 1}]
+    xlsx = tmp_path / "r.xlsx"
+    assert run(project, "registrations", "--format", "xlsx", "--out", str(xlsx)).exit_code == 0
+    assert load_workbook(xlsx).sheetnames == ["Registrations", "Totals"]
+
+
+def test_purge_deletes_a_finished_series_personal_data(project: Path) -> None:
+    """`purge --series` keeps counts per country and removes names and addresses."""
+    _register_demo(project)
+    result = run(project, "purge", "--series", "cyber-cj-2020", "--now", "2021-01-01T00:00Z")
+    assert result.exit_code == 0, result.output
+    assert "registration(s) deleted" in result.output
+    assert run(project, "registrations", "--format", "csv").output.count("\n") == 1
+
+
+def test_once_against_an_unreachable_inbox_exits_1(project: Path) -> None:
+    """A mail server that cannot be reached is an operational failure: exit 1."""
+    result = run(project, "once", "--now", "2020-06-20T00:00Z")
+    assert result.exit_code == 1 and "error" in result.output

@@ -77,14 +77,18 @@ def append(server: ImapServer, messages: Sequence[bytes], chunk: int = 500) -> f
     return time.monotonic() - started
 
 
-def _sink_main(ready: Connection, count: Synchronized[int], last: Synchronized[float]) -> None:
+def _sink_main(ready: Connection, count: Synchronized[int], first: Synchronized[float],
+               last: Synchronized[float]) -> None:
     """The sink process: a plain aiosmtpd server that counts accepted messages."""
     from aiosmtpd.smtp import SMTP
 
     class Counting:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            now = time.monotonic()
+            if count.value == 0:
+                first.value = now
             count.value += 1            # this process is the only writer
-            last.value = time.monotonic()
+            last.value = now
             return "250 2.0.0 OK"
 
     async def serve() -> None:
@@ -104,21 +108,23 @@ def _sink_main(ready: Connection, count: Synchronized[int], last: Synchronized[f
 class CountingSink:
     """An SMTP server in its own process that accepts everything (no TLS, no login) and counts.
 
-    ``count`` is the number of messages accepted since the last ``reset``; ``last_accept``
-    the ``time.monotonic()`` of the latest acceptance.
+    ``count`` is the number of messages accepted since the last ``reset``; ``first_accept``
+    and ``last_accept`` the ``time.monotonic()`` of the first and the latest acceptance.
     """
 
     host = "127.0.0.1"
 
     def __init__(self) -> None:
         self._count = SPAWN.Value("q", 0, lock=False)
+        self._first = SPAWN.Value("d", 0.0, lock=False)
         self._last = SPAWN.Value("d", 0.0, lock=False)
         self._process: Any = None
         self.port = 0
 
     def __enter__(self) -> CountingSink:
         ours, theirs = SPAWN.Pipe(duplex=False)
-        self._process = SPAWN.Process(target=_sink_main, args=(theirs, self._count, self._last),
+        self._process = SPAWN.Process(target=_sink_main, args=(theirs, self._count, self._first,
+                                                                self._last),
                                       daemon=True, name="bench-smtp-sink")
         self._process.start()
         theirs.close()
@@ -139,11 +145,16 @@ class CountingSink:
         return int(self._count.value)
 
     @property
+    def first_accept(self) -> float:
+        return float(self._first.value)
+
+    @property
     def last_accept(self) -> float:
         return float(self._last.value)
 
     def reset(self) -> None:
         self._count.value = 0
+        self._first.value = 0.0
         self._last.value = 0.0
 
     def settle(self, expected: int, timeout: float = 30.0) -> None:
@@ -214,10 +225,7 @@ def measure(work: Callable[[], dict[str, Any]], *, trace: bool,
     if trace:
         tracemalloc.start()
     started = time.monotonic()
-    if profile is not None:
-        result = _profiled(work, profile)
-    else:
-        result = work()
+    result = _profiled(work, profile) if profile is not None else work()
     returned = time.monotonic()
     peak = None
     if trace:
@@ -255,6 +263,7 @@ def _profiled(work: Callable[[], dict[str, Any]], folder: Path) -> dict[str, Any
     (folder / "flat.txt").write_text(ConsoleRenderer(flat=True, time="percent_of_total")
                                      .render(session))
     profiler.write_html(str(folder / "profile.html"))
+    session.save(str(folder / "session.pyisession"))  # re-render: pyinstrument --load FILE
     return result
 
 

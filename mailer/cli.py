@@ -176,7 +176,8 @@ def once(ctx: click.Context, config: str | None, now: str | None, no_read: bool,
     report = asyncio.run(run_once(settings, now=parse_now(now), read=not no_read,
                                   send=not no_send))
     click.echo(f"read {report.read}, handled {report.handled}, duplicates {report.duplicates}, "
-               f"quarantined {report.quarantined}; planned {report.planned}, missed "
+               f"quarantined {report.quarantined}, failed {report.failed}; planned "
+               f"{report.planned}, missed "
                f"{report.missed}; sent {report.drain.sent}, retrying {report.drain.retried}, "
                f"failed {report.drain.failed}")
 

@@ -47,6 +47,7 @@ class PassReport:
     handled: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    failed: int = 0
     planned: int = 0
     missed: int = 0
     drain: DrainReport = field(default_factory=DrainReport)
@@ -129,6 +130,7 @@ class Mailer:
                 cursor = Cursor(folder, row.uidvalidity, row.last_uid) if row else None
             cursor, batch = await inbox.fetch_new(cursor)
             handled_uids: list[int] = []
+            failed_uids: list[int] = []
             for fetched in batch:
                 report.read += 1
                 outcome = await asyncio.to_thread(
@@ -140,14 +142,19 @@ class Mailer:
                     report.quarantined += 1
                     await inbox.quarantine([fetched.uid], outcome.reason)
                     continue
+                if outcome.outcome == "failed":       # left unflagged: tried again next pass
+                    report.failed += 1
+                    failed_uids.append(fetched.uid)
+                    continue
                 report.handled += outcome.outcome == "handled"
                 report.duplicates += outcome.outcome == "duplicate"
                 handled_uids.append(fetched.uid)
             if handled_uids:
                 await inbox.mark_handled(handled_uids)
+            last_uid = min(failed_uids) - 1 if failed_uids else cursor.last_uid
             with self.store.transaction() as session:
-                store.set_cursor(session, folder, cursor.uidvalidity, cursor.last_uid)
-            if not batch:
+                store.set_cursor(session, folder, cursor.uidvalidity, last_uid)
+            if not batch or failed_uids:
                 return
 
     async def drain(self, now: datetime, sender: Sender,
@@ -229,7 +236,7 @@ class Service:
         """One pass: record event changes, enqueue what is due, send it, book the next wake-up."""
         now = self.clock()
         _, current = await asyncio.to_thread(self.mailer.sync_and_plan, now)
-        await self.mailer.drain(now, sender)
+        await self.mailer.drain(now, sender, stop=self.stopping.is_set)
         pending = await asyncio.to_thread(self._next_pending)
         # A pending row already due was left by a failed connection: the tick retries it,
         # rather than a tight loop against a server that is down.

@@ -202,9 +202,12 @@ def wait_for_mail(sink: SmtpSink, count: int, timeout: float = 15.0) -> list[See
 
 def stop(daemon: Daemon) -> int:
     """SIGTERM, then the exit code (fails if it takes longer than STOP_SECONDS)."""
+    asked = time.monotonic()
     daemon.signal(signal.SIGTERM)
     try:
-        return daemon.process.wait(STOP_SECONDS)
+        code = daemon.process.wait(STOP_SECONDS)
+        print(f"stopped {time.monotonic() - asked:.2f} s after SIGTERM, exit code {code}")
+        return code
     except subprocess.TimeoutExpired:
         pytest.fail(f"the daemon did not stop within {STOP_SECONDS} s after SIGTERM")
 

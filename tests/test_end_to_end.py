@@ -134,3 +134,31 @@ def test_pymap_inbox_works_end_to_end(tmp_path: Path, pymap: ImapServer, smtp_si
     second = asyncio.run(run_once(settings, now=NOW))
     assert first.handled == 3 and second.handled == 0
     assert len(smtp_sink.messages) == first.drain.sent > 0 and second.drain.sent == 0
+
+
+def test_a_message_whose_handling_fails_is_read_again_next_pass(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply that failed stays unflagged and is handled on the next pass; the others are not."""
+    from mailer import handling
+
+    demo = sorted((ROOT / "mailer" / "demo_data").glob("0[12]*.eml"))
+    append_all(dovecot, [p.read_bytes() for p in demo])
+    settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
+    real = handling.decide
+    calls = {"n": 0}
+
+    def flaky(intent, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("database hiccup")
+        return real(intent, *args, **kwargs)
+
+    monkeypatch.setattr(handling, "decide", flaky)
+    first = asyncio.run(run_once(settings, now=NOW))
+    assert (first.failed, first.handled) == (1, 1)
+    second = asyncio.run(run_once(settings, now=NOW))
+    assert (second.read, second.handled, second.failed) == (1, 1, 0)
+    acks = [m for m in parsed(smtp_sink) if m["X-Mailer-Kind"] == "acknowledgement"]
+    assert sorted(m["To"].addresses[0].addr_spec for m in acks) == [
+        "awa.diop@justice.gouv.sn.example", "mc.reyes@dfa.gov.ph.example"]

@@ -312,6 +312,8 @@ def test_a_series_from_invitation_to_certificate(tmp_path: Path, dovecot: ImapSe
                                       ("reminder", "africa-fr", KOFI, "en"),
                                       ("reminder", "africa-fr", FATOU, "fr")}
 
+    assert reminder_rows(settings, "africa-fr", FATOU) == {"1d": "sent", "1h": "sent"}
+
     # After the end: the certificate to the one who asked, in English, with the PDF.
     run(settings, utc("2020-07-09T10:00:00"))
     certificates = watch.new()
@@ -367,10 +369,18 @@ def test_schedule_edits_send_one_update_then_one_cancellation(
     assert run(settings, utc("2020-06-12T11:00:00")).drain.sent == 0
     assert watch.new() == []
 
+    # Reminders of the moved event carry its current version and start.
+    run(settings, utc("2020-07-03T08:00:00"))
+    reminders = watch.new()
+    assert kinds(reminders) == {("reminder", "africa-fr", AWA, "fr"),
+                                ("reminder", "africa-fr", KOFI, "en")}
+    assert {(m.method, m.sequence, m.dtstart) for m in reminders} == {
+        ("REQUEST", 1, utc("2020-07-10T08:00:00"))}
+
     # Cancelled: one calendar cancellation each, with a higher SEQUENCE; then silence.
     write_schedule(tmp_path, africa_start="2020-07-10T08:00:00Z",
                    africa_end="2020-07-10T09:45:00Z", africa_cancelled=True)
-    run(settings, utc("2020-06-13T10:00:00"))
+    run(settings, utc("2020-07-04T10:00:00"))
     cancels = watch.new()
     assert kinds(cancels) == {("cancellation", "africa-fr", AWA, "fr"),
                               ("cancellation", "africa-fr", KOFI, "en")}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from mailer import store
 
 pytest_plugins = ["tests.servers.imap", "tests.servers.smtp", "tests.servers.postgres"]
 
@@ -24,3 +27,14 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.fail(f"the shared corpus is missing at {CORPUS}")
     return CORPUS
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def st(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[store.Store]:
+    """A migrated store on SQLite and on a real PostgreSQL server: the test runs on both."""
+    url = (f"sqlite:///{tmp_path}/mailer.db" if request.param == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    s = store.Store(url)
+    s.migrate()
+    yield s
+    s.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,17 +32,6 @@ def reply(sender: str, name: str, country: str, *, mid: str, subject: str = "Re:
 @pytest.fixture
 def catalog(tmp_path: Path) -> Catalog:
     return make_catalog(tmp_path)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def st(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[store.Store]:
-    """The store on SQLite and on a real PostgreSQL server: every test runs on both."""
-    url = (f"sqlite:///{tmp_path}/mailer.db" if request.param == "sqlite"
-           else request.getfixturevalue("postgres_url"))
-    s = store.Store(url)
-    s.migrate()
-    yield s
-    s.close()
 
 
 def count(st: store.Store, model: type, *where: object) -> int:

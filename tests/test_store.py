@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,16 +16,6 @@ from mailer.handling import Policy, handle
 from tests.builders import make_catalog
 
 NOW = datetime(2020, 7, 1, 12, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def st(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[store.Store]:
-    url = (f"sqlite:///{tmp_path}/m.db" if request.param == "sqlite"
-           else request.getfixturevalue("postgres_url"))
-    s = store.Store(url)
-    s.migrate()
-    yield s
-    s.close()
 
 
 def test_the_migrations_build_exactly_the_models_schema(st: store.Store) -> None:

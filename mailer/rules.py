@@ -151,11 +151,18 @@ def _register(b: _Builder, event: Event, registered: Sequence[Registered],
         b.answer(Kind.CLARIFICATION, intent.sender, reason="closed")
         b.notes.append("registration after start or for a cancelled event")
         return
+    # One reply registers at most a country's worth of people: it cannot make the mailer
+    # write to a hundred third parties.
+    people = intent.participants[:series.max_per_country]
+    if len(intent.participants) > len(people):
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="too_many")
+        b.notes.append(f"{len(intent.participants) - len(people)} participant(s) beyond "
+                       "the limit set aside")
     missing: set[str] = set()          # the form's field names nobody could read
     unread_countries: list[str] = []   # countries written that resolve to no ISO code
     incomplete = 0
     seen: set[str] = set()
-    for p in intent.participants:
+    for p in people:
         email = p.email or (intent.sender if len(intent.participants) == 1 else "")
         p = replace(p, email=email.lower())
         lacks = [f for f, v in (("email", p.email), ("name", p.name), ("country", p.country))

@@ -68,13 +68,32 @@ def test_other_countries_seats_do_not_count(catalog: Catalog) -> None:
     assert d.created[0].status is Status.CONFIRMED
 
 
-def test_delegation_beyond_the_limit_is_split(catalog: Catalog) -> None:
-    """A focal point registering five people of one country gets four seats and one waiting."""
-    people = [Participant(f"d{i}@mfa.ci", f"Delegate {i}", "CI") for i in range(5)]
+def test_a_delegation_fills_the_country_seats(catalog: Catalog) -> None:
+    """A focal point registering four people of one country gets four seats."""
+    people = [Participant(f"d{i}@mfa.ci", f"Delegate {i}", "CI") for i in range(4)]
     d = decide(registration("focal@mfa.ci", *people), catalog.event("africa-fr"), [],
                sequence=0, now=BEFORE, staff_address=STAFF)
-    assert [c.status for c in d.created] == [Status.CONFIRMED] * 4 + [Status.WAITING]
+    assert [c.status for c in d.created] == [Status.CONFIRMED] * 4
     assert all(a.context["registered_by"] == "focal@mfa.ci" for a in d.answers)
+
+
+def test_one_reply_cannot_register_more_than_a_countrys_worth(catalog: Catalog) -> None:
+    """Six people in one reply: the first four are taken, the sender is told why."""
+    people = [Participant(f"d{i}@mfa.ci", f"Delegate {i}", "CI") for i in range(6)]
+    d = decide(registration("focal@mfa.ci", *people), catalog.event("africa-fr"), [],
+               sequence=0, now=BEFORE, staff_address=STAFF)
+    assert [c.participant.email for c in d.created] == [f"d{i}@mfa.ci" for i in range(4)]
+    assert (Kind.CLARIFICATION, "focal@mfa.ci") in kinds(d)
+    assert d.answers[0].context["reason"] == "too_many"
+
+
+def test_a_delegation_joining_registered_compatriots_waits(catalog: Catalog) -> None:
+    """Two seats taken, four more people: two are confirmed and two wait."""
+    taken = [seat(i, f"p{i}@gouv.ci", "CI", Status.CONFIRMED) for i in range(2)]
+    people = [Participant(f"d{i}@mfa.ci", f"Delegate {i}", "CI") for i in range(4)]
+    d = decide(registration("focal@mfa.ci", *people), catalog.event("africa-fr"), taken,
+               sequence=0, now=BEFORE, staff_address=STAFF)
+    assert [c.status for c in d.created] == [Status.CONFIRMED] * 2 + [Status.WAITING] * 2
 
 
 @pytest.mark.parametrize(("policy", "status", "kind"), [

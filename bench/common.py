@@ -192,8 +192,8 @@ class Measured:
     started: float                 # time.monotonic() just before the measured work
     returned: float                # time.monotonic() when the measured work returned
     result: dict[str, Any]
-    rss_before: int                # ru_maxrss (bytes) before the measured work
-    rss_after: int                 # ru_maxrss (bytes) after it
+    rss_before: int                # peak RSS, ru_maxrss (bytes), before the measured work
+    rss_after: int                 # the same after it
     traced_peak: int | None        # tracemalloc's peak (bytes), when traced
 
     @property
@@ -202,7 +202,20 @@ class Measured:
 
 
 def maxrss() -> int:
-    """This process's peak resident memory so far, in bytes (Linux reports KiB)."""
+    """This process image's peak resident memory so far (ru_maxrss), in bytes.
+
+    Why not ``getrusage`` alone: Linux carries a process's high-water mark over fork and
+    exec, so a child spawned from a big parent starts with the parent's peak, and a delta
+    taken in it reads zero. /proc/self/status's VmHWM is the same high-water mark for this
+    process image only; getrusage is the fallback elsewhere.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -248,7 +261,8 @@ def _profiled(work: Callable[[], dict[str, Any]], folder: Path) -> dict[str, Any
         return function(*args, **kwargs)
 
     saved, asyncio.to_thread = asyncio.to_thread, inline  # type: ignore[assignment]
-    profiler = Profiler(interval=0.001, async_mode="disabled")
+    # 5 ms: a pass of minutes at pyinstrument's default 1 ms keeps gigabytes of samples.
+    profiler = Profiler(interval=0.005, async_mode="disabled")
     try:
         profiler.start()
         result = work()
@@ -317,6 +331,18 @@ async def send_prebuilt(host: str, port: int, sender: str, recipients: Sequence[
 
 
 # --- figures ----------------------------------------------------------------------------------
+
+
+# tracemalloc slows a pass about 2.5 times: the traced rerun is skipped ("auto") when the
+# timed pass took longer than this, to keep a benchmark within about ten minutes.
+TRACE_AUTO_LIMIT_SECONDS = 120.0
+
+
+def should_trace(mode: str, timed_seconds: float) -> bool:
+    """Whether to make the tracemalloc rerun: ``always``, ``never``, or ``auto``."""
+    if mode == "auto":
+        return timed_seconds <= TRACE_AUTO_LIMIT_SECONDS
+    return mode == "always"
 
 
 def mb(value: float | None) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ from typing import Any
 from sqlalchemy import insert
 
 from bench.common import (
+    TRACE_AUTO_LIMIT_SECONDS,
     CountingSink,
     Measured,
     in_child,
@@ -35,6 +37,7 @@ from bench.common import (
     row,
     send_prebuilt,
     settings_for,
+    should_trace,
     smtp_settings,
     verdict,
 )
@@ -160,7 +163,7 @@ def prerendered_reminder(settings: Settings, now: datetime) -> bytes:
 # --- the benchmark ----------------------------------------------------------------------------
 
 
-def run_size(size: int, sink: CountingSink, work: Path, connections: int, trace: bool,
+def run_size(size: int, sink: CountingSink, work: Path, connections: int, trace: str,
              profile: Path | None) -> dict[str, Any]:
     """Set up, time the pass, time the baseline (and trace / profile copies) for one size."""
     smtp = smtp_settings(sink, connections)
@@ -173,7 +176,7 @@ def run_size(size: int, sink: CountingSink, work: Path, connections: int, trace:
     setup_seconds = time.monotonic() - began
     db = base_dir / "mailer.db"
     copies: dict[str, Settings] = {}
-    for name in ("traced",) * trace + ("profiled",) * (profile is not None):
+    for name in ("traced",) * (trace != "never") + ("profiled",) * (profile is not None):
         (work / f"n{size}-{name}").mkdir()
         shutil.copy(db, work / f"n{size}-{name}" / "mailer.db")
         copies[name] = settings_for(work / f"n{size}-{name}", smtp)
@@ -197,7 +200,7 @@ def run_size(size: int, sink: CountingSink, work: Path, connections: int, trace:
     base_end = sink.last_accept
 
     traced = None
-    if "traced" in copies:
+    if "traced" in copies and should_trace(trace, last - timed.started):
         sink.reset()
         traced = in_child(daemon_pass, copies["traced"], now,
                           work / f"n{size}-traced" / "mailer.log", True)
@@ -254,18 +257,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=4,
                         help="SMTP connections, for the mailer and the baseline (4)")
     parser.add_argument("--trace-sizes", default="10000",
-                        help="sizes that also get a tracemalloc rerun (10000; 'none' for none)")
+                        help="sizes that may get a tracemalloc rerun (10000; 'none' for none)")
+    parser.add_argument("--trace", choices=("auto", "always", "never"), default="auto",
+                        help="for those sizes, rerun the pass under tracemalloc; auto: only if "
+                             f"the timed pass took <= {TRACE_AUTO_LIMIT_SECONDS:.0f} s")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="also profile one more pass per size with pyinstrument, into DIR")
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr] - figures as they come
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     traced = {int(s) for s in args.trace_sizes.split(",") if s.strip().isdigit()}
     results = []
     began = time.monotonic()
     with CountingSink() as sink, tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
         for size in sizes:
-            result = run_size(size, sink, Path(tmp), args.connections, size in traced,
-                              args.profile)
+            result = run_size(size, sink, Path(tmp), args.connections,
+                              args.trace if size in traced else "never", args.profile)
             report(result, args.connections)
             results.append(result)
     print("\ntime per message (should stay flat as the burst grows)")

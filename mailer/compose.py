@@ -12,10 +12,15 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from email.header import decode_header, make_header
+from email.charset import BASE64, QP, Charset
+from email.encoders import encode_base64
+from email.header import Header, decode_header, make_header
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -79,6 +84,10 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
 
 # Control, format (bidi overrides, zero-width) and line/paragraph separator characters.
 _UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+# Text parts in UTF-8, quoted-printable: readable in a raw .eml, safe on any server.
+_UTF8 = Charset("utf-8")
+_UTF8.header_encoding = BASE64
+_UTF8.body_encoding = QP
 _SPACES = re.compile(r"\s+")
 _MSGID = re.compile(r"<[^<>\s\"]{1,250}@[^<>\s\"]{1,250}>")
 _MAX_NAME = 120
@@ -125,6 +134,28 @@ def _address(name: str, addr: str) -> Address:
     except (ValueError, IndexError) as exc:
         # A recipient that cannot be written into a header can never be delivered to.
         raise PermanentSendError(f"invalid address: {exc}", recipient=addr) from None
+
+
+def _format_address(address: Address) -> str:
+    """An address header value: the display name quoted or RFC 2047-encoded as needed."""
+    return formataddr((address.display_name, address.addr_spec), charset="utf-8")
+
+
+def _header_text(text: str) -> str:
+    """A one-line header text; non-ASCII becomes RFC 2047 encoded words, folded."""
+    if text.isascii():
+        return text
+    return Header(text, "utf-8", maxlinelen=76, header_name="Subject").encode()
+
+
+def _attachment(data: bytes, mimetype: str, filename: str) -> Message:
+    maintype, _, subtype = mimetype.partition("/")
+    part = MIMEBase(maintype, subtype or "octet-stream")
+    part.set_payload(data)
+    encode_base64(part)
+    part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename)
+                    if not filename.isascii() else filename)
+    return part
 
 
 def _aware(value: Any) -> datetime | None:
@@ -188,6 +219,8 @@ class Composer:
             keep_trailing_newline=True,
         )
         self.env.filters["de"] = french_de
+        organiser = settings.organiser
+        self._from = _format_address(_address(organiser.name, organiser.address))
 
     @property
     def domain(self) -> str:
@@ -311,7 +344,7 @@ class Composer:
                                          "schedules")]) from None
 
     def compose(self, out: Outgoing, *, now: datetime, attachments: Sequence[Attachment] = (),
-                links: Sequence[Link] = ()) -> EmailMessage:
+                links: Sequence[Link] = ()) -> Message:
         """The email for one Outgoing row, ready for SMTP; ``now`` is its Date and DTSTAMP."""
         event = self._event(out.event_id)
         lang = out.language if out.language in LANGUAGES else "en"
@@ -322,12 +355,41 @@ class Composer:
         if out.event_id:
             subject = f"{subject} [{out.event_id}]"
 
-        msg = EmailMessage()
+        # Built with email.mime under the compat32 policy: five to ten times faster than
+        # EmailMessage under policy.default (header objects are parsed and re-folded there),
+        # which matters for a burst of 10,000 reminders. Every header value is still made
+        # here from clean parts, never from raw text: names pass through safe_display_name,
+        # and non-ASCII goes into RFC 2047 encoded words.
         organiser = self.settings.organiser
-        msg["From"] = _address(organiser.name, organiser.address)
-        msg["To"] = _address(out.name, out.recipient)
-        msg["Reply-To"] = self._reply_to(out)
-        msg["Subject"] = subject
+        recipient = _address(out.name, out.recipient)
+        alternative = MIMEMultipart("alternative")
+        alternative.attach(MIMEText(text, "plain", _UTF8))
+        if html is not None:
+            alternative.attach(MIMEText(html, "html", _UTF8))
+        parts: list[Message] = []
+        method = _method(out.kind)
+        if method and event is not None:
+            ics = build_calendar(event, method=method, attendee_email=out.recipient,
+                                 attendee_name=safe_display_name(out.name),
+                                 sequence=out.sequence, organiser_name=organiser.name,
+                                 organiser_address=organiser.address, lang=lang, stamp=now)
+            calendar = MIMEText(ics.decode("utf-8"), "calendar", _UTF8)
+            calendar.set_param("method", method)
+            alternative.attach(calendar)
+            parts.append(_attachment(ics, "application/ics", "invite.ics"))
+        for filename, mimetype, data in attachments:
+            parts.append(_attachment(data, mimetype, safe_display_name(filename)))
+        if parts:
+            msg: Message = MIMEMultipart("mixed")
+            msg.attach(alternative)
+            for part in parts:
+                msg.attach(part)
+        else:
+            msg = alternative
+        msg["From"] = self._from
+        msg["To"] = _format_address(recipient)
+        msg["Reply-To"] = _format_address(self._reply_to(out))
+        msg["Subject"] = _header_text(subject)
         msg["Date"] = format_datetime(now)
         msg["Message-ID"] = out.message_id(self.domain)
         parent = _message_id(out.in_reply_to)
@@ -339,25 +401,6 @@ class Composer:
         msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
         # The kind on the wire (subjects are templates staff edit): for tests and mail filters.
         msg["X-Mailer-Kind"] = out.kind.value
-
-        msg.set_content(text)
-        if html is not None:
-            msg.add_alternative(html, subtype="html")
-        method = _method(out.kind)
-        if method and event is not None:
-            ics = build_calendar(event, method=method, attendee_email=out.recipient,
-                                 attendee_name=safe_display_name(out.name),
-                                 sequence=out.sequence, organiser_name=organiser.name,
-                                 organiser_address=organiser.address, lang=lang, stamp=now)
-            msg.add_alternative(ics.decode("utf-8"), subtype="calendar",
-                                params={"method": method})
-            msg.add_attachment(ics, maintype="application", subtype="ics",
-                               filename="invite.ics")
-        for filename, mimetype, data in attachments:
-            maintype, _, subtype = mimetype.partition("/")
-            msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream",
-                               filename=safe_display_name(filename))
-        # Set last: turning the message multipart moves Content-* headers into the first part.
         msg["Content-Language"] = lang
         return msg
 

@@ -175,17 +175,18 @@ async def run_once(settings: Settings, *, now: datetime | None = None, read: boo
     mailer = Mailer.open(settings)
     report = PassReport()
     try:
-        moment = now or utcnow()
-        report.changes, before = mailer.sync_and_plan(moment)
         if read:
+            # Event versions first, so answers carry the current SEQUENCE; planning waits
+            # until the replies are in.
+            with mailer.store.transaction() as session:
+                report.changes = sync_events(session, mailer.catalog, now or utcnow())
             async with AsyncInbox(settings.imap) as inbox:
                 await mailer.read_inbox(inbox, (lambda: now) if now else utcnow, report)
         moment = now or utcnow()
-        changes, after = mailer.sync_and_plan(moment)
+        changes, current = mailer.sync_and_plan(moment)
         report.changes += changes
-        # Each plan lists only what it newly enqueued, so the pass did the sum of both.
-        report.planned = len(before.due) + len(after.due)
-        report.missed = len(before.missed) + len(after.missed)
+        report.planned = len(current.due)
+        report.missed = len(current.missed)
         if send:
             async with Sender(settings.smtp, envelope_from=settings.organiser.address) as sender:
                 report.drain = await mailer.drain(moment, sender)

@@ -7,10 +7,12 @@ back-off; permanent ones fail for good and the recipient is suppressed.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import EmailMessage
+from email.message import Message
 
 import structlog
 from sqlalchemy import update
@@ -19,7 +21,7 @@ from mailer import store
 from mailer.config import Settings
 from mailer.domain import Kind, Outgoing
 from mailer.schedule import Catalog
-from mailer.smtp import Sender, SendResult, retry_delay
+from mailer.smtp import Composable, Sender, SendResult, retry_delay
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +39,12 @@ class DrainReport:
     retried: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+
+    def count(self, outcome: str, result: SendResult) -> None:
+        """Add one message's outcome (from ``_record``)."""
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        if outcome == "failed":
+            self.errors.append(f"{result.code or ''} {result.error}".strip())
 
 
 def attachments_for(out: Outgoing, catalog: Catalog, settings: Settings
@@ -67,7 +75,7 @@ def attachments_for(out: Outgoing, catalog: Catalog, settings: Settings
     return attached, links
 
 
-async def drain(st: store.Store, compose: Callable[..., EmailMessage], sender: Sender, *,
+async def drain(st: store.Store, compose: Callable[..., Message], sender: Sender, *,
                 catalog: Catalog, settings: Settings, now: datetime,
                 batch: int | None = None,
                 stop: Callable[[], bool] | None = None) -> DrainReport:
@@ -85,7 +93,7 @@ async def drain(st: store.Store, compose: Callable[..., EmailMessage], sender: S
             suppressed = {r[3] for r in rows if store.is_suppressed(session, r[3])}
         if not rows:
             return report
-        items: list[tuple[str, EmailMessage]] = []
+        items: list[tuple[str, Composable]] = []
         attempts: dict[str, int] = {}
         for row_id, out, tried, recipient in rows:
             key = str(row_id)
@@ -94,60 +102,63 @@ async def drain(st: store.Store, compose: Callable[..., EmailMessage], sender: S
                 _finish(st, row_id, "failed", now, "recipient suppressed (bounced before)")
                 report.failed += 1
                 continue
-            try:
-                files, links = attachments_for(out, catalog, settings)
-                msg = compose(out, now=now, attachments=files, links=links)
-                if files and len(msg.as_bytes()) > settings.smtp.max_message_bytes:
-                    raise ValueError(f"{len(msg.as_bytes())} bytes, over smtp.max_message_bytes"
-                                     "; set limits.pack_base_url so large files are linked")
-                items.append((key, msg))
-            except Exception as exc:  # noqa: BLE001 - one broken message must not stop the rest
-                reason = f"could not compose: {type(exc).__name__}: {exc}"[:500]
-                log.error("message not composed", key=out.key, kind=str(out.kind),
-                          event_id=out.event_id, reason=reason)
-                _finish(st, row_id, "failed", now, reason)
-                report.failed += 1
-                report.errors.append(reason)
+            items.append((key, functools.partial(_compose, out, compose, catalog, settings,
+                                                 now)))
 
         recorded: set[str] = set()
 
         async def record(result: SendResult, tried: dict[str, int] = attempts,
                          done: set[str] = recorded) -> None:
             done.add(result.key)
-            _record(st, result, tried[result.key], now, settings, report)
+            # In a worker thread: the other connections keep sending during the commit.
+            outcome = await asyncio.to_thread(_record, st, result, tried[result.key], now,
+                                              settings)
+            report.count(outcome, result)
 
         # A SendError here (no connection at all) leaves every row pending for the next pass.
         for result in await sender.send_batch(items, on_result=record):
             if result.key not in recorded:  # never attempted: the connections failed
-                _record(st, result, attempts[result.key], now, settings, report)
+                report.count(_record(st, result, attempts[result.key], now, settings), result)
     return report
 
 
-def _record(st: store.Store, result: SendResult, tried: int, now: datetime, settings: Settings,
-            report: DrainReport) -> None:
+def _compose(out: Outgoing, compose: Callable[..., Message], catalog: Catalog,
+             settings: Settings, now: datetime) -> Message:
+    """One message with its attachments, refused when it would exceed the size limit."""
+    files, links = attachments_for(out, catalog, settings)
+    msg = compose(out, now=now, attachments=files, links=links)
+    if files:
+        size = len(msg.as_bytes())
+        if size > settings.smtp.max_message_bytes:
+            raise ValueError(f"{size} bytes, over smtp.max_message_bytes; set "
+                             "limits.pack_base_url so large files are linked")
+    return msg
+
+
+def _record(st: store.Store, result: SendResult, tried: int, now: datetime,
+            settings: Settings) -> str:
+    """Write one result to the outbox; return "sent", "retried" or "failed"."""
     row_id = int(result.key)
     if result.ok:
         with st.transaction() as session:
             store.mark_sent(session, row_id, now)
-        report.sent += 1
-        return
+        return "sent"
     attempt = tried + 1
+    reason = f"{result.code or ''} {result.error}".strip()
     if result.permanent or attempt >= settings.smtp.max_attempts:
-        reason = f"{result.code or ''} {result.error}".strip()
         with st.transaction() as session:
             row = session.get(store.OutboxRow, row_id)
-            if row is not None and result.permanent:
+            # Only the server's 5xx says the address is bad; a message we could not build
+            # (code None) says nothing about its recipient.
+            if row is not None and result.permanent and result.code is not None:
                 store.suppress(session, row.recipient, reason, now)
         _finish(st, row_id, "failed", now, reason, attempt)
-        report.failed += 1
-        report.errors.append(reason)
-        return
+        return "failed"
     delay = retry_delay(attempt, settings.smtp.retry_base_seconds)
     with st.transaction() as session:
         session.execute(update(store.OutboxRow).where(store.OutboxRow.id == row_id).values(
-            attempts=attempt, next_attempt_at=now + delay,
-            last_error=f"{result.code or ''} {result.error}".strip()))
-    report.retried += 1
+            attempts=attempt, next_attempt_at=now + delay, last_error=reason))
+    return "retried"
 
 
 def _finish(st: store.Store, row_id: int, status: str, now: datetime, reason: str,

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from email.message import EmailMessage
+from email.message import Message
 from email.utils import getaddresses
 from pathlib import Path
 from types import TracebackType
@@ -79,7 +79,7 @@ def connection_lost(exc: BaseException) -> bool:
                       | ConnectionError | TimeoutError)
 
 
-def envelope_recipient(msg: EmailMessage) -> str | None:
+def envelope_recipient(msg: Message) -> str | None:
     """The address the message is delivered to: the first address of its To header."""
     for _name, address in getaddresses(msg.get_all("To", [])):
         if address:
@@ -135,11 +135,15 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
+# A message, or a function that builds one when its turn comes.
+Composable = Message | Callable[[], Message]
+
+
 @dataclass
 class _Batch:
     """The shared state of one ``send_batch`` call, which the workers drain together."""
 
-    items: Sequence[tuple[str, EmailMessage]]
+    items: Sequence[tuple[str, Composable]]
     pending: deque[int]
     results: list[SendResult | None]
     on_result: Callable[[SendResult], Awaitable[None]] | None = None
@@ -184,14 +188,18 @@ class Sender:
             except _MESSAGE_ERRORS:
                 client.close()
 
-    async def send_one(self, key: str, msg: EmailMessage) -> SendResult:
+    async def send_one(self, key: str, msg: Message) -> SendResult:
         """Send one message; see ``send_batch``."""
         return (await self.send_batch([(key, msg)]))[0]
 
-    async def send_batch(self, items: Sequence[tuple[str, EmailMessage]], *,
+    async def send_batch(self, items: Sequence[tuple[str, Composable]], *,
                          on_result: Callable[[SendResult], Awaitable[None]] | None = None,
                          ) -> list[SendResult]:
         """Send every ``(key, message)`` to its To address; one result per item, in order.
+
+        A message may be given as a function that builds it: it is called just before
+        sending, and if it raises, that message fails for good (``code`` None) and the
+        others go on.
 
         ``on_result`` is awaited with each message's result as soon as the server answered,
         so the caller can record it before the next message goes (crash safety).
@@ -225,13 +233,22 @@ class Sender:
                 return
             batch.attempted = True
             await self._limiter.acquire()
-            key, msg = batch.items[index]
-            result = await self._deliver(slot, key, msg)
+            key, item = batch.items[index]
+            try:
+                # A callable is composed here, by the worker that sends it, so composing one
+                # message overlaps the server's work on the others.
+                msg = item() if callable(item) else item
+            except Exception as exc:  # noqa: BLE001 - one broken message must not stop the rest
+                result = SendResult(key, ok=False, permanent=True,
+                                    error=f"not composed: {type(exc).__name__}: {exc}"[:500])
+                self._log_failure(result, None)
+            else:
+                result = await self._deliver(slot, key, msg)
             batch.results[index] = result
             if batch.on_result is not None:
                 await batch.on_result(result)
 
-    async def _deliver(self, slot: int, key: str, msg: EmailMessage) -> SendResult:
+    async def _deliver(self, slot: int, key: str, msg: Message) -> SendResult:
         """Send one message on connection ``slot``, reconnecting and retrying once if it drops."""
         recipient = envelope_recipient(msg)
         if recipient is None:

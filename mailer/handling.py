@@ -124,7 +124,7 @@ def _decide_and_store(st: store.Store, catalog: Catalog, intent: Intent, now: da
         event = catalog.events.get(intent.event_id) if intent.event_id else None
         if event is not None:
             store.lock_event(session, event.id)
-        snapshot = _snapshot(session, event.id) if event else []
+        snapshot = _snapshot(session, event.id, intent) if event else []
         sequence = _sequence(session, event.id) if event else 0
         decision = decide(intent, event, snapshot, sequence=sequence, now=now,
                           staff_address=policy.staff_address)
@@ -170,11 +170,27 @@ def _infer_event(session: Session, catalog: Catalog, intent: Intent, now: dateti
     return intent
 
 
-def _snapshot(session: Session, event_id: str) -> list[Registered]:
+def _snapshot(session: Session, event_id: str, intent: Intent) -> list[Registered]:
+    """The registrations the rules need for this message, not the whole event.
+
+    The people it names (to spot repeats and find what to cancel) and everyone of their
+    countries (seats taken, the waiting list): the decision is the same as on the whole
+    event, and the cost no longer grows with the event's size.
+    """
+    Reg = store.Registration
+    emails = {intent.sender} | {p.email.lower() for p in intent.participants if p.email}
+    named = list(session.scalars(select(Reg).where(Reg.event_id == event_id,
+                                                   Reg.email.in_(emails))))
+    countries = {p.country for p in intent.participants if p.country} | {
+        r.country for r in named if r.country}
+    rows = {r.id: r for r in named}
+    if countries:
+        rows.update((r.id, r) for r in session.scalars(select(Reg).where(
+            Reg.event_id == event_id, Reg.country.in_(countries))))
+    ordered = sorted(rows.values(), key=lambda r: (r.created_at, r.id))
     return [Registered(id=r.id, email=r.email, country=r.country, status=Status(r.status),
                        created_at=r.created_at, name=r.name, language=r.language,
-                       certificate_requested=r.certificate_requested)
-            for r in store.registrations_of(session, event_id)]
+                       certificate_requested=r.certificate_requested) for r in ordered]
 
 
 def _sequence(session: Session, event_id: str) -> int:
@@ -212,7 +228,10 @@ def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
         store.suppress(session, email, f"bounce {intent.message_id}", now)
     if decision.event_id is None:
         return
-    by_id = {r.id: r for r in store.registrations_of(session, decision.event_id)}
+    wanted = ({c.registration_id for c in decision.changed} | set(decision.certificate_for)
+              | {n.revive_id for n in decision.created if n.revive_id is not None})
+    by_id = {r.id: r for r in session.scalars(select(store.Registration).where(
+        store.Registration.id.in_(wanted)))} if wanted else {}
     for new in decision.created:
         p = new.participant
         confirmed = new.status is Status.CONFIRMED

@@ -221,6 +221,7 @@ class Composer:
         self.env.filters["de"] = french_de
         organiser = settings.organiser
         self._from = _format_address(_address(organiser.name, organiser.address))
+        self._views: dict[tuple[int, str, str | None], tuple[Event, dict[str, Any]]] = {}
 
     @property
     def domain(self) -> str:
@@ -230,7 +231,18 @@ class Composer:
     # -- the values templates see ------------------------------------------------------------
 
     def event_view(self, event: Event, lang: str, country: str | None = None) -> dict[str, Any]:
-        """What templates know of an event (``event.title``, ``event.when_utc``...)."""
+        """What templates know of an event (``event.title``, ``event.when_utc``...).
+
+        Cached per event object, language and country: a burst of reminders formats each
+        event's dates once per language and time zone, not once per message.
+        """
+        key = (id(event), lang, country)
+        cached = self._views.get(key)
+        if cached is None or cached[0] is not event:   # an id is reused only after a reload
+            cached = self._views[key] = (event, self._event_view(event, lang, country))
+        return dict(cached[1])
+
+    def _event_view(self, event: Event, lang: str, country: str | None) -> dict[str, Any]:
         spec = event.series.spec
         return {
             "id": event.id,

@@ -140,8 +140,7 @@ def _record(st: store.Store, result: SendResult, tried: int, now: datetime,
     """Write one result to the outbox; return "sent", "retried" or "failed"."""
     row_id = int(result.key)
     if result.ok:
-        with st.transaction() as session:
-            store.mark_sent(session, row_id, now)
+        st.mark_sent(row_id, now)
         return "sent"
     attempt = tried + 1
     reason = f"{result.code or ''} {result.error}".strip()

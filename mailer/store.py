@@ -238,6 +238,14 @@ class Store:
         with self._sessions() as session, session.begin():
             yield session
 
+    def mark_sent(self, row_id: int, now: datetime) -> None:
+        """Record one accepted message in its own short transaction (no ORM session: this
+        runs once per message sent, so its overhead is the sender's)."""
+        table = OutboxRow.__table__
+        with self.engine.begin() as conn:
+            conn.execute(update(table).where(table.c.id == row_id).values(
+                status="sent", sent_at=now, attempts=table.c.attempts + 1))
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -369,11 +377,6 @@ def answers_today(session: Session, recipient: str, kinds: Iterable[str], since:
     return session.scalar(select(func.count(OutboxRow.id)).where(
         OutboxRow.recipient == recipient, OutboxRow.kind.in_([str(k) for k in kinds]),
         OutboxRow.created_at >= since)) or 0
-
-
-def mark_sent(session: Session, row_id: int, now: datetime) -> None:
-    session.execute(update(OutboxRow).where(OutboxRow.id == row_id)
-                    .values(status="sent", sent_at=now, attempts=OutboxRow.attempts + 1))
 
 
 def is_suppressed(session: Session, email: str) -> bool:

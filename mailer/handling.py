@@ -76,9 +76,8 @@ def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, poli
     message_id = (message_id_of(raw) if raw else message_id) or fallback_message_id(
         raw or f"{folder}/{uidvalidity}/{uid}".encode())
     where: dict[str, Any] = {"folder": folder, "uidvalidity": uidvalidity, "uid": uid}
-    with st.transaction() as session:
-        if store.already_handled(session, message_id):
-            return Handled(message_id, "duplicate")
+    # Duplicates are recognised inside the deciding transaction (the only place where the
+    # answer cannot change under us); reading one again first costs less than asking twice.
     reason = _unacceptable(raw, size, policy)
     intent = None
     if not reason:
@@ -88,9 +87,10 @@ def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, poli
             reason = f"could not be read: {type(exc).__name__}: {exc}"[:500]
     if intent is None:
         with st.transaction() as session:
-            if not store.already_handled(session, message_id):
-                store.record_inbound(session, message_id=message_id, outcome="quarantined",
-                                     now=now, reason=reason, **where)
+            if store.already_handled(session, message_id):
+                return Handled(message_id, "duplicate")
+            store.record_inbound(session, message_id=message_id, outcome="quarantined",
+                                 now=now, reason=reason, **where)
         log.warning("message quarantined", message_id=message_id, reason=reason)
         return Handled(message_id, "quarantined", reason=reason)
 

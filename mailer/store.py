@@ -338,12 +338,11 @@ def enqueue(session: Session, items: Iterable[Outgoing], *, now: datetime, domai
         return 0
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    added = 0
-    for start in range(0, len(rows), 500):
-        statement = (insert(OutboxRow).values(rows[start:start + 500])
-                     .on_conflict_do_nothing(index_elements=["key"]).returning(OutboxRow.id))
-        added += len(session.execute(statement).all())
-    return added
+    # One statement for any number of rows (executemany with RETURNING), so SQLAlchemy
+    # compiles it once per process instead of once per distinct batch size.
+    statement = (insert(OutboxRow).on_conflict_do_nothing(index_elements=["key"])
+                 .returning(OutboxRow.id))
+    return len(session.execute(statement, rows).all())
 
 
 def outbox_keys(session: Session) -> set[str]:

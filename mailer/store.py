@@ -345,9 +345,13 @@ def enqueue(session: Session, items: Iterable[Outgoing], *, now: datetime, domai
     return len(session.execute(statement, rows).all())
 
 
-def outbox_keys(session: Session) -> set[str]:
-    """Every key in the outbox, whatever its status: planned once means planned."""
-    return set(session.scalars(select(OutboxRow.key)))
+def outbox_keys(session: Session, event_ids: Iterable[str] | None = None) -> set[str]:
+    """Every key in the outbox (of these events), whatever its status: planned once means
+    planned."""
+    query = select(OutboxRow.key)
+    if event_ids is not None:
+        query = query.where(OutboxRow.event_id.in_(list(event_ids)))
+    return set(session.scalars(query))
 
 
 def due_rows(session: Session, now: datetime, limit: int) -> list[OutboxRow]:

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from mailer import store
 from mailer.domain import Status
-from mailer.planner import Contact, EventVersion, Plan, Registrant, plan
-from mailer.schedule import Catalog
+from mailer.planner import Contact, EventVersion, Plan, Planned, Registrant, plan
+from mailer.schedule import Catalog, Event
 
 log = structlog.get_logger(__name__)
 
@@ -99,7 +99,11 @@ def _plan(session: Session, catalog: Catalog, contacts: Sequence[Contact],
           now: datetime) -> Plan:
     """The planner on the store's facts: every outbox key (missed ones too) counts as done."""
     return plan(catalog, registrants(session, catalog), versions(session),
-                store.outbox_keys(session), contacts, now)
+                store.outbox_keys(session, catalog.events), contacts, now)
+
+
+def _one_event(catalog: Catalog, event: Event) -> Catalog:
+    return Catalog(series=catalog.series, events={event.id: event}, groups=catalog.groups)
 
 
 def current_plan(session: Session, catalog: Catalog, contacts: Sequence[Contact],
@@ -122,22 +126,35 @@ def current_plan(session: Session, catalog: Catalog, contacts: Sequence[Contact]
 
 def plan_into_outbox(session: Session, catalog: Catalog, contacts: Sequence[Contact],
                      now: datetime, domain: str) -> Plan:
-    """Enqueue every due message (and record the missed ones) in the caller's transaction."""
-    current = _plan(session, catalog, contacts, now)
-    due = current.due
-    added = store.enqueue(session, due, now=now, domain=domain)
-    for reason in sorted({p.reason for p in current.missed}):
-        store.enqueue(session, [p.out for p in current.missed if p.reason == reason], now=now,
-                      domain=domain, status="missed", reason=reason)
-    seen = {out.registration_id: out.sequence for out in due
-            if out.registration_id is not None and out.kind in _CALENDAR_SEEN}
-    if seen:
-        for reg in session.scalars(select(store.Registration)
-                                   .where(store.Registration.id.in_(list(seen)))):
-            reg.sequence_seen = max(reg.sequence_seen, seen[reg.id])
+    """Enqueue every due message (and record the missed ones) in the caller's transaction.
+
+    Planned one event at a time, so memory follows the largest event, not the whole store.
+    Returns what was due or missed, and each event's next scheduled message (for
+    ``Plan.next_at``).
+    """
+    kept: list[Planned] = []
+    added = 0
+    for event in catalog.events.values():
+        current = _plan(session, _one_event(catalog, event), contacts, now)
+        due = current.due
+        added += store.enqueue(session, due, now=now, domain=domain)
+        missed = current.missed
+        for reason in sorted({p.reason for p in missed}):
+            store.enqueue(session, [p.out for p in missed if p.reason == reason], now=now,
+                          domain=domain, status="missed", reason=reason)
+        seen = {out.registration_id: out.sequence for out in due
+                if out.registration_id is not None and out.kind in _CALENDAR_SEEN}
+        if seen:
+            for reg in session.scalars(select(store.Registration)
+                                       .where(store.Registration.id.in_(list(seen)))):
+                reg.sequence_seen = max(reg.sequence_seen, seen[reg.id])
+        kept += [p for p in current.items if p.state in ("due", "missed")]
+        upcoming = [p for p in current.items if p.state == "scheduled"]
+        if upcoming:
+            kept.append(min(upcoming, key=lambda p: p.due_at))
     if added:
-        log.info("planned", due=added, missed=len(current.missed))
-    return current
+        log.info("planned", due=added)
+    return Plan(tuple(kept))
 
 
 _CALENDAR_SEEN = frozenset({"update", "cancellation"})

@@ -37,7 +37,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from mailer.domain import Kind, Outgoing, Status
+from mailer.domain import Kind, Outgoing
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -389,10 +389,3 @@ def is_suppressed(session: Session, email: str) -> bool:
 def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
     if session.get(Suppression, email.lower()) is None:
         session.add(Suppression(email=email.lower(), reason=reason[:2000], created_at=now))
-
-
-def status_counts(session: Session, event_id: str, country: str) -> dict[Status, int]:
-    rows = session.execute(select(Registration.status, func.count(Registration.id)).where(
-        Registration.event_id == event_id, Registration.country == country)
-        .group_by(Registration.status))
-    return {Status(s): n for s, n in rows}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from email.charset import BASE64, QP, Charset
 from email.encoders import encode_base64
@@ -465,8 +465,14 @@ class Composer:
         return []
 
     def preview(self, kind: str, event_id: str | None, lang: str, to: str, name: str,
-                now: datetime, country: str | None = None) -> bytes:
-        """One message rendered as ``.eml`` bytes, for ``mailer preview``."""
+                now: datetime, country: str | None = None,
+                attach: Callable[[Outgoing], tuple[Sequence[Attachment], Sequence[Link]]]
+                | None = None) -> bytes:
+        """One message rendered as ``.eml`` bytes, for ``mailer preview``.
+
+        ``attach`` gives the files and links the message carries (the outbox's rule), so the
+        preview is exactly what would be sent.
+        """
         try:
             chosen = Kind(kind)
         except ValueError:
@@ -477,7 +483,8 @@ class Composer:
         event = self.catalog.events.get(event_id) if event_id else None
         others = [e for e in self.catalog.events if e != event_id][:2]
         out = sample_outgoing(chosen, lang, event, others, to=to, name=name, country=country)
-        return self.compose(out, now=now).as_bytes()
+        files, links = attach(out) if attach else ((), ())
+        return self.compose(out, now=now, attachments=files, links=links).as_bytes()
 
 
 def _method(kind: Kind) -> Literal["REQUEST", "CANCEL"] | None:

@@ -18,7 +18,7 @@ from mailer import store
 from mailer.config import Settings
 from mailer.contacts import catalog_contacts
 from mailer.countries import country_name
-from mailer.domain import Kind, Status
+from mailer.domain import Status
 from mailer.errors import ScheduleError, UsageError
 from mailer.planner import timetable
 from mailer.schedule import Catalog, read_catalog
@@ -98,18 +98,13 @@ def _with_timetable(rows: list[dict[str, Any]], catalog: Catalog,
     for event in catalog.events.values():
         if event_id and event.id != event_id:
             continue
-        for kind, when, label in timetable(event):
-            if (event.id, str(kind), when.isoformat()) in seen:
-                continue
-            if kind in (Kind.REMINDER, Kind.PACK) and any(
-                    r["event_id"] == event.id and r["kind"] == str(kind) and
-                    r.get("label") == label for r in rows):
-                continue
-            out.append({"event_id": event.id, "kind": str(kind), "due_at": when.isoformat(),
-                        "scheduled": 0, "due": 0, "sent": 0, "missed": 0, "total": 0})
+        for kind, when, _label in timetable(event):
+            if (event.id, str(kind), when.isoformat()) not in seen:
+                out.append({"event_id": event.id, "kind": str(kind),
+                            "due_at": when.isoformat(), "scheduled": 0, "due": 0, "sent": 0,
+                            "missed": 0, "total": 0})
     for row in out:
-        if "label" not in row:
-            row["label"] = ""
+        row.setdefault("label", "")
     out.sort(key=lambda r: (r["due_at"], r["event_id"], r["kind"]))
     return out
 
@@ -140,26 +135,18 @@ def parse_view(settings: Settings, path: Path, now: datetime | None, *, as_json:
 
 def preview_message(settings: Settings, kind: str, event_id: str, lang: str, to: str,
                     name: str, country: str | None, now: datetime | None) -> bytes:
-    """The exact bytes one message would be sent as."""
+    """The exact bytes one message would be sent as, attachments included."""
     from mailer.compose import Composer
+    from mailer.outbox import attachments_for
 
     catalog = load(settings)
-    if kind not in {k.value for k in Kind}:
-        raise UsageError(f"unknown kind {kind!r} (one of: {', '.join(k.value for k in Kind)})")
     if event_id not in catalog.events:
         raise UsageError(f"--event: no event {event_id!r} (known: {', '.join(catalog.events)})")
     if lang not in ("en", "fr", "es"):
         raise UsageError(f"--lang: {lang!r} is not one of en, fr, es")
-    from mailer.compose import sample_outgoing
-    from mailer.outbox import attachments_for
-
-    # The same path the outbox takes, attachments included: the exact message that would go.
-    composer = Composer(settings, catalog)
-    others = [e for e in catalog.events if e != event_id][:2]
-    out = sample_outgoing(Kind(kind), lang, catalog.events[event_id], others, to=to, name=name,
-                          country=country)
-    files, links = attachments_for(out, catalog, settings)
-    return composer.compose(out, now=_now(now), attachments=files, links=links).as_bytes()
+    return Composer(settings, catalog).preview(
+        kind, event_id, lang, to, name, _now(now), country=country,
+        attach=lambda out: attachments_for(out, catalog, settings))
 
 
 COLUMNS = ("event", "country", "country_name", "status", "name", "email", "organisation",

@@ -248,13 +248,8 @@ def attendance_import(ctx: click.Context, config: str | None, report: str, event
     attendees, problems = read_attendance(Path(report))
     for problem in problems:
         click.echo(f"warning: {problem}", err=True)
-    st = store.Store(settings.store.url)
-    st.migrate()
-    try:
-        with st.transaction() as session:
-            result = import_attendance(session, event_id, attendees, min_minutes=min_minutes)
-    finally:
-        st.close()
+    with store.command_transaction(settings.store.url) as session:
+        result = import_attendance(session, event_id, attendees, min_minutes=min_minutes)
     click.echo(f"{event_id}: {result.matched} present, {result.absent} absent, "
                f"{result.too_short} too short, {len(result.unknown)} not registered")
     for email in result.unknown:
@@ -278,16 +273,11 @@ def purge(ctx: click.Context, config: str | None, series_id: str | None,
     settings = settings_from(ctx, config)
     catalog = load(settings)
     moment = parse_now(now) or utcnow()
-    st = store.Store(settings.store.url)
-    st.migrate()
-    try:
-        with st.transaction() as session:
-            if series_id:
-                results = [purge_series(session, catalog, series_id, moment)]
-            else:
-                results = purge_expired(session, catalog, moment, settings.retention.days)
-    finally:
-        st.close()
+    with store.command_transaction(settings.store.url) as session:
+        if series_id:
+            results = [purge_series(session, catalog, series_id, moment)]
+        else:
+            results = purge_expired(session, catalog, moment, settings.retention.days)
     if not any(r.changed for r in results):
         click.echo("nothing to purge")
     for r in results:

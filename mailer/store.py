@@ -250,6 +250,18 @@ class Store:
         self.engine.dispose()
 
 
+@contextmanager
+def command_transaction(url: str) -> Iterator[Session]:
+    """For a command that runs once: open (and migrate) the store, one transaction, close."""
+    st = Store(url)
+    try:
+        st.migrate()
+        with st.transaction() as session:
+            yield session
+    finally:
+        st.close()
+
+
 def lock_event(session: Session, event_id: str) -> None:
     """Serialise deciders for one event until the transaction ends.
 
@@ -333,7 +345,10 @@ def enqueue(session: Session, items: Iterable[Outgoing], *, now: datetime, domai
         context=dict(out.context), message_id=out.message_id(domain), status=status,
         attempts=0, next_attempt_at=out.due_at or now, last_error=reason, created_at=now,
         sent_at=None) for out in items]
-    rows = list({row["key"]: row for row in reversed(rows)}.values())[::-1]  # first wins
+    unique: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        unique.setdefault(row["key"], row)            # the first of a repeated key wins
+    rows = list(unique.values())
     if not rows:
         return 0
     dialect = session.get_bind().dialect.name

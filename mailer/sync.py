@@ -95,10 +95,11 @@ def registrants(session: Session, catalog: Catalog) -> list[Registrant]:
             for r in store.all_registrations(session, catalog.events)]
 
 
-def _plan(session: Session, catalog: Catalog, contacts: Sequence[Contact],
-          now: datetime) -> Plan:
+def _plan(session: Session, catalog: Catalog, contacts: Sequence[Contact], now: datetime,
+          known: dict[str, EventVersion] | None = None) -> Plan:
     """The planner on the store's facts: every outbox key (missed ones too) counts as done."""
-    return plan(catalog, registrants(session, catalog), versions(session),
+    return plan(catalog, registrants(session, catalog),
+                known if known is not None else versions(session),
                 store.outbox_keys(session, catalog.events), contacts, now)
 
 
@@ -134,8 +135,9 @@ def plan_into_outbox(session: Session, catalog: Catalog, contacts: Sequence[Cont
     """
     kept: list[Planned] = []
     added = 0
+    known = versions(session)
     for event in catalog.events.values():
-        current = _plan(session, _one_event(catalog, event), contacts, now)
+        current = _plan(session, _one_event(catalog, event), contacts, now, known)
         due = current.due
         added += store.enqueue(session, due, now=now, domain=domain)
         missed = current.missed

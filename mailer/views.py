@@ -51,16 +51,11 @@ def plan_view(settings: Settings, now: datetime | None, *, as_json: bool,
     if event_id and event_id not in catalog.events:
         raise UsageError(f"--event: no event {event_id!r} (known: {', '.join(catalog.events)})")
     moment = _now(now)
-    st = store.Store(settings.store.url)
-    st.migrate()
     contacts, _ = catalog_contacts(catalog, settings.paths.packs, settings.paths.contacts)
-    try:
-        with st.transaction() as session:
-            sync_events(session, catalog, moment)
-            current = current_plan(session, catalog, contacts, moment)
-            session.rollback()
-    finally:
-        st.close()
+    with store.command_transaction(settings.store.url) as session:
+        sync_events(session, catalog, moment)
+        current = current_plan(session, catalog, contacts, moment)
+        session.rollback()
     rows = [r for r in current.summary() if not event_id or r["event_id"] == event_id]
     rows = _with_timetable(rows, catalog, event_id)
     if as_json:
@@ -159,13 +154,8 @@ def registrations_rows(settings: Settings, event_id: str | None) -> tuple[Catalo
     catalog = load(settings)
     if event_id and event_id not in catalog.events:
         raise UsageError(f"--event: no event {event_id!r} (known: {', '.join(catalog.events)})")
-    st = store.Store(settings.store.url)
-    st.migrate()
-    try:
-        with st.transaction() as session:
-            regs = store.all_registrations(session, [event_id] if event_id else None)
-    finally:
-        st.close()
+    with store.command_transaction(settings.store.url) as session:
+        regs = store.all_registrations(session, [event_id] if event_id else None)
     rows = [{"event": r.event_id, "country": r.country or "",
              "country_name": country_name(r.country, "en") if r.country else "",
              "status": r.status, "name": r.name, "email": r.email,

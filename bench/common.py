@@ -195,6 +195,7 @@ class Measured:
     rss_before: int                # peak RSS, ru_maxrss (bytes), before the measured work
     rss_after: int                 # the same after it
     traced_peak: int | None        # tracemalloc's peak (bytes), when traced
+    cpu_seconds: float = 0.0       # CPU time of the measured process (all its threads)
 
     @property
     def rss_delta(self) -> int:
@@ -237,14 +238,14 @@ def measure(work: Callable[[], dict[str, Any]], *, trace: bool,
     before = maxrss()
     if trace:
         tracemalloc.start()
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     result = _profiled(work, profile) if profile is not None else work()
-    returned = time.monotonic()
+    returned, cpu = time.monotonic(), time.process_time() - cpu
     peak = None
     if trace:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    return Measured(started, returned, result, before, maxrss(), peak)
+    return Measured(started, returned, result, before, maxrss(), peak, cpu)
 
 
 def _profiled(work: Callable[[], dict[str, Any]], folder: Path) -> dict[str, Any]:

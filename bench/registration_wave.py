@@ -198,6 +198,7 @@ def report_mailer(n: int, timed: Measured, accepted: int, first: float, seconds:
     row("time: pass start -> last SMTP acceptance", f"{seconds:.2f} s")
     row("time: pass start -> run_once returned", f"{timed.returned - timed.started:.2f} s")
     row("throughput", f"{n / seconds:.1f} replies/s ({1000 * seconds / n:.2f} ms/reply)")
+    row("CPU time of the pass's process", f"{timed.cpu_seconds:.2f} s")
     row("ru_maxrss delta (RSS high-water, this pass)", mb(timed.rss_delta))
     row("ru_maxrss of the pass's process", mb(timed.rss_after))
 

@@ -233,6 +233,8 @@ def report(r: dict[str, Any], connections: int) -> None:
     row("time: pass start -> first SMTP acceptance", f"{r['first'] - timed.started:.2f} s")
     row("time: pass start -> last SMTP acceptance", f"{seconds:.2f} s")
     row("throughput", f"{rate:.1f} messages/s ({1000 * seconds / size:.2f} ms/message)")
+    row("CPU time of the pass's process", f"{timed.cpu_seconds:.2f} s "
+        f"({1000 * timed.cpu_seconds / size:.2f} ms/message)")
     row("ru_maxrss delta (RSS high-water, this pass)", mb(timed.rss_delta))
     row("ru_maxrss of the pass's process", mb(timed.rss_after))
     if traced is not None:
@@ -242,6 +244,8 @@ def report(r: dict[str, Any], connections: int) -> None:
     row("time: start -> last SMTP acceptance", f"{base_seconds:.2f} s")
     row("throughput", f"{base_rate:.1f} messages/s "
         f"({1000 * base_seconds / base.result['sent']:.2f} ms/message)")
+    row("CPU time of the baseline's process", f"{base.cpu_seconds:.2f} s "
+        f"({1000 * base.cpu_seconds / base.result['sent']:.2f} ms/message)")
     peaks = [timed.rss_delta] + ([traced.traced_peak or 0] if traced else [])
     row(f"ratio mailer/baseline (target >= {TARGET_RATIO:.0%})",
         f"{ratio:.1%}  {verdict(ratio >= TARGET_RATIO)}")

@@ -154,8 +154,12 @@ def classify_automatic(msg: Message) -> Automatic | None:
     # flufl.bounce reads the whole body with a dozen detectors: run it only when a cheap sign
     # (report type, daemon sender, bounce subject, null Return-Path) could make this a bounce.
     # Same verdicts, a sixth of the time per ordinary reply.
-    maybe = _bounce_reason(msg, True) is not None or _null_return_path(msg)
-    permanent, temporary = _failed_addresses(msg) if maybe else (set(), set())
+    if _bounce_reason(msg, True) is None and not _null_return_path(msg):
+        # No sign at all (most mail): no bounce, since _bounce_reason with no failures found
+        # is stricter still and the Return-Path is not null; only an auto-reply is left.
+        reason = _auto_reply_reason(msg)
+        return Automatic("auto_reply", reason) if reason else None
+    permanent, temporary = _failed_addresses(msg)
     bounced = tuple(sorted(permanent | temporary))
     # flufl.bounce alone does not decide: its looser detectors (LLNL's) find "failed" addresses
     # in ordinary replies that list recipients. It says which addresses failed.

@@ -8,18 +8,14 @@ ever add one), and lays the parts out the way Outlook and Gmail expect calendar 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from email.charset import BASE64, QP, Charset
-from email.encoders import encode_base64
+from email.errors import HeaderParseError
 from email.header import Header, decode_header, make_header
 from email.headerregistry import Address
-from email.message import Message
-from email.mime.base import MIMEBase
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +24,7 @@ from typing import Any, Literal
 import jinja2
 from babel.lists import format_list
 
+from mailer import wire
 from mailer.calendar import build_calendar
 from mailer.config import Settings
 from mailer.countries import country_name, country_timezone
@@ -84,12 +81,11 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
 
 # Control, format (bidi overrides, zero-width) and line/paragraph separator characters.
 _UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp"})
-# Text parts in UTF-8, quoted-printable: readable in a raw .eml, safe on any server.
-_UTF8 = Charset("utf-8")
-_UTF8.header_encoding = BASE64
-_UTF8.body_encoding = QP
 _SPACES = re.compile(r"\s+")
 _MSGID = re.compile(r"<[^<>\s\"]{1,250}@[^<>\s\"]{1,250}>")
+# A dot-atom local part at a hostname: the addresses nearly everyone has (RFC 5322 3.2.3).
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
+                            r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _MAX_NAME = 120
 _MAX_LINE = 500     # subjects and one-line reasons
 
@@ -104,7 +100,9 @@ def safe_display_name(text: str, limit: int = _MAX_NAME) -> str:
     if "=?" in text:
         with contextlib.suppress(ValueError, LookupError, UnicodeError):
             text = str(make_header(decode_header(text)))
-    text = "".join(" " if unicodedata.category(ch) in _UNSAFE else ch for ch in text)
+    text = text.strip()         # often a template's trailing newline
+    if not text.isprintable():  # printable text has none of the _UNSAFE categories
+        text = "".join(" " if unicodedata.category(ch) in _UNSAFE else ch for ch in text)
     # Whatever still looks like an encoded word must stay literal text.
     text = text.replace("=?", "= ?").replace("?=", "? =")
     return _SPACES.sub(" ", text).strip()[:limit]
@@ -131,31 +129,46 @@ def plus_address(address: str, event_id: str | None) -> str:
 def _address(name: str, addr: str) -> Address:
     try:
         return Address(display_name=safe_display_name(name), addr_spec=addr.strip())
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, HeaderParseError) as exc:
         # A recipient that cannot be written into a header can never be delivered to.
         raise PermanentSendError(f"invalid address: {exc}", recipient=addr) from None
 
 
 def _format_address(address: Address) -> str:
     """An address header value: the display name quoted or RFC 2047-encoded as needed."""
-    return formataddr((address.display_name, address.addr_spec), charset="utf-8")
+    return _name_and_address(address.display_name, address.addr_spec)
 
 
+def _name_and_address(name: str, addr: str) -> str:
+    if name.isascii():
+        return formataddr((name, addr))     # quotes the name when it needs it
+    # Not formataddr's charset path: it writes one encoded word however long the name,
+    # past the 75 characters RFC 2047 allows; Header splits it into several.
+    return f"{Header(name, 'utf-8', maxlinelen=76, header_name='To').encode()} <{addr}>"
+
+
+def _recipient_header(name: str, addr: str) -> tuple[str, str]:
+    """The To header value and the envelope address of a participant.
+
+    The usual plain address (letters, digits, dots, hyphens) skips ``Address``'s full
+    RFC 5322 parse, a tenth of a reminder's composing time in a burst; anything else gets
+    that parse, which refuses what cannot be delivered.
+    """
+    addr = addr.strip()
+    if _PLAIN_ADDRESS.fullmatch(addr):
+        return _name_and_address(safe_display_name(name), addr), addr
+    address = _address(name, addr)
+    return _format_address(address), address.addr_spec
+
+
+@functools.lru_cache(maxsize=512)
 def _header_text(text: str) -> str:
-    """A one-line header text; non-ASCII becomes RFC 2047 encoded words, folded."""
-    if text.isascii():
-        return text
-    return Header(text, "utf-8", maxlinelen=76, header_name="Subject").encode()
+    """A one-line header text, folded; non-ASCII becomes RFC 2047 encoded words.
 
-
-def _attachment(data: bytes, mimetype: str, filename: str) -> Message:
-    maintype, _, subtype = mimetype.partition("/")
-    part = MIMEBase(maintype, subtype or "octet-stream")
-    part.set_payload(data)
-    encode_base64(part)
-    part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename)
-                    if not filename.isascii() else filename)
-    return part
+    Cached: a burst of reminders has one subject per event and language.
+    """
+    charset = "us-ascii" if text.isascii() else "utf-8"
+    return Header(text, charset, maxlinelen=78, header_name="Subject").encode()
 
 
 def _aware(value: Any) -> datetime | None:
@@ -217,11 +230,17 @@ class Composer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            # A Composer's templates are fixed for its life: the daemon builds a new one on a
+            # reload, after checking it. This also saves a stat() per template per message.
+            auto_reload=False,
         )
         self.env.filters["de"] = french_de
         organiser = settings.organiser
         self._from = _format_address(_address(organiser.name, organiser.address))
         self._views: dict[tuple[int, str, str | None], tuple[Event, dict[str, Any]]] = {}
+        self._reply_tos: dict[str | None, str] = {}
+        self._folders: dict[tuple[Kind, str], str] = {}
+        self._has_html: dict[str, bool] = {}
 
     @property
     def domain(self) -> str:
@@ -309,6 +328,12 @@ class Composer:
     # -- rendering ---------------------------------------------------------------------------
 
     def _folder(self, kind: Kind, lang: str) -> str:
+        folder = self._folders.get((kind, lang))
+        if folder is None:
+            folder = self._folders[(kind, lang)] = self._find_folder(kind, lang)
+        return folder
+
+    def _find_folder(self, kind: Kind, lang: str) -> str:
         if kind in STAFF_KINDS:
             return "staff"
         if lang in LANGUAGES and (self.root / lang / f"{kind.value}.txt").is_file():
@@ -339,8 +364,12 @@ class Composer:
         ctx = {**ctx, "subject_line": subject}
         text = self._render(f"{folder}/{kind.value}.txt", ctx, kind)
         html = None
-        if (self.root / folder / f"{kind.value}.html").is_file():
-            html = self._render(f"{folder}/{kind.value}.html", ctx, kind)
+        name = f"{folder}/{kind.value}.html"
+        has_html = self._has_html.get(name)
+        if has_html is None:
+            has_html = self._has_html[name] = (self.root / name).is_file()
+        if has_html:
+            html = self._render(name, ctx, kind)
         return subject, text, html
 
     # -- the message -------------------------------------------------------------------------
@@ -356,7 +385,7 @@ class Composer:
                                          "schedules")]) from None
 
     def compose(self, out: Outgoing, *, now: datetime, attachments: Sequence[Attachment] = (),
-                links: Sequence[Link] = ()) -> Message:
+                links: Sequence[Link] = ()) -> wire.WireMessage:
         """The email for one Outgoing row, ready for SMTP; ``now`` is its Date and DTSTAMP."""
         event = self._event(out.event_id)
         lang = out.language if out.language in LANGUAGES else "en"
@@ -367,54 +396,59 @@ class Composer:
         if out.event_id:
             subject = f"{subject} [{out.event_id}]"
 
-        # Built with email.mime under the compat32 policy: five to ten times faster than
-        # EmailMessage under policy.default (header objects are parsed and re-folded there),
-        # which matters for a burst of 10,000 reminders. Every header value is still made
-        # here from clean parts, never from raw text: names pass through safe_display_name,
-        # and non-ASCII goes into RFC 2047 encoded words.
         organiser = self.settings.organiser
-        recipient = _address(out.name, out.recipient)
-        alternative = MIMEMultipart("alternative")
-        alternative.attach(MIMEText(text, "plain", _UTF8))
+        to, recipient = _recipient_header(out.name, out.recipient)
+        message_id = out.message_id(self.domain)
+        alternative = [wire.text(text, "plain")]
         if html is not None:
-            alternative.attach(MIMEText(html, "html", _UTF8))
-        parts: list[Message] = []
+            alternative.append(wire.text(html, "html"))
+        parts: list[wire.Part] = []
         method = _method(out.kind)
         if method and event is not None:
             ics = build_calendar(event, method=method, attendee_email=out.recipient,
                                  attendee_name=safe_display_name(out.name),
                                  sequence=out.sequence, organiser_name=organiser.name,
                                  organiser_address=organiser.address, lang=lang, stamp=now)
-            calendar = MIMEText(ics.decode("utf-8"), "calendar", _UTF8)
-            calendar.set_param("method", method)
-            alternative.attach(calendar)
-            parts.append(_attachment(ics, "application/ics", "invite.ics"))
+            alternative.append(wire.text(ics.decode("utf-8"), "calendar", method=method))
+            parts.append(wire.attachment(ics, "application/ics", "invite.ics"))
         for filename, mimetype, data in attachments:
-            parts.append(_attachment(data, mimetype, safe_display_name(filename)))
+            parts.append(wire.attachment(data, mimetype, safe_display_name(filename)))
+        root = wire.multipart("alternative", alternative, wire.boundary(message_id, 1))
         if parts:
-            msg: Message = MIMEMultipart("mixed")
-            msg.attach(alternative)
-            for part in parts:
-                msg.attach(part)
-        else:
-            msg = alternative
-        msg["From"] = self._from
-        msg["To"] = _format_address(recipient)
-        msg["Reply-To"] = _format_address(self._reply_to(out))
-        msg["Subject"] = _header_text(subject)
-        msg["Date"] = format_datetime(now)
-        msg["Message-ID"] = out.message_id(self.domain)
+            root = wire.multipart("mixed", [root, *parts], wire.boundary(message_id, 0))
+
+        # Every header value is made here from clean parts, never from raw text: names pass
+        # through safe_display_name, and non-ASCII goes into RFC 2047 encoded words.
+        fields = [
+            ("From", self._from),
+            ("To", to),
+            ("Reply-To", self._reply_to_header(out)),
+            ("Subject", _header_text(subject)),
+            ("Date", format_datetime(now)),
+            ("Message-ID", message_id),
+        ]
         parent = _message_id(out.in_reply_to)
         if parent:
-            msg["In-Reply-To"] = parent
-            msg["References"] = parent
-        msg["Auto-Submitted"] = "auto-replied" if out.kind in ANSWER_KINDS else "auto-generated"
-        # Asks Exchange not to answer us with out-of-office notices (mail loops).
-        msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
-        # The kind on the wire (subjects are templates staff edit): for tests and mail filters.
-        msg["X-Mailer-Kind"] = out.kind.value
-        msg["Content-Language"] = lang
-        return msg
+            fields += [("In-Reply-To", parent), ("References", parent)]
+        fields += [
+            ("Auto-Submitted", "auto-replied" if out.kind in ANSWER_KINDS else "auto-generated"),
+            # Asks Exchange not to answer us with out-of-office notices (mail loops).
+            ("X-Auto-Response-Suppress", "OOF, AutoReply"),
+            # The kind on the wire (subjects are templates staff edit): for tests and filters.
+            ("X-Mailer-Kind", out.kind.value),
+            ("Content-Language", lang),
+        ]
+        return wire.WireMessage(sender=organiser.address, recipient=recipient,
+                                data=wire.message(fields, root))
+
+    def _reply_to_header(self, out: Outgoing) -> str:
+        """The Reply-To value, the same for every message of one event (so made once)."""
+        if out.kind is Kind.STAFF_QUESTION:
+            return _format_address(self._reply_to(out))
+        cached = self._reply_tos.get(out.event_id)
+        if cached is None:
+            cached = self._reply_tos[out.event_id] = _format_address(self._reply_to(out))
+        return cached
 
     def _reply_to(self, out: Outgoing) -> Address:
         organiser = self.settings.organiser
@@ -484,7 +518,7 @@ class Composer:
         others = [e for e in self.catalog.events if e != event_id][:2]
         out = sample_outgoing(chosen, lang, event, others, to=to, name=name, country=country)
         files, links = attach(out) if attach else ((), ())
-        return self.compose(out, now=now, attachments=files, links=links).as_bytes()
+        return self.compose(out, now=now, attachments=files, links=links).data
 
 
 def _method(kind: Kind) -> Literal["REQUEST", "CANCEL"] | None:
@@ -502,7 +536,7 @@ def _message_id(value: str | None) -> str | None:
     value = value.strip()
     if not value.startswith("<"):
         value = f"<{value}>"
-    return value if _MSGID.fullmatch(value) else None
+    return value if value.isascii() and _MSGID.fullmatch(value) else None
 
 
 def _template_frame(tb: TracebackType | None, root: Path, fallback: str) -> tuple[str, int | None]:

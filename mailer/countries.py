@@ -26,6 +26,7 @@ def is_country_code(code: str) -> bool:
     return isinstance(code, str) and code in all_codes()
 
 
+@cache     # a burst of reminders names the same few countries thousands of times
 def country_name(code: str, lang: str = "en") -> str:
     """The country's usual name in ``lang`` (CLDR), or the code itself when unknown."""
     return Locale.parse(lang).territories.get(code, code)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Row, Select, and_, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
 from mailer import store
@@ -71,9 +71,12 @@ def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, poli
            message_id: str | None = None) -> Handled:
     """Handle one raw message end to end; never raises for bad mail (it is quarantined).
 
-    ``message_id`` is the header the inbox read when it did not download an oversize body.
+    ``message_id`` is the Message-ID the inbox read from the message's header (``Fetched.
+    message_id``, also for an oversize body it did not download); without it, it is read here.
     """
-    message_id = (message_id_of(raw) if raw else message_id) or fallback_message_id(
+    if message_id is None and raw:
+        message_id = message_id_of(raw)
+    message_id = message_id or fallback_message_id(
         raw or f"{folder}/{uidvalidity}/{uid}".encode())
     where: dict[str, Any] = {"folder": folder, "uidvalidity": uidvalidity, "uid": uid}
     # Duplicates are recognised inside the deciding transaction (the only place where the
@@ -82,7 +85,8 @@ def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, poli
     intent = None
     if not reason:
         try:
-            intent = understand(raw, catalog, now=now, inbox_address=policy.inbox_address)
+            intent = understand(raw, catalog, now=now, inbox_address=policy.inbox_address,
+                                message_id=message_id)
         except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop
             reason = f"could not be read: {type(exc).__name__}: {exc}"[:500]
     if intent is None:
@@ -118,14 +122,15 @@ def _decide_and_store(st: store.Store, catalog: Catalog, intent: Intent, now: da
                       policy: Policy, where: dict[str, Any]) -> Handled:
     message_id = intent.message_id
     with st.transaction() as session:
-        if store.already_handled(session, message_id):
+        previous = store.inbound_of(session, message_id)
+        if previous is not None and previous.outcome != "failed":
             return Handled(message_id, "duplicate")
         intent = _infer_event(session, catalog, intent, now)
         event = catalog.events.get(intent.event_id) if intent.event_id else None
         if event is not None:
             store.lock_event(session, event.id)
         snapshot = _snapshot(session, event.id, intent) if event else []
-        sequence = _sequence(session, event.id) if event else 0
+        sequence = store.event_sequence(session, event.id) if event else 0
         decision = decide(intent, event, snapshot, sequence=sequence, now=now,
                           staff_address=policy.staff_address)
         answers = _ration(session, decision.answers, intent, now, policy)
@@ -133,7 +138,8 @@ def _decide_and_store(st: store.Store, catalog: Catalog, intent: Intent, now: da
         store.enqueue(session, answers, now=now, domain=policy.domain)
         store.record_inbound(session, message_id=message_id, outcome="handled", now=now,
                              sender=intent.sender, intent=str(intent.kind),
-                             event_id=intent.event_id, reason=decision.summary, **where)
+                             event_id=intent.event_id, reason=decision.summary,
+                             row=previous, **where)
     log.info("message handled", message_id=message_id, intent=str(intent.kind),
              event_id=intent.event_id, sender=intent.sender, outcome=decision.summary,
              answers=len(answers))
@@ -170,32 +176,70 @@ def _infer_event(session: Session, catalog: Catalog, intent: Intent, now: dateti
     return intent
 
 
+# Only these can free a seat, so only their decisions read a country's waiting list.
+_FREEING = frozenset({IntentKind.CANCELLATION, IntentKind.CALENDAR_REPLY})
+
+
+def _snapshot_queries() -> dict[tuple[str, bool], Select[Any]]:
+    """The snapshot's statements, built once (building one costs more than running it).
+
+    Keyed by (what is read, whether the waiting list is needed): "named" the people a message
+    names, "named+countries" those and the registrations of the countries it writes,
+    "countries" the registrations of other countries only.
+    """
+    Reg = store.Registration
+    # What the rules read of a registration: columns, not ORM objects, which cost more.
+    columns = (Reg.id, Reg.email, Reg.country, Reg.status, Reg.created_at, Reg.name,
+               Reg.language, Reg.certificate_requested)
+    event = Reg.event_id == bindparam("event_id")
+    named = Reg.email.in_(bindparam("emails", expanding=True))
+    queries: dict[tuple[str, bool], Select[Any]] = {}
+    for freeing in (False, True):
+        of_countries = Reg.country.in_(bindparam("countries", expanding=True))
+        if not freeing:
+            of_countries = and_(of_countries, Reg.status == str(Status.CONFIRMED))
+        queries["named", freeing] = select(*columns).where(event, named)
+        queries["named+countries", freeing] = select(*columns).where(
+            event, or_(named, of_countries))
+        queries["countries", freeing] = select(*columns).where(event, of_countries)
+    return queries
+
+
+_SNAPSHOT = _snapshot_queries()
+
+
 def _snapshot(session: Session, event_id: str, intent: Intent) -> list[Registered]:
     """The registrations the rules need for this message, not the whole event.
 
-    The people it names (to spot repeats and find what to cancel) and everyone of their
-    countries (seats taken, the waiting list): the decision is the same as on the whole
-    event, and the cost no longer grows with the event's size.
+    The people it names (to spot repeats and find what to cancel) and, of their countries,
+    the confirmed ones (seats taken) and, for a message that may free a seat, everyone (the
+    waiting list). The rules read nothing else (``rules._register`` counts confirmed seats;
+    only ``rules._cancel`` promotes), so the decision is the same as on the whole event, and
+    what is read no longer grows with the event's size or its waiting lists.
     """
-    Reg = store.Registration
     emails = {intent.sender} | {p.email.lower() for p in intent.participants if p.email}
-    named = list(session.scalars(select(Reg).where(Reg.event_id == event_id,
-                                                   Reg.email.in_(emails))))
-    countries = {p.country for p in intent.participants if p.country} | {
-        r.country for r in named if r.country}
-    rows = {r.id: r for r in named}
-    if countries:
-        rows.update((r.id, r) for r in session.scalars(select(Reg).where(
-            Reg.event_id == event_id, Reg.country.in_(countries))))
+    written = {p.country for p in intent.participants if p.country}
+    freeing = intent.kind in _FREEING
+    # One query for the people named and the countries they wrote; a second one only when a
+    # stored registration of theirs is in another country (a repeat correcting their country).
+    rows: dict[int, Row[Any]] = {}
+    their_countries: set[str] = set()
+    params: dict[str, Any] = {"event_id": event_id, "emails": sorted(emails)}
+    if written:
+        params["countries"] = sorted(written)
+    query = _SNAPSHOT["named+countries" if written else "named", freeing]
+    for r in session.execute(query, params):
+        rows[r.id] = r
+        if r.email in emails and r.country:
+            their_countries.add(r.country)
+    others = their_countries - written
+    if others:
+        rows.update((r.id, r) for r in session.execute(_SNAPSHOT["countries", freeing], {
+            "event_id": event_id, "countries": sorted(others)}))
     ordered = sorted(rows.values(), key=lambda r: (r.created_at, r.id))
     return [Registered(id=r.id, email=r.email, country=r.country, status=Status(r.status),
                        created_at=r.created_at, name=r.name, language=r.language,
                        certificate_requested=r.certificate_requested) for r in ordered]
-
-
-def _sequence(session: Session, event_id: str) -> int:
-    row = session.get(store.EventVersionRow, event_id)
-    return row.sequence if row else 0
 
 
 def _ration(session: Session, answers: tuple[Outgoing, ...], intent: Intent, now: datetime,
@@ -203,16 +247,23 @@ def _ration(session: Session, answers: tuple[Outgoing, ...], intent: Intent, now
     """Drop answers to suppressed addresses, to ourselves, and past a sender's daily ration."""
     own = {normalise_email(policy.inbox_address)}
     since = now - timedelta(days=1)
+    # Both facts for every recipient in one query up front (nothing here writes, so reading
+    # them first changes no answer), instead of one or two queries per answer.
+    suppressed, sent = store.answer_limits(
+        session, {normalise_email(out.recipient) for out in answers
+                  if out.kind in ANSWER_KINDS} - own,
+        {normalise_email(out.recipient) for out in answers if out.kind in _RATIONED},
+        _RATIONED, since)
     kept: list[Outgoing] = []
     counted: dict[str, int] = {}
     for out in answers:
         to = normalise_email(out.recipient)
-        if out.kind in ANSWER_KINDS and (to in own or store.is_suppressed(session, to)):
+        if out.kind in ANSWER_KINDS and (to in own or to in suppressed):
             log.info("answer not sent", to=to, kind=str(out.kind), why="own or suppressed")
             continue
         if out.kind in _RATIONED:
             if to not in counted:
-                counted[to] = store.answers_today(session, to, _RATIONED, since)
+                counted[to] = sent[to]
             if counted[to] >= policy.answers_per_day:
                 log.warning("daily ration of automatic answers reached", to=to,
                             kind=str(out.kind), message_id=intent.message_id)
@@ -220,6 +271,9 @@ def _ration(session: Session, answers: tuple[Outgoing, ...], intent: Intent, now
             counted[to] += 1
         kept.append(out)
     return kept
+
+
+_INSERT_REGISTRATION = insert(store.Registration.__table__)
 
 
 def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
@@ -246,8 +300,10 @@ def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
             # puts them behind everyone already waiting, even at the same instant.
             session.delete(by_id.pop(new.revive_id))
             session.flush()
-        session.add(store.Registration(event_id=decision.event_id, series_id=series_id,
-                                       email=p.email, created_at=now, **values))
+        # A plain INSERT, not the ORM's unit of work: nothing reads the row back here.
+        session.connection().execute(_INSERT_REGISTRATION, {
+            "event_id": decision.event_id, "series_id": series_id, "email": p.email,
+            "created_at": now, **values})
     for change in decision.changed:
         row = by_id[change.registration_id]
         row.status = str(change.status)

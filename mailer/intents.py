@@ -26,7 +26,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.message import EmailMessage
+from email.policy import EmailPolicy, linesep_splitter  # the splitter policy.default uses
 from email.utils import getaddresses, parseaddr
+from functools import lru_cache
+from typing import Any
 
 from icalendar import Calendar
 
@@ -57,28 +60,76 @@ def _wordset(words: str) -> frozenset[str]:
     return frozenset(words.split())
 
 
-def understand(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str) -> Intent:
-    """What one raw inbound message asks for; malformed mail gives an ``unknown`` intent."""
+_DEFAULT_HEADERS = email.policy.default.header_factory
+_SHARED_HEADERS = 256        # parsed headers kept across messages (about 3 MB at most)
+_SHARED_LONGEST = 998        # longer header values are parsed anew at each read, as before
+
+
+@lru_cache(maxsize=_SHARED_HEADERS)
+def _parsed_header(name: str, value: str) -> Any:
+    return _DEFAULT_HEADERS(name, value)
+
+
+class _ReadOncePolicy(EmailPolicy):
+    """``email.policy.default``, except that a header is parsed once, not at every read.
+
+    Under policy.default every ``msg.get(...)`` builds a new header object with the full RFC
+    5322 parser, and reading one reply asks for the same few headers (Content-Type above all:
+    every ``get_content_type``) a dozen times, while To and Content-Type repeat from message
+    to message; that parsing was a fifth of handling a reply. Header objects are immutable,
+    so the one already built for the same name and value is exactly what policy.default
+    would build again. Its settings and header registry are the default's.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        """What EmailPolicy.header_fetch_parse gives, from a bounded cache."""
+        if hasattr(value, "name"):
+            return value
+        # As EmailPolicy.header_fetch_parse: line separators out, then the header registry.
+        value = "".join(linesep_splitter.split(value))
+        if len(value) > _SHARED_LONGEST:
+            return self.header_factory(name, value)
+        return _parsed_header(name, value)
+
+
+_POLICY = _ReadOncePolicy(header_factory=_DEFAULT_HEADERS)
+
+
+def parse_message(raw: bytes) -> EmailMessage:
+    """``raw`` parsed exactly as with policy.default, each header parsed at most once."""
+    # policy.default (and this policy) makes every message an EmailMessage.
+    return email.message_from_bytes(raw, policy=_POLICY)  # type: ignore[return-value]
+
+
+def understand(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str,
+               message_id: str | None = None) -> Intent:
+    """What one raw inbound message asks for; malformed mail gives an ``unknown`` intent.
+
+    ``message_id``: the id the caller already knows the message by (its Message-ID, or the
+    stand-in for mail without one); the intent carries it, and the header is not read again.
+    """
     if not isinstance(raw, bytes | bytearray | memoryview):
         raw = str(raw).encode("utf-8", "replace")
-    fallback_id = _digest_id(bytes(raw))
+    fallback_id = message_id or _digest_id(bytes(raw))
     try:
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        msg = parse_message(raw)
     except Exception as exc:  # the parser is lenient, but a crash here must not stop the daemon
         return _unreadable("", fallback_id, exc)
-    # policy.default makes every message an EmailMessage.
-    return understand_message(msg, catalog, now=now,  # type: ignore[arg-type]
-                              inbox_address=inbox_address, fallback_id=fallback_id)
+    return understand_message(msg, catalog, now=now, inbox_address=inbox_address,
+                              fallback_id=fallback_id, message_id=message_id)
 
 
 def understand_message(msg: EmailMessage, catalog: Catalog, *, now: datetime,
-                       inbox_address: str, fallback_id: str | None = None) -> Intent:
-    """What one parsed message asks for; ``fallback_id`` names it when it has no Message-ID."""
+                       inbox_address: str, fallback_id: str | None = None,
+                       message_id: str | None = None) -> Intent:
+    """What one parsed message asks for; ``fallback_id`` names it when it has no Message-ID,
+    and a known ``message_id`` (see ``understand``) is used instead of its header."""
     sender = ""
-    message_id = fallback_id or ""
+    known = message_id
+    message_id = known or fallback_id or ""
     try:
         sender = _sender(msg)
-        message_id = _message_id(msg) or fallback_id or _digest_id(_safe_bytes(msg))
+        message_id = known or _message_id(msg) or fallback_id or _digest_id(_safe_bytes(msg))
         return _understand(_bounded(msg), catalog, now, inbox_address, sender, message_id)
     except Exception as exc:  # hostile mail: any failure to read it is an answerable "unknown"
         return _unreadable(sender, message_id or _digest_id(b""), exc)

@@ -1,8 +1,9 @@
 """Draining the outbox: compose each due message, send it over SMTP, record what happened.
 
-A row is marked sent right after the server accepted it, so a crash re-sends at most the
-messages that were in flight (one per SMTP connection). Temporary failures are retried with
-back-off; permanent ones fail for good and the recipient is suppressed.
+A row is marked sent right after the server accepted it, and its connection sends nothing
+more until that is committed, so a crash re-sends at most the messages that were in flight
+(one per SMTP connection). Temporary failures are retried with back-off; permanent ones fail
+for good and the recipient is suppressed.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import Message
 
 import structlog
 from sqlalchemy import update
+from sqlalchemy.engine import Connection
 
 from mailer import store
 from mailer.config import Settings
 from mailer.domain import Kind, Outgoing
 from mailer.schedule import Catalog
 from mailer.smtp import Composable, Sender, SendResult, retry_delay
+from mailer.wire import WireMessage
 
 log = structlog.get_logger(__name__)
 
@@ -75,7 +77,7 @@ def attachments_for(out: Outgoing, catalog: Catalog, settings: Settings
     return attached, links
 
 
-async def drain(st: store.Store, compose: Callable[..., Message], sender: Sender, *,
+async def drain(st: store.Store, compose: Callable[..., WireMessage], sender: Sender, *,
                 catalog: Catalog, settings: Settings, now: datetime,
                 batch: int | None = None,
                 stop: Callable[[], bool] | None = None) -> DrainReport:
@@ -86,11 +88,22 @@ async def drain(st: store.Store, compose: Callable[..., Message], sender: Sender
     """
     report = DrainReport()
     size = batch or settings.smtp.connections * 50
+    sent = SentLog(st, now)
+    try:
+        return await _drain(st, compose, sender, sent, report, catalog=catalog,
+                            settings=settings, now=now, size=size, stop=stop)
+    finally:
+        sent.close()
+
+
+async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: Sender,
+                 sent: SentLog, report: DrainReport, *, catalog: Catalog, settings: Settings,
+                 now: datetime, size: int, stop: Callable[[], bool] | None) -> DrainReport:
     while stop is None or not stop():
         with st.transaction() as session:
             rows = [(r.id, store.row_to_outgoing(r), r.attempts, r.recipient)
                     for r in store.due_rows(session, now, size)]
-            suppressed = {r[3] for r in rows if store.is_suppressed(session, r[3])}
+            suppressed = store.suppressed_among(session, (r[3] for r in rows))
         if not rows:
             return report
         items: list[tuple[str, Composable]] = []
@@ -98,7 +111,7 @@ async def drain(st: store.Store, compose: Callable[..., Message], sender: Sender
         for row_id, out, tried, recipient in rows:
             key = str(row_id)
             attempts[key] = tried
-            if recipient in suppressed:
+            if recipient.lower() in suppressed:
                 _finish(st, row_id, "failed", now, "recipient suppressed (bounced before)")
                 report.failed += 1
                 continue
@@ -110,6 +123,10 @@ async def drain(st: store.Store, compose: Callable[..., Message], sender: Sender
         async def record(result: SendResult, tried: dict[str, int] = attempts,
                          done: set[str] = recorded) -> None:
             done.add(result.key)
+            if result.ok:
+                await sent.record(int(result.key))
+                report.sent += 1
+                return
             # In a worker thread: the other connections keep sending during the commit.
             outcome = await asyncio.to_thread(_record, st, result, tried[result.key], now,
                                               settings)
@@ -122,13 +139,67 @@ async def drain(st: store.Store, compose: Callable[..., Message], sender: Sender
     return report
 
 
-def _compose(out: Outgoing, compose: Callable[..., Message], catalog: Catalog,
-             settings: Settings, now: datetime) -> Message:
+class SentLog:
+    """Marks accepted messages sent in shared commits (group commit).
+
+    Each connection waits until its message is committed before it sends another, as with
+    one commit per message; but the messages accepted while a commit runs share the next
+    one, so with several connections there are fewer commits than messages.
+    """
+
+    def __init__(self, st: store.Store, now: datetime) -> None:
+        self._st = st
+        self._now = now
+        self._waiting: list[tuple[int, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._conn: Connection | None = None    # kept for the drain: one checkout, not many
+
+    async def record(self, row_id: int) -> None:
+        """Mark ``row_id`` sent; return once that is committed (raise if the commit failed)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((row_id, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        await done
+
+    def close(self) -> None:
+        """Give the store connection back (after the last ``record`` returned)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def _write(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            try:
+                # In a worker thread: the other connections keep sending during the commit.
+                await asyncio.to_thread(self._commit, [row for row, _ in group])
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting sender
+                for _, done in group:
+                    if not done.done():  # its sender may have been cancelled meanwhile
+                        done.set_exception(exc)
+            else:
+                for _, done in group:
+                    if not done.done():
+                        done.set_result(None)
+
+    def _commit(self, rows: list[int]) -> None:
+        if self._conn is None:
+            self._conn = self._st.engine.connect()
+        try:
+            self._st.mark_sent(rows, self._now, self._conn)
+        except Exception:
+            self.close()    # a connection that failed mid-commit is not reused
+            raise
+
+
+def _compose(out: Outgoing, compose: Callable[..., WireMessage], catalog: Catalog,
+             settings: Settings, now: datetime) -> WireMessage:
     """One message with its attachments, refused when it would exceed the size limit."""
     files, links = attachments_for(out, catalog, settings)
     msg = compose(out, now=now, attachments=files, links=links)
     if files:
-        size = len(msg.as_bytes())
+        size = len(msg.data)
         if size > settings.smtp.max_message_bytes:
             raise ValueError(f"{size} bytes, over smtp.max_message_bytes; set "
                              "limits.pack_base_url so large files are linked")
@@ -140,7 +211,7 @@ def _record(st: store.Store, result: SendResult, tried: int, now: datetime,
     """Write one result to the outbox; return "sent", "retried" or "failed"."""
     row_id = int(result.key)
     if result.ok:
-        st.mark_sent(row_id, now)
+        st.mark_sent([row_id], now)
         return "sent"
     attempt = tried + 1
     reason = f"{result.code or ''} {result.error}".strip()

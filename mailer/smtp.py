@@ -27,6 +27,7 @@ import structlog
 
 from mailer.config import Smtp
 from mailer.errors import ConfigError, Problem, SendError, TemporarySendError
+from mailer.wire import WireMessage
 
 log = structlog.get_logger(__name__)
 
@@ -158,7 +159,8 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
 
 
 # A message, or a function that builds one when its turn comes.
-Composable = Message | Callable[[], Message]
+Sendable = Message | WireMessage
+Composable = Sendable | Callable[[], Sendable]
 
 
 @dataclass
@@ -210,7 +212,7 @@ class Sender:
             except _MESSAGE_ERRORS:
                 client.close()
 
-    async def send_one(self, key: str, msg: Message) -> SendResult:
+    async def send_one(self, key: str, msg: Sendable) -> SendResult:
         """Send one message; see ``send_batch``."""
         return (await self.send_batch([(key, msg)]))[0]
 
@@ -223,8 +225,10 @@ class Sender:
         sending, and if it raises, that message fails for good (``code`` None) and the
         others go on.
 
-        ``on_result`` is awaited with each message's result as soon as the server answered,
-        so the caller can record it before the next message goes (crash safety).
+        ``on_result`` is called with each message's result as soon as the server answered,
+        and the connection sends its next message only once that call has returned, so the
+        caller can record each message before the next goes (crash safety); the next
+        message is composed meanwhile.
 
         Raises SendError (``permanent`` for a refused login or a server that lacks what the
         configuration asks for, TemporarySendError otherwise) only when not one message could
@@ -244,48 +248,69 @@ class Sender:
 
     async def _work(self, slot: int, batch: _Batch) -> None:
         """One worker: take messages from the batch and send them over connection ``slot``."""
-        while batch.pending:
-            index = batch.pending.popleft()
-            try:
-                await self._connection(slot)
-            except SendError as exc:
-                # Leave the message to the other workers; if none can connect, the batch raises.
-                batch.pending.appendleft(index)
-                batch.errors.append(exc)
-                return
-            batch.attempted = True
-            await self._limiter.acquire()
-            key, item = batch.items[index]
-            try:
-                # A callable is composed here, by the worker that sends it, so composing one
-                # message overlaps the server's work on the others.
-                msg = item() if callable(item) else item
-            except Exception as exc:  # noqa: BLE001 - one broken message must not stop the rest
-                result = SendResult(key, ok=False, permanent=True,
-                                    error=f"not composed: {type(exc).__name__}: {exc}"[:500])
-                self._log_failure(result, None)
-            else:
-                result = await self._deliver(slot, key, msg)
-            batch.results[index] = result
-            if batch.on_result is not None:
-                await batch.on_result(result)
+        recording: asyncio.Future[None] | None = None   # on_result of the previous message
+        try:
+            while batch.pending:
+                index = batch.pending.popleft()
+                try:
+                    await self._connection(slot)
+                except SendError as exc:
+                    # Leave the message to the other workers; if none can connect, the batch
+                    # raises.
+                    batch.pending.appendleft(index)
+                    batch.errors.append(exc)
+                    return
+                batch.attempted = True
+                await self._limiter.acquire()
+                key, item = batch.items[index]
+                try:
+                    # A callable is composed here, by the worker that sends it, so composing
+                    # overlaps the server's work on the others and the previous one's record.
+                    msg = item() if callable(item) else item
+                except Exception as exc:  # noqa: BLE001 - one broken message must not stop the rest
+                    result = SendResult(key, ok=False, permanent=True,
+                                        error=f"not composed: {type(exc).__name__}: {exc}"[:500])
+                    self._log_failure(result, None)
+                else:
+                    # The previous message is recorded before this one goes (crash safety).
+                    if recording is not None:
+                        await recording
+                        recording = None
+                    result = await self._deliver(slot, key, msg)
+                batch.results[index] = result
+                if batch.on_result is not None:
+                    if recording is not None:
+                        await recording
+                    recording = asyncio.ensure_future(batch.on_result(result))
+        finally:
+            if recording is not None:
+                await recording
 
-    async def _deliver(self, slot: int, key: str, msg: Message) -> SendResult:
+    async def _deliver(self, slot: int, key: str, msg: Sendable) -> SendResult:
         """Send one message on connection ``slot``, reconnecting and retrying once if it drops."""
-        recipient = envelope_recipient(msg)
+        if isinstance(msg, WireMessage):
+            recipient: str | None = msg.recipient
+            sender: str | None = self._envelope_from or msg.sender
+            data: bytes | None = msg.data
+        else:
+            recipient = envelope_recipient(msg)
+            sender = self._envelope_from or envelope_sender(msg)
+            # Internationalised addresses: aiosmtplib's send_message negotiates SMTPUTF8.
+            data = flatten(msg) if sender and (sender + (recipient or "")).isascii() else None
         if recipient is None:
             result = SendResult(key, ok=False, permanent=True,
                                 error="the message has no To address")
             self._log_failure(result, recipient)
             return result
-        sender = self._envelope_from or envelope_sender(msg)
-        data = flatten(msg) if sender and (sender + recipient).isascii() else None
+        # An internationalised address needs the server's SMTPUTF8 (refused for good if absent).
+        options = [] if sender is None or (sender + recipient).isascii() else ["SMTPUTF8"]
         for attempt in (1, 2):
             try:
                 client = await self._connection(slot)
-                if data is not None:
-                    await client.sendmail(sender, [recipient], data)
-                else:  # internationalised addresses: let aiosmtplib negotiate SMTPUTF8
+                if data is not None and sender is not None:
+                    await client.sendmail(sender, [recipient], data, mail_options=options)
+                else:
+                    assert isinstance(msg, Message)
                     await client.send_message(msg, sender=self._envelope_from,
                                               recipients=[recipient])
                 return SendResult(key, ok=True)

@@ -9,9 +9,10 @@ per-country limit is kept by serialising transactions that touch one event
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +26,20 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
     func,
+    insert,
+    literal,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from mailer.domain import Kind, Outgoing
@@ -185,6 +190,12 @@ class RetainedCount(Base):
     purged_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+_outbox = OutboxRow.__table__
+# Built once: SQLAlchemy then finds the compiled form in its cache at every send.
+_MARK_SENT = (update(_outbox).where(_outbox.c.id.in_(bindparam("ids", expanding=True)))
+              .values(status="sent", sent_at=bindparam("now"), attempts=_outbox.c.attempts + 1))
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; on SQLite, WAL, a busy timeout and writer-serialising BEGINs."""
     if url.startswith("sqlite:///") and ":memory:" not in url:
@@ -238,13 +249,17 @@ class Store:
         with self._sessions() as session, session.begin():
             yield session
 
-    def mark_sent(self, row_id: int, now: datetime) -> None:
-        """Record one accepted message in its own short transaction (no ORM session: this
-        runs once per message sent, so its overhead is the sender's)."""
-        table = OutboxRow.__table__
-        with self.engine.begin() as conn:
-            conn.execute(update(table).where(table.c.id == row_id).values(
-                status="sent", sent_at=now, attempts=table.c.attempts + 1))
+    def mark_sent(self, row_ids: Sequence[int], now: datetime,
+                  conn: Connection | None = None) -> None:
+        """Record accepted messages in one short transaction (no ORM session: this runs for
+        every few messages sent, so its overhead is the sender's); on ``conn`` if given, which
+        saves a pool checkout per commit."""
+        if conn is None:
+            with self.engine.begin() as conn:
+                conn.execute(_MARK_SENT, {"ids": list(row_ids), "now": now})
+            return
+        with conn.begin():
+            conn.execute(_MARK_SENT, {"ids": list(row_ids), "now": now})
 
     def close(self) -> None:
         self.engine.dispose()
@@ -275,6 +290,40 @@ def lock_event(session: Session, event_id: str) -> None:
 
 # --- inbound -----------------------------------------------------------------------------
 
+class _Unknown(Enum):
+    """Says "not looked up yet" where None means "looked up: there is none"."""
+
+    LOOK_UP = "look up"
+
+
+LOOK_UP = _Unknown.LOOK_UP
+
+
+# The queries run for every inbound message are built once: building a statement costs
+# more than SQLite takes to run it.
+_INBOUND_OF = select(Inbound).where(Inbound.message_id == bindparam("message_id"))
+_EVENT_SEQUENCE = select(EventVersionRow.sequence).where(
+    EventVersionRow.event_id == bindparam("event_id"))
+_ANSWER_LIMITS = union_all(
+    select(Suppression.email, literal("suppressed"), literal(0))
+    .where(Suppression.email.in_(bindparam("answered", expanding=True))),
+    select(OutboxRow.recipient, literal("answered"), func.count(OutboxRow.id))
+    .where(OutboxRow.recipient.in_(bindparam("rationed", expanding=True)),
+           OutboxRow.kind.in_(bindparam("kinds", expanding=True)),
+           OutboxRow.created_at >= bindparam("since"))
+    .group_by(OutboxRow.recipient))
+_INSERT_INBOUND = insert(Inbound.__table__)
+
+
+def inbound_of(session: Session, message_id: str) -> Inbound | None:
+    """The record of the message with this Message-ID, whatever its outcome, or None.
+
+    Deciding a message reads it once and hands it to ``record_inbound`` (``row=``): the
+    duplicate check and the record then cost one query instead of two.
+    """
+    return session.scalar(_INBOUND_OF, {"message_id": message_id})
+
+
 def already_handled(session: Session, message_id: str) -> bool:
     """True when a message with this Message-ID was handled or quarantined before."""
     return session.scalar(select(Inbound.id).where(
@@ -283,21 +332,55 @@ def already_handled(session: Session, message_id: str) -> bool:
 
 def record_inbound(session: Session, *, message_id: str, outcome: str, now: datetime,
                    folder: str = "", uidvalidity: int = 0, uid: int = 0, sender: str = "",
-                   intent: str = "", event_id: str | None = None, reason: str = "") -> int:
+                   intent: str = "", event_id: str | None = None, reason: str = "",
+                   row: Inbound | None | _Unknown = LOOK_UP) -> int:
     """Remember what became of a message, in the caller's transaction; return its tries.
 
     ``outcome`` "failed" counts one more failed try of a message that will be tried again.
+    ``row`` is what ``inbound_of`` gave in this transaction (None: no record yet).
     """
-    row = session.scalar(select(Inbound).where(Inbound.message_id == message_id))
+    if row is LOOK_UP:
+        row = inbound_of(session, message_id)
     if row is None:
-        row = Inbound(message_id=message_id, attempts=0)
-        session.add(row)
+        # The usual case, a message seen for the first time: one plain INSERT, without the
+        # ORM's unit of work (nothing reads the row back in this transaction but through SQL).
+        attempts = 1 if outcome == "failed" else 0
+        session.connection().execute(_INSERT_INBOUND, {
+            "message_id": message_id, "folder": folder, "uidvalidity": uidvalidity, "uid": uid,
+            "sender": sender, "intent": intent, "event_id": event_id, "outcome": outcome,
+            "reason": reason[:2000], "attempts": attempts, "handled_at": now})
+        return attempts
     row.folder, row.uidvalidity, row.uid, row.sender = folder, uidvalidity, uid, sender
     row.intent, row.event_id, row.outcome = intent, event_id, outcome
     row.reason, row.handled_at = reason[:2000], now
     if outcome == "failed":
         row.attempts = (row.attempts or 0) + 1
     return row.attempts
+
+
+def event_sequence(session: Session, event_id: str) -> int:
+    """The SEQUENCE recorded for an event (0 before its first sync)."""
+    return session.scalar(_EVENT_SEQUENCE, {"event_id": event_id}) or 0
+
+
+def answer_limits(session: Session, answered: Iterable[str], rationed: Iterable[str],
+                  kinds: Iterable[str], since: datetime) -> tuple[set[str], dict[str, int]]:
+    """What limits the answers of one decision, in one query: which of the ``answered``
+    addresses are suppressed (lower-cased), and how many answers of ``kinds`` each of the
+    ``rationed`` addresses got since ``since`` (0 when none)."""
+    answered, rationed = sorted(set(answered)), sorted(set(rationed))
+    suppressed: set[str] = set()
+    counts = dict.fromkeys(rationed, 0)
+    if not answered and not rationed:
+        return suppressed, counts
+    for address, what, sent in session.execute(_ANSWER_LIMITS, {
+            "answered": [a.lower() for a in answered], "rationed": rationed,
+            "kinds": sorted(str(k) for k in kinds), "since": since}):
+        if what == "suppressed":
+            suppressed.add(address)
+        else:
+            counts[address] = sent
+    return suppressed, counts
 
 
 def get_cursor(session: Session, folder: str) -> Cursor | None:
@@ -390,15 +473,16 @@ def row_to_outgoing(row: OutboxRow) -> Outgoing:
                     context=dict(row.context or {}))
 
 
-def answers_today(session: Session, recipient: str, kinds: Iterable[str], since: datetime) -> int:
-    """How many automatic answers went (or will go) to ``recipient`` since ``since``."""
-    return session.scalar(select(func.count(OutboxRow.id)).where(
-        OutboxRow.recipient == recipient, OutboxRow.kind.in_([str(k) for k in kinds]),
-        OutboxRow.created_at >= since)) or 0
+def suppressed_among(session: Session, emails: Iterable[str]) -> set[str]:
+    """Which of ``emails`` (lower-cased) bounced for good, in one query."""
+    wanted = sorted({e.lower() for e in emails})
+    if not wanted:
+        return set()
+    return set(session.scalars(_SUPPRESSED_AMONG, {"emails": wanted}))
 
 
-def is_suppressed(session: Session, email: str) -> bool:
-    return session.get(Suppression, email.lower()) is not None
+_SUPPRESSED_AMONG = select(Suppression.email).where(
+    Suppression.email.in_(bindparam("emails", expanding=True)))
 
 
 def suppress(session: Session, email: str, reason: str, now: datetime) -> None:

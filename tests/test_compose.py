@@ -26,9 +26,10 @@ from mailer.domain import (
     Outgoing,
     outbox_key,
 )
-from mailer.errors import ScheduleError, UsageError
+from mailer.errors import PermanentSendError, ScheduleError, UsageError
 from mailer.localtime import format_span_local, format_span_utc
 from mailer.schedule import Catalog, load_catalog
+from mailer.wire import WireMessage
 
 NOW = datetime(2020, 7, 1, 9, 30, tzinfo=timezone.utc)
 SCHEDULE = """
@@ -101,7 +102,7 @@ def outgoing(kind: Kind, lang: str = "fr", *, recipient: str = "awa.diop@justice
                     context=dict(context))
 
 
-def parse(msg: EmailMessage) -> EmailMessage:
+def parse(msg: WireMessage) -> EmailMessage:
     parsed = email.message_from_bytes(msg.as_bytes(), policy=default)
     assert isinstance(parsed, EmailMessage)
     return parsed
@@ -430,3 +431,30 @@ def test_local_time_phrases() -> None:
     assert format_span_local(start, end, "es", "UTC") == ""
     assert format_span_local(start, end, "es", "Nowhere/Atlantis") == ""
     assert format_span_utc(start, end, "en") == "Monday 20 July 2020, 15:00–16:45 UTC"
+
+
+@pytest.mark.parametrize("kind", PARTICIPANT_KINDS + STAFF_KINDS)
+def test_every_kind_goes_as_short_seven_bit_crlf_lines(composer: Composer, kind: Kind) -> None:
+    """On the wire each kind is 7-bit, CRLF lines of at most 78, and the same bytes each time."""
+    out = outgoing(kind, "fr", name="Awa Ndèye Diop-Ba, née N’Diaye « Présidente »",
+                   in_reply_to="<orig.1@justice.gouv.sn>")
+    msg = composer.compose(out, now=NOW, attachments=[("Fiche d’information.pdf",
+                                                       "application/pdf", b"%PDF-1.4")])
+    assert msg.data == composer.compose(out, now=NOW, attachments=[(
+        "Fiche d’information.pdf", "application/pdf", b"%PDF-1.4")]).data
+    assert msg.data.isascii()
+    lines = msg.data.split(b"\r\n")
+    assert not any(b"\n" in line or b"\r" in line for line in lines)
+    assert max(len(line) for line in lines) <= 78
+    assert (msg.sender, msg.recipient) == ("webinars@example.org", "awa.diop@justice.gouv.sn")
+    assert parse(msg)["To"].addresses[0].display_name.startswith("Awa Ndèye Diop-Ba")
+
+
+def test_unusual_but_valid_addresses_pass_and_invalid_ones_fail_for_good(
+        composer: Composer) -> None:
+    """An address off the fast path goes through the full parser; an unsendable one is refused."""
+    msg = composer.compose(outgoing(Kind.REMINDER, recipient="o'brien@justice.gov.ie"), now=NOW)
+    assert parse(msg)["To"].addresses[0].addr_spec == "o'brien@justice.gov.ie"
+    for bad in ("awa@@gouv.sn", '"awa diop@gouv.sn', "josé@justicia.gob.es"):
+        with pytest.raises(PermanentSendError, match="invalid address"):
+            composer.compose(outgoing(Kind.REMINDER, recipient=bad), now=NOW)

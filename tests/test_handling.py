@@ -152,3 +152,62 @@ def test_bounces_suppress_and_are_not_answered(st: store.Store, catalog: Catalog
     assert result.intent is not None and result.intent.kind == "bounce"
     assert count(st, store.OutboxRow) == 0
     assert count(st, store.Suppression) >= 1
+
+
+def test_a_full_country_puts_newcomers_on_the_waiting_list_behind_a_long_queue(
+        st: store.Store, catalog: Catalog) -> None:
+    """With the seats taken and people waiting, the next one waits too; a returning one is known."""
+    for i in range(7):
+        handle(st, catalog, reply(f"p{i}@gouv.sn", f"Person {i}", "SN", mid=f"w{i}"),
+               now=NOW.replace(minute=i), policy=POLICY)
+    again = handle(st, catalog, reply("p5@gouv.sn", "Person 5", "SN", mid="w5-again"),
+                   now=NOW.replace(minute=30), policy=POLICY)
+    late = handle(st, catalog, reply("p7@gouv.sn", "Person 7", "SN", mid="w7"),
+                  now=NOW.replace(minute=31), policy=POLICY)
+    other = handle(st, catalog, reply("q@gouv.ci", "Other Country", "CI", mid="c1"),
+                   now=NOW.replace(minute=32), policy=POLICY)
+    assert again.decision is not None and "already registered" in again.decision.summary
+    assert late.decision is not None and late.decision.summary == "p7@gouv.sn (SN) waiting"
+    assert other.decision is not None and other.decision.summary == "q@gouv.ci (CI) confirmed"
+    assert count(st, store.Registration, store.Registration.status == "confirmed") == 5
+    assert count(st, store.Registration, store.Registration.status == "waiting") == 4
+
+
+def test_a_cancelled_person_registering_again_queues_anew(st: store.Store,
+                                                          catalog: Catalog) -> None:
+    """Someone who cancelled and registers again into a full country joins the waiting list."""
+    for i in range(4):
+        handle(st, catalog, reply(f"p{i}@gouv.sn", f"Person {i}", "SN", mid=f"s{i}"),
+               now=NOW.replace(minute=i), policy=POLICY)
+    cancel = (b"From: p0@gouv.sn\r\nTo: webinars+africa-fr@example.org\r\n"
+              b"Subject: Re: [africa-fr]\r\nMessage-ID: <cancel-p0@x>\r\n\r\n"
+              b"Please cancel my registration.\r\n")
+    handle(st, catalog, cancel, now=NOW.replace(minute=10), policy=POLICY)
+    handle(st, catalog, reply("p9@gouv.sn", "Person 9", "SN", mid="s9"),
+           now=NOW.replace(minute=11), policy=POLICY)          # takes the freed seat
+    back = handle(st, catalog, reply("p0@gouv.sn", "Person 0", "SN", mid="s0-back"),
+                  now=NOW.replace(minute=12), policy=POLICY)
+    assert back.decision is not None and back.decision.summary == "p0@gouv.sn (SN) waiting"
+    with st.transaction() as session:
+        status = {r.email: r.status for r in store.registrations_of(session, "africa-fr")}
+    assert status == {"p0@gouv.sn": "waiting", "p1@gouv.sn": "confirmed",
+                      "p2@gouv.sn": "confirmed", "p3@gouv.sn": "confirmed",
+                      "p9@gouv.sn": "confirmed"}
+
+
+def test_no_answer_goes_to_a_suppressed_address_but_the_others_still_go(
+        st: store.Store, catalog: Catalog) -> None:
+    """A delegation naming a bounced address registers both; only the live one is answered."""
+    with st.transaction() as session:
+        store.suppress(session, "Gone@Gouv.SN", "bounce <b@x>", NOW)
+    raw = (b"From: Chef <chef@gouv.sn>\r\nTo: webinars+africa-fr@example.org\r\n"
+           b"Subject: Re: [africa-fr]\r\nMessage-ID: <deleg@x>\r\n\r\n"
+           b"Please register the following participants.\r\n\r\n"
+           b"Name: Awa Diop\r\nCountry: Senegal\r\nEmail: awa@gouv.sn\r\n\r\n"
+           b"Name: Gone Away\r\nCountry: Senegal\r\nEmail: gone@gouv.sn\r\n")
+    result = handle(st, catalog, raw, now=NOW, policy=POLICY)
+    assert result.outcome == "handled"
+    assert count(st, store.Registration) == 2
+    with st.transaction() as session:
+        recipients = session.scalars(select(store.OutboxRow.recipient)).all()
+    assert recipients == ["awa@gouv.sn"]

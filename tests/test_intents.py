@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -12,7 +15,7 @@ import pytest
 from icalendar import Calendar, Event, vCalAddress
 
 from mailer.domain import Intent, IntentKind, make_message_id
-from mailer.intents import fold, read_participants, understand
+from mailer.intents import fold, parse_message, read_participants, understand
 from mailer.schedule import Catalog, load_catalog
 
 NOW = datetime(2020, 7, 1, 12, 0, tzinfo=UTC)
@@ -731,3 +734,72 @@ def test_the_cancel_keyword_our_messages_ask_for_cancels(catalog: Catalog, word:
     """The single word our templates tell people to reply with is read as a cancellation."""
     raw = mail(outlook(f"{word}\n\nRegards,\nAwa"), subject="Re: Confirmation [africa-fr]")
     assert read(raw, catalog).kind is IntentKind.CANCELLATION
+
+
+# --- parsing: each header read once, exactly as policy.default reads it ---------------------
+
+# Headers that policy.default decodes, unfolds or repairs: RFC 2047 words in several charsets,
+# folded address lists, 8-bit bytes, a broken encoded word, a header without value.
+AWKWARD_HEADERS = (
+    b"From: =?iso-8859-1?q?Aminata_Tour=E9?= <Aminata.Toure@Justice.gouv.SN>\r\n"
+    b"To: \"Secr\xc3\xa9tariat\" <webinars+africa-fr@example.org>,\r\n"
+    b"\t=?utf-8?b?w4lxdWlwZQ==?= <team@example.org>\r\n"
+    b"Cc: undisclosed-recipients:;\r\n"
+    b"Subject: =?windows-1252?q?R=E9ponse_=96_inscription?=\r\n =?utf-8?q?_=C3=A9t=C3=A9?=\r\n"
+    b"Message-ID:\r\n <folded.id@mail.example.sn>\r\n"
+    b"In-Reply-To: <a@b> (comment)\r\n"
+    b"References: <x@y>\r\n\t<z@w>\r\n"
+    b"X-Broken: =?utf-8?q?unterminated\r\n"
+    b"X-Empty:\r\n"
+    b"Content-Type: multipart/alternative;\r\n boundary=\"=_b\"\r\n"
+    b"\r\n--=_b\r\nContent-Type: text/plain; charset=\"ISO-8859-1\"\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\nNom : Aminata Tour=E9\r\n"
+    b"Pays : S=E9n=E9gal\r\n--=_b--\r\n"
+)
+
+
+def test_parse_message_reads_every_header_as_policy_default_does() -> None:
+    """Each header (decoded words, folding, 8-bit bytes, defects) equals policy.default's."""
+    ours = parse_message(AWKWARD_HEADERS)
+    theirs = email.message_from_bytes(AWKWARD_HEADERS, policy=email.policy.default)
+    names = [name for name, _ in theirs.raw_items()]
+    assert names == [name for name, _ in ours.raw_items()] and len(names) == 10
+    for name in names:
+        mine, reference = ours[name], theirs[name]
+        # The registry makes a new class at each parse: compare what it is made of.
+        assert type(mine).__bases__ == type(reference).__bases__, name
+        assert str(mine) == str(reference), name
+        assert [type(d) for d in mine.defects] == [type(d) for d in reference.defects], name
+        assert getattr(mine, "addresses", None) == getattr(reference, "addresses", None), name
+    assert str(ours["Subject"]) == "Réponse – inscription été"
+    body = ours.get_body(("plain",))
+    assert body is not None and body.get_content() == "Nom : Aminata Touré\r\nPays : Sénégal"
+
+
+def test_a_header_read_twice_is_parsed_once() -> None:
+    """Reading a header again returns the header already parsed, not a new parse."""
+    msg = parse_message(AWKWARD_HEADERS)
+    assert msg["From"] is msg["From"]
+    assert msg.get_content_type() == "multipart/alternative"
+
+
+def test_encoded_names_folded_headers_and_latin1_bodies_are_understood(catalog: Catalog) -> None:
+    """An encoded From name, a folded To with the event's plus address and a Latin-1 body."""
+    intent = understand(AWKWARD_HEADERS, catalog, now=NOW, inbox_address=INBOX)
+    assert intent.kind is IntentKind.REGISTRATION
+    assert intent.sender == "aminata.toure@justice.gouv.sn"
+    assert intent.subject == "Réponse – inscription été"
+    assert intent.message_id == "<folded.id@mail.example.sn>"
+    assert intent.references == ("<a@b>", "<z@w>", "<x@y>")
+    assert intent.event_id == "africa-fr"
+    (person,) = intent.participants
+    assert (person.name, person.country) == ("Aminata Touré", "SN")
+
+
+def test_a_message_id_the_caller_knows_names_the_intent(catalog: Catalog) -> None:
+    """The id the inbox already read names the intent; without it, the header does."""
+    raw = mail("Name: Awa Diop\nCountry: Senegal\n")
+    known = understand(raw, catalog, now=NOW, inbox_address=INBOX, message_id="<known@x>")
+    read = understand(raw, catalog, now=NOW, inbox_address=INBOX)
+    assert known.message_id == "<known@x>" and read.message_id == "<reply-1@mail.example.net>"
+    assert known == replace(read, message_id="<known@x>")

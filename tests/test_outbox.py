@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 from mailer import store
 from mailer.compose import Composer
 from mailer.config import Limits, Organiser, Paths, Settings, Store
 from mailer.domain import Kind, Outgoing, outbox_key
 from mailer.handling import Policy, handle
-from mailer.outbox import drain
+from mailer.outbox import DrainReport, SentLog, drain
 from mailer.schedule import Catalog, load_catalog
 from mailer.smtp import Sender
 from tests.servers.smtp import SmtpSink, smtp_settings
@@ -143,7 +147,7 @@ def test_a_permanent_refusal_fails_the_row_and_suppresses_the_address(
     with st.transaction() as session:
         (row,) = session.scalars(select(store.OutboxRow)).all()
         assert row.status == "failed" and "No such user" in row.last_error
-        assert store.is_suppressed(session, "awa@gouv.sn")
+        assert store.suppressed_among(session, ["Awa@gouv.sn"]) == {"awa@gouv.sn"}
     st.close()
 
 
@@ -162,4 +166,92 @@ def test_a_temporary_refusal_is_retried_later(tmp_path: Path, catalog: Catalog,
     assert run_drain(settings, catalog).sent == 0                  # not yet time
     assert run_drain(settings, catalog, NOW + timedelta(minutes=2)).sent == 1
     assert len(smtp_sink.messages) == 1
+    st.close()
+
+
+class WatchedStore(store.Store):
+    """A real store that notes, at each commit of sent rows, how many messages the server had."""
+
+    def __init__(self, url: str, sink: SmtpSink) -> None:
+        super().__init__(url)
+        self.sink = sink
+        self.committed = 0
+        self.uncommitted_at_commit: list[int] = []
+
+    def mark_sent(self, row_ids: Sequence[int], now: datetime,
+                  conn: Connection | None = None) -> None:
+        self.uncommitted_at_commit.append(len(self.sink.messages) - self.committed)
+        super().mark_sent(row_ids, now, conn)
+        self.committed += len(row_ids)
+
+
+def test_a_connection_sends_nothing_more_until_its_message_is_recorded(
+        tmp_path: Path, catalog: Catalog, smtp_sink: SmtpSink) -> None:
+    """However commits are grouped, accepted but unrecorded messages never outnumber connections."""
+    settings = settings_for(tmp_path, smtp_sink)
+    st = WatchedStore(settings.store.url, smtp_sink)
+    st.migrate()
+    rows = [Outgoing(key=outbox_key(Kind.REMINDER, f"p{i}@gouv.sn", "africa-fr", 0, "1d"),
+                     kind=Kind.REMINDER, recipient=f"p{i}@gouv.sn", language="fr",
+                     event_id="africa-fr", name=f"P {i}", country="SN") for i in range(40)]
+    with st.transaction() as session:
+        store.enqueue(session, rows, now=NOW, domain="secretariat.example")
+    composer = Composer(settings, catalog)
+
+    async def go() -> DrainReport:
+        async with Sender(settings.smtp) as sender:
+            return await drain(st, composer.compose, sender, catalog=catalog,
+                               settings=settings, now=NOW)
+    report = asyncio.run(go())
+    st.close()
+    assert report.sent == 40 and st.committed == 40 and len(smtp_sink.messages) == 40
+    assert max(st.uncommitted_at_commit) <= settings.smtp.connections
+
+
+class GatedStore(store.Store):
+    """A real store whose commits of sent rows wait for the test to open a gate."""
+
+    def __init__(self, url: str, *, broken: bool = False) -> None:
+        super().__init__(url)
+        self.gate = threading.Event()
+        self.groups: list[list[int]] = []
+        self.broken = broken
+
+    def mark_sent(self, row_ids: Sequence[int], now: datetime,
+                  conn: Connection | None = None) -> None:
+        assert self.gate.wait(10)
+        self.groups.append(list(row_ids))
+        if self.broken:
+            raise OperationalError("UPDATE outbox", {}, Exception("disk I/O error"))
+        super().mark_sent(row_ids, now, conn)
+
+
+async def test_rows_accepted_during_a_commit_share_the_next_one(tmp_path: Path) -> None:
+    """While one commit runs, later rows wait together and go in one commit after it."""
+    st = GatedStore(f"sqlite:///{tmp_path}/m.db")
+    st.migrate()
+    log = SentLog(st, NOW)
+    first = asyncio.create_task(log.record(1))
+    await asyncio.sleep(0.1)                        # the first commit waits at the gate
+    later = [asyncio.create_task(log.record(n)) for n in (2, 3, 4)]
+    await asyncio.sleep(0.1)
+    assert not first.done() and not any(t.done() for t in later)   # nobody goes on early
+    st.gate.set()
+    await asyncio.gather(first, *later)
+    assert st.groups == [[1], [2, 3, 4]]
+    log.close()
+    st.close()
+
+
+async def test_a_failed_commit_raises_in_every_waiting_sender(tmp_path: Path) -> None:
+    """If the commit fails, each sender it held learns so (the drain stops, rows stay pending)."""
+    st = GatedStore(f"sqlite:///{tmp_path}/m.db", broken=True)
+    st.migrate()
+    log = SentLog(st, NOW)
+    waiting = [asyncio.create_task(log.record(n)) for n in (1, 2)]
+    await asyncio.sleep(0.1)
+    st.gate.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, OperationalError) for r in results)
+    log.close()
     st.close()

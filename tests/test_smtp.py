@@ -20,6 +20,7 @@ from mailer.smtp import (
     failure,
     retry_delay,
 )
+from mailer.wire import WireMessage
 from tests.servers.smtp import SmtpSink, smtp_settings
 
 
@@ -248,3 +249,39 @@ def test_retry_delay_doubles_up_to_the_cap() -> None:
     assert retry_delay(9, 60) == timedelta(hours=4, minutes=16)
     assert retry_delay(10, 60) == timedelta(hours=6)
     assert retry_delay(1000, 60) == timedelta(hours=6)
+
+
+def wire_message(to: str) -> WireMessage:
+    """A ready-made message (as the composer makes them) for ``to``."""
+    data = (f"From: webinars@example.org\r\nTo: {to}\r\nSubject: Rappel\r\n"
+            "Message-ID: <w1@example.org>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=\"utf-8\"\r\n\r\nBonjour.\r\n").encode()
+    return WireMessage(sender="webinars@example.org", recipient=to, data=data)
+
+
+async def test_ready_made_bytes_go_unchanged_with_their_envelope(smtp_sink: SmtpSink) -> None:
+    """A composed message's bytes and envelope reach the server as they are."""
+    msg = wire_message("p1@example.net")
+    async with Sender(smtp_settings(smtp_sink)) as sender:
+        assert (await sender.send_one("k", msg)).ok
+    [received] = smtp_sink.messages
+    assert received.mail_from == "webinars@example.org"
+    assert received.rcpt_tos == ("p1@example.net",)
+    assert received.content.replace(b"\r\n", b"\n") == msg.data.replace(b"\r\n", b"\n")
+
+
+async def test_internationalised_address_goes_over_smtputf8(smtp_sink_utf8: SmtpSink) -> None:
+    """A ready-made message to a non-ASCII address asks for SMTPUTF8 and is delivered."""
+    async with Sender(smtp_settings(smtp_sink_utf8)) as sender:
+        assert (await sender.send_one("k", wire_message("josé@ejemplo.es"))).ok
+    [received] = smtp_sink_utf8.messages
+    assert received.rcpt_tos == ("josé@ejemplo.es",)
+
+
+async def test_internationalised_address_without_smtputf8_fails_for_good(
+        smtp_sink: SmtpSink) -> None:
+    """A server lacking SMTPUTF8 cannot take a non-ASCII address: a permanent failure."""
+    async with Sender(smtp_settings(smtp_sink)) as sender:
+        result = await sender.send_one("k", wire_message("josé@ejemplo.es"))
+    assert not result.ok and result.permanent and "SMTPUTF8" in result.error
+    assert smtp_sink.messages == []

@@ -212,7 +212,7 @@ class SmtpSink:
     username = USERNAME
     password = PASSWORD
 
-    def __init__(self, certs: SmtpCerts, *, implicit_tls: bool) -> None:
+    def __init__(self, certs: SmtpCerts, *, implicit_tls: bool, smtputf8: bool = False) -> None:
         self.ca_file = certs.ca_file
         self.implicit_tls = implicit_tls
         self.handler = RecordingHandler()
@@ -222,7 +222,8 @@ class SmtpSink:
         self._controller = _Controller(
             self.handler, hostname=self.host, port=0, loop=asyncio.new_event_loop(),
             implicit_tls=implicit_tls, server_hostname="sink.test", ready_timeout=10,
-            authenticator=_authenticator, auth_required=True, auth_require_tls=True, **tls,
+            authenticator=_authenticator, auth_required=True, auth_require_tls=True,
+            enable_SMTPUTF8=smtputf8, **tls,
         )
 
     @property
@@ -263,8 +264,9 @@ def smtp_certs(tmp_path_factory: pytest.TempPathFactory) -> SmtpCerts:
     return SmtpCerts(ca=ca, ca_file=ca_file, server_context=server_context)
 
 
-def _running(certs: SmtpCerts, *, implicit_tls: bool) -> Iterator[SmtpSink]:
-    sink = SmtpSink(certs, implicit_tls=implicit_tls)
+def _running(certs: SmtpCerts, *, implicit_tls: bool, smtputf8: bool = False
+             ) -> Iterator[SmtpSink]:
+    sink = SmtpSink(certs, implicit_tls=implicit_tls, smtputf8=smtputf8)
     sink.start()
     try:
         yield sink
@@ -276,6 +278,12 @@ def _running(certs: SmtpCerts, *, implicit_tls: bool) -> Iterator[SmtpSink]:
 def smtp_sink(smtp_certs: SmtpCerts) -> Iterator[SmtpSink]:
     """A recording SMTP server with STARTTLS and AUTH (test user), on a free port."""
     yield from _running(smtp_certs, implicit_tls=False)
+
+
+@pytest.fixture
+def smtp_sink_utf8(smtp_certs: SmtpCerts) -> Iterator[SmtpSink]:
+    """As ``smtp_sink``, also offering SMTPUTF8 (internationalised addresses)."""
+    yield from _running(smtp_certs, implicit_tls=False, smtputf8=True)
 
 
 @pytest.fixture

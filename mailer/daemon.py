@@ -118,10 +118,13 @@ class Mailer:
         return handle(self.store, self.catalog, raw, now=now, policy=self.policy, **where)
 
     async def read_inbox(self, inbox: AsyncInbox, clock: Callable[[], datetime],
-                         report: PassReport) -> None:
+                         report: PassReport,
+                         on_batch: Callable[[], None] | None = None) -> None:
         """Handle every new message; flag each only after its effects are committed.
 
         ``clock`` is read once per message, so a long batch stamps each at its own moment.
+        ``on_batch`` is called after each fetched batch is committed and flagged: its answers
+        are in the outbox, so a wave of replies can be acknowledged while it is still read.
         """
         folder = self.settings.imap.folder
         while True:
@@ -154,8 +157,33 @@ class Mailer:
             last_uid = min(failed_uids) - 1 if failed_uids else cursor.last_uid
             with self.store.transaction() as session:
                 store.set_cursor(session, folder, cursor.uidvalidity, last_uid)
+            if handled_uids and on_batch is not None:
+                on_batch()
             if not batch or failed_uids:
                 return
+
+    async def read_and_answer(self, inbox: AsyncInbox, clock: Callable[[], datetime],
+                              report: PassReport, sender: Sender | None) -> None:
+        """``read_inbox``, sending the answers of each batch while the next one is read."""
+        if sender is None:
+            await self.read_inbox(inbox, clock, report)
+            return
+        batches = asyncio.Event()
+        reading = True
+
+        async def answer() -> None:
+            while reading or batches.is_set():
+                await batches.wait()
+                batches.clear()
+                report.drain.add(await self.drain(clock(), sender))
+
+        answering = asyncio.create_task(answer())
+        try:
+            await self.read_inbox(inbox, clock, report, on_batch=batches.set)
+        finally:
+            reading = False
+            batches.set()       # one last look, and the loop ends
+            await answering
 
     async def drain(self, now: datetime, sender: Sender,
                     stop: Callable[[], bool] | None = None) -> DrainReport:
@@ -171,25 +199,34 @@ class Mailer:
 
 async def run_once(settings: Settings, *, now: datetime | None = None, read: bool = True,
                    send: bool = True) -> PassReport:
-    """One full pass: read the inbox, decide, plan, and send what is due; then return."""
+    """One full pass: read the inbox, decide, plan, and send what is due; then return.
+
+    Answers go out while the inbox is still being read (after each fetched batch), so the
+    first people of a wave of replies are not kept waiting for the last.
+    """
     mailer = Mailer.open(settings)
     report = PassReport()
+    clock = (lambda: now) if now else utcnow
     try:
-        if read:
-            # Event versions first, so answers carry the current SEQUENCE; planning waits
-            # until the replies are in.
-            with mailer.store.transaction() as session:
-                report.changes = sync_events(session, mailer.catalog, now or utcnow())
-            async with AsyncInbox(settings.imap) as inbox:
-                await mailer.read_inbox(inbox, (lambda: now) if now else utcnow, report)
-        moment = now or utcnow()
-        changes, current = mailer.sync_and_plan(moment)
-        report.changes += changes
-        report.planned = len(current.due)
-        report.missed = len(current.missed)
-        if send:
-            async with Sender(settings.smtp, envelope_from=settings.organiser.address) as sender:
-                report.drain = await mailer.drain(moment, sender)
+        async with contextlib.AsyncExitStack() as stack:
+            sender = None
+            if send:
+                sender = await stack.enter_async_context(
+                    Sender(settings.smtp, envelope_from=settings.organiser.address))
+            if read:
+                # Event versions first, so answers carry the current SEQUENCE; planning waits
+                # until the replies are in.
+                with mailer.store.transaction() as session:
+                    report.changes = sync_events(session, mailer.catalog, clock())
+                async with AsyncInbox(settings.imap) as inbox:
+                    await mailer.read_and_answer(inbox, clock, report, sender)
+            moment = clock()
+            changes, current = mailer.sync_and_plan(moment)
+            report.changes += changes
+            report.planned = len(current.due)
+            report.missed = len(current.missed)
+            if sender is not None:
+                report.drain.add(await mailer.drain(moment, sender))
     finally:
         mailer.close()
     return report
@@ -212,7 +249,8 @@ class Service:
         self.watch = watch
         self.mailer = Mailer.open(settings)
         self.stopping = asyncio.Event()
-        self.wake = asyncio.Event()
+        self.wake = asyncio.Event()         # plan and send
+        self.answers = asyncio.Event()      # send the answers of replies just handled
         self.scheduler: AsyncIOScheduler | None = None
         self.broken = False             # the last reload failed: staff were alerted once
         self.passes = 0
@@ -224,12 +262,19 @@ class Service:
         async with Sender(self.settings.smtp,
                           envelope_from=self.settings.organiser.address) as sender:
             while not self.stopping.is_set():
-                await self._wait(self.wake)
+                await self._wait(self.wake, self.answers)
                 if self.stopping.is_set():
                     return
-                self.wake.clear()
                 try:
-                    await self.step(sender)
+                    if self.wake.is_set():
+                        self.wake.clear()
+                        self.answers.clear()
+                        await self.step(sender)
+                    else:
+                        # A batch of replies was handled mid-read: send their answers now;
+                        # planning waits for the end of the read (the wake that follows).
+                        self.answers.clear()
+                        await self.mailer.drain(self.clock(), sender, stop=self.stopping.is_set)
                 except Exception as exc:  # noqa: BLE001 - log, back off, keep running
                     log.error("pass failed; retrying on the next tick", error=str(exc))
 
@@ -274,7 +319,8 @@ class Service:
                              idle=imap.idle and "IDLE" in box.inbox.capabilities)
                     while not self.stopping.is_set():
                         report = PassReport()
-                        await self.mailer.read_inbox(box, self.clock, report)
+                        await self.mailer.read_inbox(box, self.clock, report,
+                                                     on_batch=self.answers.set)
                         if report.read:
                             self.wake.set()
                         wait = imap.idle_seconds if imap.idle else imap.poll_seconds
@@ -346,12 +392,12 @@ class Service:
                           self.settings.retention.days)
 
     # -- plumbing -----------------------------------------------------------------------------
-    async def _wait(self, event: asyncio.Event) -> None:
-        waiter = asyncio.ensure_future(event.wait())
-        stopper = asyncio.ensure_future(self.stopping.wait())
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        stopper.cancel()
+    async def _wait(self, *events: asyncio.Event) -> None:
+        """Until one of ``events`` is set, or the service is stopping."""
+        waiters = {asyncio.ensure_future(e.wait()) for e in (*events, self.stopping)}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):

@@ -42,6 +42,13 @@ class DrainReport:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def add(self, other: DrainReport) -> None:
+        """Add another drain's counts to these (a pass may drain several times)."""
+        self.sent += other.sent
+        self.retried += other.retried
+        self.failed += other.failed
+        self.errors += other.errors
+
     def count(self, outcome: str, result: SendResult) -> None:
         """Add one message's outcome (from ``_record``)."""
         setattr(self, outcome, getattr(self, outcome) + 1)

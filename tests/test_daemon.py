@@ -399,3 +399,22 @@ async def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail("timed out waiting")
         await asyncio.sleep(0.05)
+
+
+async def test_answers_of_a_handled_batch_go_out_without_waiting_for_a_plan(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """The inbox's "answers ready" signal makes the worker send them at once, planning nothing."""
+    write_schedule(tmp_path)
+    settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
+    service = Service(settings, clock=fixed(utc("2020-06-10T10:00:00")), watch=False)
+    worker = asyncio.create_task(service.worker())
+    try:
+        raw = reply(AWA, "Awa Diop", "Sénégal", "fr", "africa-fr", utc("2020-06-09T09:00:00"))
+        assert service.mailer.handle(raw, utc("2020-06-10T10:00:00")).outcome == "handled"
+        service.answers.set()           # what the inbox does after each fetched batch
+        await until(lambda: [m.kind for m in sink_seen(smtp_sink)] == ["acknowledgement"])
+        assert service.passes == 0      # no planning pass ran: the invitations wait for it
+    finally:
+        service.stop()
+        await asyncio.wait_for(worker, 15)
+        service.mailer.close()

@@ -162,3 +162,26 @@ def test_a_message_whose_handling_fails_is_read_again_next_pass(
     acks = [m for m in parsed(smtp_sink) if m["X-Mailer-Kind"] == "acknowledgement"]
     assert sorted(m["To"].addresses[0].addr_spec for m in acks) == [
         "awa.diop@justice.gouv.sn.example", "mc.reyes@dfa.gov.ph.example"]
+
+
+def test_answers_go_out_while_the_rest_of_the_wave_is_read(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fetched in batches of 3, the first answers reach the server before the last reply is read."""
+    from mailer import daemon
+
+    append_all(dovecot, wave(24).messages)
+    settings = settings_for(tmp_path, dovecot.settings(batch_size=3), smtp_sink)
+    at_sink_when_handled: list[int] = []
+    real_handle = daemon.handle
+
+    def handle_and_note(*args: object, **kwargs: object) -> object:
+        at_sink_when_handled.append(len(smtp_sink.messages))
+        return real_handle(*args, **kwargs)
+
+    monkeypatch.setattr(daemon, "handle", handle_and_note)
+    report = asyncio.run(run_once(settings, now=NOW))
+    assert report.read == len(at_sink_when_handled) and report.drain.failed == 0
+    assert at_sink_when_handled[0] == 0 and at_sink_when_handled[-1] > 0
+    # Answers sent during the read and by the final drain add up to everything sent.
+    assert report.drain.sent == len(smtp_sink.messages)

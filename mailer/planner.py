@@ -158,7 +158,7 @@ class _Message:
             language=language if language in LANGUAGES else self._fallback, name=name,
             country=country, registration_id=registration_id,
             context={**self._context, **context} if context else dict(self._context))
-        board.items[key] = self._judge(out, due_at, board)
+        board.put(key, self._judge(out, due_at, board))
 
     def _judge(self, out: Outgoing, due_at: datetime, board: _Board) -> Planned:
         """Where one copy of this message stands at the board's ``now``."""
@@ -174,11 +174,31 @@ class _Message:
 
 @dataclass
 class _Board:
-    """The plan being built: one judged row per outbox key."""
+    """The plan being built: one judged row per outbox key.
+
+    With ``keep``, rows in other states are only counted as taken (None), except the
+    earliest scheduled one, kept for ``Plan.next_at``: enqueuing a burst for 50,000
+    registrants then holds the messages due, not the ones sent or scheduled for later.
+    """
 
     sent: AbstractSet[str]
     now: datetime
-    items: dict[str, Planned] = field(default_factory=dict)
+    keep: AbstractSet[State] | None = None
+    items: dict[str, Planned | None] = field(default_factory=dict)
+    earliest: Planned | None = None
+
+    def put(self, key: str, planned: Planned) -> None:
+        if self.keep is None or planned.state in self.keep:
+            self.items[key] = planned
+            return
+        self.items[key] = None
+        if planned.state == "scheduled" and (self.earliest is None
+                                             or planned.due_at < self.earliest.due_at):
+            self.earliest = planned
+
+    def plan(self) -> Plan:
+        kept = [p for p in self.items.values() if p is not None]
+        return Plan(tuple(kept + [self.earliest] if self.earliest is not None else kept))
 
 
 @dataclass(frozen=True)
@@ -196,17 +216,19 @@ class _Facts:
 
 def plan(catalog: Catalog, registrants: Sequence[Registrant],
          versions: Mapping[str, EventVersion], sent: AbstractSet[str],
-         contacts: Sequence[Contact], now: datetime) -> Plan:
+         contacts: Sequence[Contact], now: datetime,
+         keep: AbstractSet[State] | None = None) -> Plan:
     """Work out every message due, scheduled, already enqueued or missed at ``now``.
 
     ``sent`` holds the outbox keys already enqueued (sent, pending or failed): they count as
-    done. Registrants of events no longer in the catalog are ignored.
+    done. Registrants of events no longer in the catalog are ignored. With ``keep``, the
+    plan holds only the messages in those states, plus the earliest scheduled one.
     """
     by_event: dict[str, list[Registrant]] = defaultdict(list)
     for registrant in registrants:
         by_event[registrant.event_id].append(registrant)
 
-    board = _Board(sent, now)
+    board = _Board(sent, now, keep)
     with _collector_paused():
         for event in catalog.events.values():
             version = versions.get(event.id)
@@ -218,7 +240,7 @@ def plan(catalog: Catalog, registrants: Sequence[Registrant],
                 _invitations(board, facts, contacts)
                 for person in people:
                     _for_registrant(board, facts, person)
-        return Plan(tuple(board.items.values()))
+        return board.plan()
 
 
 @contextmanager

@@ -8,6 +8,7 @@ changes, and moving registrations of countries no longer invited to review);
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from mailer import store
 from mailer.domain import Status
-from mailer.planner import Contact, EventVersion, Plan, Planned, Registrant, plan
+from mailer.planner import Contact, EventVersion, Plan, Planned, Registrant, State, plan
 from mailer.schedule import Catalog, Event
 
 log = structlog.get_logger(__name__)
@@ -96,11 +97,12 @@ def registrants(session: Session, catalog: Catalog) -> list[Registrant]:
 
 
 def _plan(session: Session, catalog: Catalog, contacts: Sequence[Contact], now: datetime,
-          known: dict[str, EventVersion] | None = None) -> Plan:
+          known: dict[str, EventVersion] | None = None,
+          keep: AbstractSet[State] | None = None) -> Plan:
     """The planner on the store's facts: every outbox key (missed ones too) counts as done."""
     return plan(catalog, registrants(session, catalog),
                 known if known is not None else versions(session),
-                store.outbox_keys(session, catalog.events), contacts, now)
+                store.outbox_keys(session, catalog.events), contacts, now, keep)
 
 
 def _one_event(catalog: Catalog, event: Event) -> Catalog:
@@ -137,7 +139,8 @@ def plan_into_outbox(session: Session, catalog: Catalog, contacts: Sequence[Cont
     added = 0
     known = versions(session)
     for event in catalog.events.values():
-        current = _plan(session, _one_event(catalog, event), contacts, now, known)
+        current = _plan(session, _one_event(catalog, event), contacts, now, known,
+                        keep={"due", "missed"})
         due = current.due
         added += store.enqueue(session, due, now=now, domain=domain)
         missed = current.missed

@@ -438,3 +438,18 @@ def test_planning_leaves_the_garbage_collector_as_it_was(tmp_path: Path) -> None
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_keeping_only_due_and_missed_gives_the_same_due_and_next_moment(tmp_path: Path) -> None:
+    """A plan kept to due and missed rows has the full plan's due, missed and next moment."""
+    cat = catalog(tmp_path)
+    people = [person(n, f"p{n}@justice.sn") for n in range(1, 6)]
+    now = START - timedelta(days=1)
+    sent = frozenset(o.key for o in run(cat, people, START - timedelta(days=7)).due)
+    full = plan(cat, people, {}, sent, [], now)
+    kept = plan(cat, people, {}, sent, [], now, keep={"due", "missed"})
+    assert kept.due == full.due and kept.missed == full.missed
+    assert kept.next_at == full.next_at == START - timedelta(hours=1)
+    assert {p.state for p in full.items} >= {"sent", "scheduled"}
+    assert [p.state for p in kept.items if p.state not in ("due", "missed")] == ["scheduled"]
+    assert len(kept.items) < len(full.items)

@@ -90,16 +90,19 @@ def _with_timetable(rows: list[dict[str, Any]], catalog: Catalog,
     """Add the series' own moments (reminders, pack...) that no registration fills yet."""
     seen = {(r["event_id"], r["kind"], r["due_at"]) for r in rows}
     out = list(rows)
+    labels: dict[tuple[str, str, str], str] = {}
     for event in catalog.events.values():
         if event_id and event.id != event_id:
             continue
-        for kind, when, _label in timetable(event):
+        for kind, when, label in timetable(event):
+            labels[(event.id, str(kind), when.isoformat())] = label
             if (event.id, str(kind), when.isoformat()) not in seen:
                 out.append({"event_id": event.id, "kind": str(kind),
                             "due_at": when.isoformat(), "scheduled": 0, "due": 0, "sent": 0,
                             "missed": 0, "total": 0})
     for row in out:
-        row.setdefault("label", "")
+        # "7d" for a reminder, "on_request" for certificates: which of the series' moments.
+        row.setdefault("label", labels.get((row["event_id"], row["kind"], row["due_at"]), ""))
     out.sort(key=lambda r: (r["due_at"], r["event_id"], r["kind"]))
     return out
 

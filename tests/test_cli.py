@@ -87,6 +87,17 @@ def test_plan_lists_reminders_and_packs_of_the_five_webinars(project: Path) -> N
             assert ("reminder", (event.start - offset).isoformat()) in sends
         assert ("pack", (event.start - timedelta(days=3)).isoformat()) in sends
         assert ("invitation", "2020-06-03T08:00:00+00:00") in sends
+        labels = sorted(r["label"] for r in data["sends"]
+                        if r["event_id"] == event.id and r["kind"] == "reminder")
+        assert labels == ["1d", "1h", "7d"]
+
+
+def test_plan_text_names_each_reminder_by_its_offset(project: Path) -> None:
+    """The text plan says which reminder a line is ("7d", "1h"), not just "reminder"."""
+    result = run(project, "plan", "--now", "2020-06-01T00:00Z", "--event", "africa-fr")
+    assert result.exit_code == 0, result.output
+    reminders = [line.split() for line in result.output.splitlines() if " reminder " in line]
+    assert [words[3] for words in reminders] == ["7d", "1d", "1h"]
 
 
 def test_parse_json_has_the_designed_shape(project: Path) -> None:

@@ -23,8 +23,8 @@ from mailer import store
 from mailer.config import Settings
 from mailer.contacts import catalog_contacts
 from mailer.errors import Problem, ScheduleError
-from mailer.handling import Handled, Policy, handle
-from mailer.inbox import AsyncInbox, Cursor
+from mailer.handling import Handled, Policy, after_crash, handle, message_key
+from mailer.inbox import AsyncInbox, Cursor, Fetched
 from mailer.outbox import DrainReport, drain
 from mailer.planner import Contact, Plan
 from mailer.schedule import Catalog, read_catalog
@@ -134,24 +134,23 @@ class Mailer:
             cursor, batch = await inbox.fetch_new(cursor)
             handled_uids: list[int] = []
             failed_uids: list[int] = []
-            for fetched in batch:
-                report.read += 1
-                outcome = await asyncio.to_thread(
-                    self.handle, fetched.raw, clock(), folder=fetched.folder,
-                    uidvalidity=fetched.uidvalidity, uid=fetched.uid, size=fetched.size,
-                    message_id=fetched.message_id)
-                report.outcomes.append(outcome)
-                if outcome.outcome == "quarantined":
-                    report.quarantined += 1
-                    await inbox.quarantine([fetched.uid], outcome.reason)
-                    continue
-                if outcome.outcome == "failed":       # left unflagged: tried again next pass
-                    report.failed += 1
-                    failed_uids.append(fetched.uid)
-                    continue
-                report.handled += outcome.outcome == "handled"
-                report.duplicates += outcome.outcome == "duplicate"
-                handled_uids.append(fetched.uid)
+            keys = [message_key(f.raw, f.message_id, f.folder, f.uidvalidity, f.uid)
+                    for f in batch]
+            with self.store.transaction() as session:
+                survivors = store.claim(session, keys, clock())
+            left = list(keys)
+            try:
+                for fetched, key in zip(batch, keys, strict=True):
+                    outcome = await self._handle_fetched(fetched, key, key in survivors,
+                                                         clock())
+                    left.remove(key)
+                    if self._account(outcome, fetched, report, handled_uids, failed_uids):
+                        await inbox.quarantine([fetched.uid], outcome.reason)
+            except asyncio.CancelledError:
+                # A stop on purpose is no crash: the claims not used are withdrawn.
+                with self.store.transaction() as session:
+                    store.release(session, left)
+                raise
             if handled_uids:
                 await inbox.mark_handled(handled_uids)
             last_uid = min(failed_uids) - 1 if failed_uids else cursor.last_uid
@@ -161,6 +160,36 @@ class Mailer:
                 on_batch()
             if not batch or failed_uids:
                 return
+
+    async def _handle_fetched(self, fetched: Fetched, key: str, crashed_before: bool,
+                              now: datetime) -> Handled:
+        """Handle one fetched message, first counting a pass that died on it."""
+        where = {"folder": fetched.folder, "uidvalidity": fetched.uidvalidity,
+                 "uid": fetched.uid}
+        if crashed_before:
+            set_aside = await asyncio.to_thread(after_crash, self.store, key, now, where)
+            if set_aside is not None:
+                return set_aside
+        return await asyncio.to_thread(self.handle, fetched.raw, now, size=fetched.size,
+                                       message_id=key, **where)
+
+    @staticmethod
+    def _account(outcome: Handled, fetched: Fetched, report: PassReport,
+                 handled_uids: list[int], failed_uids: list[int]) -> bool:
+        """Add one outcome to the pass's report; True when the message must be quarantined."""
+        report.read += 1
+        report.outcomes.append(outcome)
+        if outcome.outcome == "quarantined":
+            report.quarantined += 1
+            return True
+        if outcome.outcome == "failed":       # left unflagged: tried again next pass
+            report.failed += 1
+            failed_uids.append(fetched.uid)
+            return False
+        report.handled += outcome.outcome == "handled"
+        report.duplicates += outcome.outcome == "duplicate"
+        handled_uids.append(fetched.uid)
+        return False
 
     async def read_and_answer(self, inbox: AsyncInbox, clock: Callable[[], datetime],
                               report: PassReport, sender: Sender | None) -> None:

@@ -66,6 +66,32 @@ def fallback_message_id(raw: bytes) -> str:
     return f"<{hashlib.sha256(raw).hexdigest()}@no-message-id>"
 
 
+def message_key(raw: bytes, message_id: str | None, folder: str = "", uidvalidity: int = 0,
+                uid: int = 0) -> str:
+    """The id a message is handled under: its Message-ID, else one made from its bytes."""
+    if message_id is None and raw:
+        message_id = message_id_of(raw)
+    return message_id or fallback_message_id(raw or f"{folder}/{uidvalidity}/{uid}".encode())
+
+
+def after_crash(st: store.Store, message_id: str, now: datetime,
+                where: dict[str, Any]) -> Handled | None:
+    """Count a try of a message a pass died handling; quarantine it after ``MAX_TRIES``.
+
+    Committed before the message is handled again, so a message that kills the process
+    every time is still counted; None means "handle it again".
+    """
+    with st.transaction() as session:
+        tries = store.count_crash(session, message_id)
+        if tries < MAX_TRIES:
+            return None
+        reason = f"the mailer stopped {tries} times while handling it"
+        store.record_inbound(session, message_id=message_id, outcome="quarantined", now=now,
+                             reason=reason, **where)
+    log.error("message quarantined", message_id=message_id, reason=reason)
+    return Handled(message_id, "quarantined", reason=reason)
+
+
 def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, policy: Policy,
            folder: str = "", uidvalidity: int = 0, uid: int = 0, size: int | None = None,
            message_id: str | None = None) -> Handled:
@@ -74,10 +100,7 @@ def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, poli
     ``message_id`` is the Message-ID the inbox read from the message's header (``Fetched.
     message_id``, also for an oversize body it did not download); without it, it is read here.
     """
-    if message_id is None and raw:
-        message_id = message_id_of(raw)
-    message_id = message_id or fallback_message_id(
-        raw or f"{folder}/{uidvalidity}/{uid}".encode())
+    message_id = message_key(raw, message_id, folder, uidvalidity, uid)
     where: dict[str, Any] = {"folder": folder, "uidvalidity": uidvalidity, "uid": uid}
     # Duplicates are recognised inside the deciding transaction (the only place where the
     # answer cannot change under us); reading one again first costs less than asking twice.
@@ -123,7 +146,7 @@ def _decide_and_store(st: store.Store, catalog: Catalog, intent: Intent, now: da
     message_id = intent.message_id
     with st.transaction() as session:
         previous = store.inbound_of(session, message_id)
-        if previous is not None and previous.outcome != "failed":
+        if previous is not None and previous.outcome not in store.NOT_DONE:
             return Handled(message_id, "duplicate")
         intent = _infer_event(session, catalog, intent, now)
         event = catalog.events.get(intent.event_id) if intent.event_id else None

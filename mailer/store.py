@@ -324,10 +324,61 @@ def inbound_of(session: Session, message_id: str) -> Inbound | None:
     return session.scalar(_INBOUND_OF, {"message_id": message_id})
 
 
+# Outcomes of a message that is still to be handled: a failed try (tried again), or a claim
+# that no outcome replaced (the pass handling it died: counted as a try on the next pass).
+NOT_DONE = ("failed", "claimed")
+
+
 def already_handled(session: Session, message_id: str) -> bool:
     """True when a message with this Message-ID was handled or quarantined before."""
     return session.scalar(select(Inbound.id).where(
-        Inbound.message_id == message_id, Inbound.outcome != "failed")) is not None
+        Inbound.message_id == message_id, Inbound.outcome.not_in(NOT_DONE))) is not None
+
+
+def claim(session: Session, message_ids: Iterable[str], now: datetime) -> set[str]:
+    """Mark messages about to be handled, in one transaction; return those already claimed.
+
+    A claim still there when a pass fetches the message again means the pass that made it
+    died while handling it or before reaching it (a crash, not an error: errors are
+    recorded as "failed"). Like the claim of Mailman's switchboard, it lets a message that
+    kills the process be counted and set aside instead of killing every restart.
+    """
+    wanted = list(dict.fromkeys(message_ids))
+    rows = {r.message_id: r for r in session.scalars(
+        select(Inbound).where(Inbound.message_id.in_(wanted)))} if wanted else {}
+    survivors = set()
+    for message_id in wanted:
+        row = rows.get(message_id)
+        if row is None:
+            session.add(Inbound(message_id=message_id, outcome="claimed", attempts=0,
+                                handled_at=now))
+        elif row.outcome == "failed":
+            row.outcome = "claimed"
+        elif row.outcome == "claimed":
+            survivors.add(message_id)
+    return survivors
+
+
+def count_crash(session: Session, message_id: str) -> int:
+    """Count one more try of a claimed message that a pass did not live through; return tries."""
+    row = session.scalar(_INBOUND_OF, {"message_id": message_id})
+    if row is None or row.outcome != "claimed":
+        return 0
+    row.attempts = (row.attempts or 0) + 1
+    return row.attempts
+
+
+def release(session: Session, message_ids: Iterable[str]) -> None:
+    """Withdraw the claims a pass stopped on purpose left unused (not a crash: not a try)."""
+    wanted = list(message_ids)
+    if not wanted:
+        return
+    for row in session.scalars(select(Inbound).where(Inbound.message_id.in_(wanted),
+                                                     Inbound.outcome == "claimed")):
+        if row.attempts:
+            row.outcome = "failed"
+        else:
+            session.delete(row)
 
 
 def record_inbound(session: Session, *, message_id: str, outcome: str, now: datetime,

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -418,3 +419,40 @@ async def test_answers_of_a_handled_batch_go_out_without_waiting_for_a_plan(
         service.stop()
         await asyncio.wait_for(worker, 15)
         service.mailer.close()
+
+
+async def test_a_stop_mid_batch_withdraws_the_claims_it_did_not_use(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancelled while handling a batch, the pass leaves no claim behind: a stop is no crash."""
+    from mailer import daemon
+    from mailer.inbox import AsyncInbox
+
+    write_schedule(tmp_path)
+    settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
+    append(dovecot, *(reply(f"delegate{n}@justice.gouv.sn.example", f"Delegate {n}", "Sénégal",
+                            "fr", "africa-fr", utc("2020-06-09T09:00:00")) for n in range(5)))
+    started = threading.Event()
+    real_handle = daemon.handle
+
+    def slow_handle(*args: object, **kwargs: object) -> object:
+        started.set()
+        time.sleep(0.3)
+        return real_handle(*args, **kwargs)
+
+    monkeypatch.setattr(daemon, "handle", slow_handle)
+    mailer = daemon.Mailer.open(settings)
+    try:
+        async with AsyncInbox(settings.imap) as inbox:
+            reading = asyncio.create_task(mailer.read_inbox(
+                inbox, fixed(utc("2020-06-10T10:00:00")), daemon.PassReport()))
+            await until(started.is_set)
+            reading.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await reading
+        await asyncio.sleep(0.6)        # the message in hand finishes in its thread
+        with mailer.store.transaction() as session:
+            outcomes = Counter(session.scalars(select(store.Inbound.outcome)))
+    finally:
+        mailer.close()
+    assert outcomes == Counter({"handled": 1})

@@ -185,3 +185,52 @@ def test_answers_go_out_while_the_rest_of_the_wave_is_read(
     assert at_sink_when_handled[0] == 0 and at_sink_when_handled[-1] > 0
     # Answers sent during the read and by the final drain add up to everything sent.
     assert report.drain.sent == len(smtp_sink.messages)
+
+
+class Died(BaseException):
+    """Stands for the process dying mid-message (a crash, not an error the loop catches)."""
+
+
+def test_a_message_that_kills_the_pass_is_quarantined_after_three_deaths(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three passes die on one reply; the fourth sets it aside and answers the others once."""
+    from mailer import daemon
+
+    messages = wave(12).messages[:6]
+    poison = email.message_from_bytes(messages[2])["Message-ID"]
+    append_all(dovecot, messages)
+    settings = settings_for(tmp_path, dovecot.settings(quarantine_folder="Quarantine"),
+                            smtp_sink)
+    real_handle = daemon.handle
+
+    def dies_on_the_poison(*args: object, **kwargs: object) -> object:
+        if kwargs.get("message_id") == poison:
+            raise Died
+        return real_handle(*args, **kwargs)
+
+    monkeypatch.setattr(daemon, "handle", dies_on_the_poison)
+    for _ in range(3):
+        with pytest.raises(Died):
+            asyncio.run(run_once(settings, now=NOW))
+    report = asyncio.run(run_once(settings, now=NOW))
+    assert report.quarantined == 1 and report.failed == 0
+    [set_aside] = [o for o in report.outcomes if o.outcome == "quarantined"]
+    assert set_aside.message_id == poison
+    assert set_aside.reason == "the mailer stopped 3 times while handling it"
+    with dovecot.client() as client:
+        client.select_folder("Quarantine", readonly=True)
+        assert len(client.search("ALL")) == 1
+    # The replies before the poison were handled in the first pass, those after it in the
+    # last; no message went twice for the three passes that died.
+    sent = Counter(m["Message-ID"] for m in parsed(smtp_sink))
+    assert sent and max(sent.values()) == 1
+    acknowledged = {m["To"].addresses[0].addr_spec for m in parsed(smtp_sink)
+                    if m["X-Mailer-Kind"] == "acknowledgement"}
+    assert len(acknowledged) >= 4
+    st = store.Store(settings.store.url)
+    with st.transaction() as session:
+        outcomes = Counter(session.scalars(select(store.Inbound.outcome)))
+    st.close()
+    assert outcomes["quarantined"] == 1 and outcomes["claimed"] == 0
+    assert outcomes["handled"] + outcomes["duplicate"] == 5

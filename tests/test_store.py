@@ -63,3 +63,22 @@ def test_a_message_that_keeps_failing_is_quarantined_after_three_tries(
     with st.transaction() as session:
         (row,) = session.scalars(select(store.Inbound)).all()
     assert row.outcome == "quarantined" and "a bug in the rules" in row.reason
+
+
+def test_a_claim_left_by_a_pass_is_found_and_only_a_counted_crash_is_a_try(
+        st: store.Store) -> None:
+    """Claims mark messages in hand; one found again is a survivor; a release forgets the rest."""
+    with st.transaction() as session:
+        assert store.claim(session, ["<a@x>", "<b@x>"], NOW) == set()
+    with st.transaction() as session:
+        assert not store.already_handled(session, "<a@x>")     # claimed is not handled
+        assert store.claim(session, ["<a@x>", "<b@x>"], NOW) == {"<a@x>", "<b@x>"}
+    with st.transaction() as session:
+        assert store.count_crash(session, "<a@x>") == 1
+    with st.transaction() as session:
+        store.release(session, ["<a@x>", "<b@x>"])
+    with st.transaction() as session:
+        rows = {r.message_id: (r.outcome, r.attempts)
+                for r in session.scalars(select(store.Inbound))}
+    # <a@x> keeps its counted try (as a failed one); <b@x> was never tried: no trace.
+    assert rows == {"<a@x>": ("failed", 1)}

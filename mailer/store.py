@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from mailer.domain import Kind, Outgoing
@@ -301,7 +301,8 @@ LOOK_UP = _Unknown.LOOK_UP
 
 # The queries run for every inbound message are built once: building a statement costs
 # more than SQLite takes to run it.
-_INBOUND_OF = select(Inbound).where(Inbound.message_id == bindparam("message_id"))
+_INBOUND_OF = select(Inbound.id, Inbound.outcome, Inbound.attempts).where(
+    Inbound.message_id == bindparam("message_id"))
 _EVENT_SEQUENCE = select(EventVersionRow.sequence).where(
     EventVersionRow.event_id == bindparam("event_id"))
 _ANSWER_LIMITS = union_all(
@@ -313,15 +314,17 @@ _ANSWER_LIMITS = union_all(
            OutboxRow.created_at >= bindparam("since"))
     .group_by(OutboxRow.recipient))
 _INSERT_INBOUND = insert(Inbound.__table__)
+_UPDATE_INBOUND = update(Inbound.__table__).where(Inbound.__table__.c.id == bindparam("row_id"))
 
 
-def inbound_of(session: Session, message_id: str) -> Inbound | None:
-    """The record of the message with this Message-ID, whatever its outcome, or None.
+def inbound_of(session: Session, message_id: str) -> Row[Any] | None:
+    """The record (id, outcome, attempts) of the message with this Message-ID, or None.
 
     Deciding a message reads it once and hands it to ``record_inbound`` (``row=``): the
-    duplicate check and the record then cost one query instead of two.
+    duplicate check and the record then cost one query instead of two. Columns, not an ORM
+    object: the record is written back with one UPDATE, without the unit of work.
     """
-    return session.scalar(_INBOUND_OF, {"message_id": message_id})
+    return session.execute(_INBOUND_OF, {"message_id": message_id}).first()
 
 
 # Outcomes of a message that is still to be handled: a failed try (tried again), or a claim
@@ -344,28 +347,30 @@ def claim(session: Session, message_ids: Iterable[str], now: datetime) -> set[st
     kills the process be counted and set aside instead of killing every restart.
     """
     wanted = list(dict.fromkeys(message_ids))
-    rows = {r.message_id: r for r in session.scalars(
-        select(Inbound).where(Inbound.message_id.in_(wanted)))} if wanted else {}
-    survivors = set()
-    for message_id in wanted:
-        row = rows.get(message_id)
-        if row is None:
-            session.add(Inbound(message_id=message_id, outcome="claimed", attempts=0,
-                                handled_at=now))
-        elif row.outcome == "failed":
-            row.outcome = "claimed"
-        elif row.outcome == "claimed":
-            survivors.add(message_id)
-    return survivors
+    if not wanted:
+        return set()
+    known = {message_id: outcome for message_id, outcome in session.execute(
+        select(Inbound.message_id, Inbound.outcome).where(Inbound.message_id.in_(wanted)))}
+    new = [{"message_id": m, "folder": "", "uidvalidity": 0, "uid": 0, "sender": "",
+            "intent": "", "event_id": None, "outcome": "claimed", "reason": "", "attempts": 0,
+            "handled_at": now} for m in wanted if m not in known]
+    if new:
+        session.connection().execute(_INSERT_INBOUND, new)
+    failed = [m for m in wanted if known.get(m) == "failed"]
+    if failed:
+        session.execute(update(Inbound).where(Inbound.message_id.in_(failed))
+                        .values(outcome="claimed"))
+    return {m for m in wanted if known.get(m) == "claimed"}
 
 
 def count_crash(session: Session, message_id: str) -> int:
     """Count one more try of a claimed message that a pass did not live through; return tries."""
-    row = session.scalar(_INBOUND_OF, {"message_id": message_id})
+    row = inbound_of(session, message_id)
     if row is None or row.outcome != "claimed":
         return 0
-    row.attempts = (row.attempts or 0) + 1
-    return row.attempts
+    tries = (row.attempts or 0) + 1
+    session.execute(update(Inbound).where(Inbound.id == row.id).values(attempts=tries))
+    return tries
 
 
 def release(session: Session, message_ids: Iterable[str]) -> None:
@@ -384,13 +389,13 @@ def release(session: Session, message_ids: Iterable[str]) -> None:
 def record_inbound(session: Session, *, message_id: str, outcome: str, now: datetime,
                    folder: str = "", uidvalidity: int = 0, uid: int = 0, sender: str = "",
                    intent: str = "", event_id: str | None = None, reason: str = "",
-                   row: Inbound | None | _Unknown = LOOK_UP) -> int:
+                   row: Row[Any] | None | _Unknown = LOOK_UP) -> int:
     """Remember what became of a message, in the caller's transaction; return its tries.
 
     ``outcome`` "failed" counts one more failed try of a message that will be tried again.
     ``row`` is what ``inbound_of`` gave in this transaction (None: no record yet).
     """
-    if row is LOOK_UP:
+    if isinstance(row, _Unknown):
         row = inbound_of(session, message_id)
     if row is None:
         # The usual case, a message seen for the first time: one plain INSERT, without the
@@ -401,12 +406,12 @@ def record_inbound(session: Session, *, message_id: str, outcome: str, now: date
             "sender": sender, "intent": intent, "event_id": event_id, "outcome": outcome,
             "reason": reason[:2000], "attempts": attempts, "handled_at": now})
         return attempts
-    row.folder, row.uidvalidity, row.uid, row.sender = folder, uidvalidity, uid, sender
-    row.intent, row.event_id, row.outcome = intent, event_id, outcome
-    row.reason, row.handled_at = reason[:2000], now
-    if outcome == "failed":
-        row.attempts = (row.attempts or 0) + 1
-    return row.attempts
+    attempts = (row.attempts or 0) + (outcome == "failed")
+    session.connection().execute(_UPDATE_INBOUND, {
+        "row_id": row.id, "folder": folder, "uidvalidity": uidvalidity, "uid": uid,
+        "sender": sender, "intent": intent, "event_id": event_id, "outcome": outcome,
+        "reason": reason[:2000], "attempts": attempts, "handled_at": now})
+    return attempts
 
 
 def event_sequence(session: Session, event_id: str) -> int:

@@ -170,7 +170,14 @@ class SentLog:
         await done
 
     def close(self) -> None:
-        """Give the store connection back (after the last ``record`` returned)."""
+        """Give the store connection back, once a commit still running (a drain that was
+        cancelled) has finished with it in its thread."""
+        if self._writer is not None and not self._writer.done():
+            self._writer.add_done_callback(lambda _task: self._release())
+        else:
+            self._release()
+
+    def _release(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -196,7 +203,7 @@ class SentLog:
         try:
             self._st.mark_sent(rows, self._now, self._conn)
         except Exception:
-            self.close()    # a connection that failed mid-commit is not reused
+            self._release()     # a connection that failed mid-commit is not reused
             raise
 
 

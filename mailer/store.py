@@ -490,13 +490,18 @@ def enqueue(session: Session, items: Iterable[Outgoing], *, now: datetime, domai
     rows = list(unique.values())
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    # One statement for any number of rows (executemany with RETURNING), so SQLAlchemy
-    # compiles it once per process instead of once per distinct batch size.
-    statement = (insert(OutboxRow).on_conflict_do_nothing(index_elements=["key"])
-                 .returning(OutboxRow.id))
-    return len(session.execute(statement, rows).all())
+    # One statement for any number of rows (executemany with RETURNING), built once and run
+    # as Core on the session's connection: the ORM's bulk path cost a third of a decision's
+    # transaction for the same INSERT.
+    connection = session.connection()
+    statement = _ENQUEUE["postgresql" if connection.dialect.name == "postgresql" else "sqlite"]
+    return len(connection.execute(statement, rows).all())
+
+
+_ENQUEUE = {
+    name: insert(OutboxRow.__table__).on_conflict_do_nothing(index_elements=["key"])
+    .returning(OutboxRow.__table__.c.id)
+    for name, insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert))}
 
 
 def outbox_keys(session: Session, event_ids: Iterable[str] | None = None) -> set[str]:

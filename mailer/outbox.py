@@ -9,6 +9,7 @@ for good and the recipient is suppressed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,7 +96,7 @@ async def drain(st: store.Store, compose: Callable[..., WireMessage], sender: Se
     """
     report = DrainReport()
     size = batch or settings.smtp.connections * 50
-    sent = SentLog(st, now)
+    sent = SentLog(st, now, senders=settings.smtp.connections)
     try:
         return await _drain(st, compose, sender, sent, report, catalog=catalog,
                             settings=settings, now=now, size=size, stop=stop)
@@ -151,13 +152,19 @@ class SentLog:
 
     Each connection waits until its message is committed before it sends another, as with
     one commit per message; but the messages accepted while a commit runs share the next
-    one, so with several connections there are fewer commits than messages.
+    one, and a commit waits up to ``gather_seconds`` for every one of the ``senders``
+    connections to have a row in it (none can add a second). In a 5,000-reminder burst over
+    four connections that made one commit per four messages instead of about three per five.
     """
 
-    def __init__(self, st: store.Store, now: datetime) -> None:
+    def __init__(self, st: store.Store, now: datetime, senders: int = 1,
+                 gather_seconds: float = 0.002) -> None:
         self._st = st
         self._now = now
+        self._senders = senders
+        self._gather = gather_seconds
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []
+        self._all_in = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._conn: Connection | None = None    # kept for the drain: one checkout, not many
 
@@ -165,6 +172,8 @@ class SentLog:
         """Mark ``row_id`` sent; return once that is committed (raise if the commit failed)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((row_id, done))
+        if len(self._waiting) >= self._senders:
+            self._all_in.set()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
         await done
@@ -184,6 +193,12 @@ class SentLog:
 
     async def _write(self) -> None:
         while self._waiting:
+            if len(self._waiting) < self._senders:
+                # Each sender waits for its own commit, so at most ``senders`` rows can join
+                # one; wait a moment for the others rather than commit (and fsync) for each.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._all_in.wait(), self._gather)
+            self._all_in.clear()
             group, self._waiting = self._waiting, []
             try:
                 # In a worker thread: the other connections keep sending during the commit.

@@ -201,7 +201,9 @@ class SentLog:
             self._all_in.clear()
             group, self._waiting = self._waiting, []
             try:
-                # In a worker thread: the other connections keep sending during the commit.
+                # In a worker thread, not inline: a commit may wait for the write lock (a
+                # reply being decided, a purge) and the event loop must not wait with it.
+                # Inline was 12 % faster in a burst on this machine's fast fsync.
                 await asyncio.to_thread(self._commit, [row for row, _ in group])
             except Exception as exc:  # noqa: BLE001 - handed to every waiting sender
                 for _, done in group:

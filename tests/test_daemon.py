@@ -450,9 +450,12 @@ async def test_a_stop_mid_batch_withdraws_the_claims_it_did_not_use(
             reading.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await reading
-        await asyncio.sleep(0.6)        # the message in hand finishes in its thread
-        with mailer.store.transaction() as session:
-            outcomes = Counter(session.scalars(select(store.Inbound.outcome)))
+        def outcomes() -> Counter[str]:
+            with mailer.store.transaction() as session:
+                return Counter(session.scalars(select(store.Inbound.outcome)))
+
+        # The message in hand finishes in its thread; the four claims left were withdrawn.
+        await until(lambda: outcomes()["handled"] == 1)
+        assert outcomes() == Counter({"handled": 1})
     finally:
         mailer.close()
-    assert outcomes == Counter({"handled": 1})

@@ -110,3 +110,33 @@ def test_english_summary_and_unrecorded_description() -> None:
     assert vevent["SUMMARY"] == "Africa webinar"
     assert "recorded" not in vevent["DESCRIPTION"]
     assert "CN" not in vevent["ATTENDEE"].params
+
+
+def test_long_accented_names_fold_at_75_octets_and_read_back_whole() -> None:
+    """A long name with accents, quotes and emoji folds within 75 octets and parses back intact."""
+    name = 'Ndèye Fatou Ndiaye-Diallo, "Présidente" de la Cour d’appel de Thiès 🇸🇳 ' * 2
+    raw = _build(attendee_name=name)
+    lines = raw.split(b"\r\n")
+    assert max(len(line) for line in lines) <= 75
+    assert all(line.decode("utf-8") is not None for line in lines)  # no cut UTF-8 sequence
+    [vevent] = Calendar.from_ical(raw).walk("VEVENT")
+    assert vevent["ATTENDEE"].params["CN"] == name.strip()
+    assert vevent["SEQUENCE"] == 3 and vevent["UID"] == event_uid(
+        "africa-fr", "Awa.Diop@justice.gouv.sn", "example.org")
+
+
+def test_the_shared_part_follows_the_sequence_and_the_language() -> None:
+    """For one event, a new SEQUENCE or language gives a new calendar, not the cached one."""
+    event = _event()
+
+    def vevent(sequence: int, lang: str) -> object:
+        raw = build_calendar(event, method="REQUEST", attendee_email="awa@justice.gouv.sn",
+                             attendee_name="Awa Diop", sequence=sequence,
+                             organiser_name="Programme Office",
+                             organiser_address="webinars@example.org", lang=lang, stamp=STAMP)
+        return Calendar.from_ical(raw).walk("VEVENT")[0]
+
+    first, raised, english = vevent(3, "fr"), vevent(4, "fr"), vevent(3, "en")
+    assert (first["SEQUENCE"], raised["SEQUENCE"], english["SEQUENCE"]) == (3, 4, 3)
+    assert (str(first["SUMMARY"]), str(english["SUMMARY"])) == ("Webinaire Afrique",
+                                                                 "Africa webinar")

@@ -51,7 +51,7 @@ class DrainReport:
         self.errors += other.errors
 
     def count(self, outcome: str, result: SendResult) -> None:
-        """Add one message's outcome (from ``_record``)."""
+        """Add one failed message's outcome (from ``_record_failure``)."""
         setattr(self, outcome, getattr(self, outcome) + 1)
         if outcome == "failed":
             self.errors.append(f"{result.code or ''} {result.error}".strip())
@@ -136,14 +136,15 @@ async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: S
                 report.sent += 1
                 return
             # In a worker thread: the other connections keep sending during the commit.
-            outcome = await asyncio.to_thread(_record, st, result, tried[result.key], now,
-                                              settings)
+            outcome = await asyncio.to_thread(_record_failure, st, result, tried[result.key],
+                                              now, settings)
             report.count(outcome, result)
 
         # A SendError here (no connection at all) leaves every row pending for the next pass.
         for result in await sender.send_batch(items, on_result=record):
             if result.key not in recorded:  # never attempted: the connections failed
-                report.count(_record(st, result, attempts[result.key], now, settings), result)
+                report.count(_record_failure(st, result, attempts[result.key], now, settings),
+                             result)
     return report
 
 
@@ -237,13 +238,13 @@ def _compose(out: Outgoing, compose: Callable[..., WireMessage], catalog: Catalo
     return msg
 
 
-def _record(st: store.Store, result: SendResult, tried: int, now: datetime,
-            settings: Settings) -> str:
-    """Write one result to the outbox; return "sent", "retried" or "failed"."""
+def _record_failure(st: store.Store, result: SendResult, tried: int, now: datetime,
+                    settings: Settings) -> str:
+    """Write one message's failure to the outbox; return "retried" or "failed".
+
+    (Messages that went are recorded by ``SentLog``.)
+    """
     row_id = int(result.key)
-    if result.ok:
-        st.mark_sent([row_id], now)
-        return "sent"
     attempt = tried + 1
     reason = f"{result.code or ''} {result.error}".strip()
     if result.permanent or attempt >= settings.smtp.max_attempts:

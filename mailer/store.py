@@ -249,15 +249,9 @@ class Store:
         with self._sessions() as session, session.begin():
             yield session
 
-    def mark_sent(self, row_ids: Sequence[int], now: datetime,
-                  conn: Connection | None = None) -> None:
-        """Record accepted messages in one short transaction (no ORM session: this runs for
-        every few messages sent, so its overhead is the sender's); on ``conn`` if given, which
-        saves a pool checkout per commit."""
-        if conn is None:
-            with self.engine.begin() as conn:
-                conn.execute(_MARK_SENT, {"ids": list(row_ids), "now": now})
-            return
+    def mark_sent(self, row_ids: Sequence[int], now: datetime, conn: Connection) -> None:
+        """Record accepted messages in one short transaction on ``conn`` (kept by the caller:
+        no pool checkout and no ORM session for what runs every few messages sent)."""
         with conn.begin():
             conn.execute(_MARK_SENT, {"ids": list(row_ids), "now": now})
 

@@ -179,7 +179,7 @@ class WatchedStore(store.Store):
         self.uncommitted_at_commit: list[int] = []
 
     def mark_sent(self, row_ids: Sequence[int], now: datetime,
-                  conn: Connection | None = None) -> None:
+                  conn: Connection) -> None:
         self.uncommitted_at_commit.append(len(self.sink.messages) - self.committed)
         super().mark_sent(row_ids, now, conn)
         self.committed += len(row_ids)
@@ -218,7 +218,7 @@ class GatedStore(store.Store):
         self.broken = broken
 
     def mark_sent(self, row_ids: Sequence[int], now: datetime,
-                  conn: Connection | None = None) -> None:
+                  conn: Connection) -> None:
         assert self.gate.wait(10)
         self.groups.append(list(row_ids))
         if self.broken:
@@ -265,7 +265,7 @@ class CountingStore(store.Store):
         self.groups: list[list[int]] = []
 
     def mark_sent(self, row_ids: Sequence[int], now: datetime,
-                  conn: Connection | None = None) -> None:
+                  conn: Connection) -> None:
         self.groups.append(list(row_ids))
         super().mark_sent(row_ids, now, conn)
 

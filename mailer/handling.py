@@ -114,10 +114,11 @@ def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, poli
             reason = f"could not be read: {type(exc).__name__}: {exc}"[:500]
     if intent is None:
         with st.transaction() as session:
-            if store.already_handled(session, message_id):
+            previous = store.inbound_of(session, message_id)
+            if store.handled_before(previous):
                 return Handled(message_id, "duplicate")
             store.record_inbound(session, message_id=message_id, outcome="quarantined",
-                                 now=now, reason=reason, **where)
+                                 now=now, reason=reason, row=previous, **where)
         log.warning("message quarantined", message_id=message_id, reason=reason)
         return Handled(message_id, "quarantined", reason=reason)
 
@@ -146,7 +147,7 @@ def _decide_and_store(st: store.Store, catalog: Catalog, intent: Intent, now: da
     message_id = intent.message_id
     with st.transaction() as session:
         previous = store.inbound_of(session, message_id)
-        if previous is not None and previous.outcome not in store.NOT_DONE:
+        if store.handled_before(previous):
             return Handled(message_id, "duplicate")
         intent = _infer_event(session, catalog, intent, now)
         event = catalog.events.get(intent.event_id) if intent.event_id else None

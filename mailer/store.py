@@ -323,13 +323,12 @@ def inbound_of(session: Session, message_id: str) -> Row[Any] | None:
 
 # Outcomes of a message that is still to be handled: a failed try (tried again), or a claim
 # that no outcome replaced (the pass handling it died: counted as a try on the next pass).
-NOT_DONE = ("failed", "claimed")
+_NOT_DONE = ("failed", "claimed")
 
 
-def already_handled(session: Session, message_id: str) -> bool:
-    """True when a message with this Message-ID was handled or quarantined before."""
-    return session.scalar(select(Inbound.id).where(
-        Inbound.message_id == message_id, Inbound.outcome.not_in(NOT_DONE))) is not None
+def handled_before(record: Row[Any] | None) -> bool:
+    """True when ``inbound_of`` found the message handled or quarantined before."""
+    return record is not None and record.outcome not in _NOT_DONE
 
 
 def claim(session: Session, message_ids: Iterable[str], now: datetime) -> set[str]:

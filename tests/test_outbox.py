@@ -257,22 +257,10 @@ async def test_a_failed_commit_raises_in_every_waiting_sender(tmp_path: Path) ->
     st.close()
 
 
-class CountingStore(store.Store):
-    """A real store that notes the rows of each commit of sent rows."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.groups: list[list[int]] = []
-
-    def mark_sent(self, row_ids: Sequence[int], now: datetime,
-                  conn: Connection) -> None:
-        self.groups.append(list(row_ids))
-        super().mark_sent(row_ids, now, conn)
-
-
 async def test_one_commit_waits_briefly_for_every_sender(tmp_path: Path) -> None:
     """With three senders, three rows accepted a moment apart go in one commit."""
-    st = CountingStore(f"sqlite:///{tmp_path}/m.db")
+    st = GatedStore(f"sqlite:///{tmp_path}/m.db")
+    st.gate.set()
     st.migrate()
     log = SentLog(st, NOW, senders=3, gather_seconds=1.0)
 
@@ -288,7 +276,8 @@ async def test_one_commit_waits_briefly_for_every_sender(tmp_path: Path) -> None
 
 async def test_a_lone_row_is_committed_after_the_gathering_moment(tmp_path: Path) -> None:
     """With fewer rows than senders, the commit still comes, once the short wait is over."""
-    st = CountingStore(f"sqlite:///{tmp_path}/m.db")
+    st = GatedStore(f"sqlite:///{tmp_path}/m.db")
+    st.gate.set()
     st.migrate()
     log = SentLog(st, NOW, senders=4, gather_seconds=0.05)
     await asyncio.wait_for(log.record(7), timeout=5)

@@ -29,6 +29,12 @@ def reply(sender: str, name: str, country: str, *, mid: str, subject: str = "Re:
             f"Organisation: Ministry of Justice\r\n{extra}").encode()
 
 
+def cancellation(sender: str, mid: str) -> bytes:
+    return (f"From: {sender}\r\nTo: webinars+africa-fr@example.org\r\n"
+            f"Subject: Re: [africa-fr]\r\nMessage-ID: <{mid}@x>\r\n\r\n"
+            "Please cancel my registration.\r\n").encode()
+
+
 @pytest.fixture
 def catalog(tmp_path: Path) -> Catalog:
     return make_catalog(tmp_path)
@@ -110,11 +116,9 @@ def test_a_cancellation_promotes_once(st: store.Store, catalog: Catalog) -> None
     for i in range(5):
         handle(st, catalog, reply(f"p{i}@gouv.sn", f"Person {i}", "SN", mid=f"r{i}"),
                now=NOW.replace(minute=i), policy=POLICY)
-    cancel = (b"From: p0@gouv.sn\r\nTo: webinars+africa-fr@example.org\r\n"
-              b"Subject: Re: [africa-fr]\r\nMessage-ID: <cancel1@x>\r\n\r\n"
-              b"Please cancel my registration.\r\n")
-    handle(st, catalog, cancel, now=NOW.replace(hour=13), policy=POLICY)
-    handle(st, catalog, cancel.replace(b"cancel1", b"cancel2"), now=NOW.replace(hour=14),
+    handle(st, catalog, cancellation("p0@gouv.sn", "cancel1"), now=NOW.replace(hour=13),
+           policy=POLICY)
+    handle(st, catalog, cancellation("p0@gouv.sn", "cancel2"), now=NOW.replace(hour=14),
            policy=POLICY)
     with st.transaction() as session:
         status = {r.email: r.status for r in store.registrations_of(session, "africa-fr")}
@@ -179,10 +183,8 @@ def test_a_cancelled_person_registering_again_queues_anew(st: store.Store,
     for i in range(4):
         handle(st, catalog, reply(f"p{i}@gouv.sn", f"Person {i}", "SN", mid=f"s{i}"),
                now=NOW.replace(minute=i), policy=POLICY)
-    cancel = (b"From: p0@gouv.sn\r\nTo: webinars+africa-fr@example.org\r\n"
-              b"Subject: Re: [africa-fr]\r\nMessage-ID: <cancel-p0@x>\r\n\r\n"
-              b"Please cancel my registration.\r\n")
-    handle(st, catalog, cancel, now=NOW.replace(minute=10), policy=POLICY)
+    handle(st, catalog, cancellation("p0@gouv.sn", "cancel-p0"), now=NOW.replace(minute=10),
+           policy=POLICY)
     handle(st, catalog, reply("p9@gouv.sn", "Person 9", "SN", mid="s9"),
            now=NOW.replace(minute=11), policy=POLICY)          # takes the freed seat
     back = handle(st, catalog, reply("p0@gouv.sn", "Person 0", "SN", mid="s0-back"),

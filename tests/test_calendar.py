@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from icalendar import Calendar
+import pytest
+from icalendar import Calendar, Parameters, vCalAddress, vDatetime
+from icalendar.parser import Contentline
 
-from mailer.calendar import build_calendar, event_uid
+from mailer.calendar import build_calendar, event_uid, personal_lines
 from mailer.schedule import Event, EventSpec, Series, SeriesSpec
 
 STAMP = datetime(2020, 7, 1, 12, 0, tzinfo=timezone.utc)
@@ -140,3 +142,22 @@ def test_the_shared_part_follows_the_sequence_and_the_language() -> None:
     assert (first["SEQUENCE"], raised["SEQUENCE"], english["SEQUENCE"]) == (3, 4, 3)
     assert (str(first["SUMMARY"]), str(english["SUMMARY"])) == ("Webinaire Afrique",
                                                                  "Africa webinar")
+
+
+@pytest.mark.parametrize(("name", "cn"), [
+    ("Awa Diop", "Awa Diop"), ("Diop", "Diop"), ("", None), ("O'Brien", "O'Brien"),
+    ("Ngozi, Okonjo", "Ngozi, Okonjo"), ("Dr: Who; or not", "Dr: Who; or not"),
+    ('Le "Président"', 'Le "Président"'), ("Caret ^ here", "Caret ^ here"),
+    ("Cour d’appel", "Cour d’appel"), ("  padded  ", "padded"), ("Tab\tName", "Tab Name"),
+])
+def test_personal_lines_are_what_icalendar_writes(name: str, cn: str | None) -> None:
+    """The hand-written DTSTAMP, UID and ATTENDEE lines equal icalendar's own for any name."""
+    email, uid = "awa.diop@justice.gouv.sn", "africa-fr.0123456789abcdef@example.org"
+    attendee = vCalAddress.new(email, cn=cn, role="REQ-PARTICIPANT", partstat="NEEDS-ACTION",
+                               rsvp=True)
+    expected = (
+        Contentline.from_parts("DTSTAMP", Parameters(), vDatetime(STAMP)),
+        Contentline.from_parts("UID", Parameters(), uid),
+        Contentline.from_parts("ATTENDEE", attendee.params, attendee),
+    )
+    assert personal_lines(STAMP, uid, email, name) == tuple(str(line) for line in expected)

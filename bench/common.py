@@ -16,6 +16,7 @@ import multiprocessing
 import resource
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import tracemalloc
@@ -196,6 +197,8 @@ class Measured:
     rss_after: int                 # the same after it
     traced_peak: int | None        # tracemalloc's peak (bytes), when traced
     cpu_seconds: float = 0.0       # CPU time of the measured process (all its threads)
+    worker_cpu_seconds: float = 0.0  # CPU time of its worker processes (mailer.workers)
+    worker_peak: int = 0           # the largest worker's peak RSS (VmHWM, sampled)
 
     @property
     def rss_delta(self) -> int:
@@ -210,14 +213,7 @@ def maxrss() -> int:
     taken in it reads zero. /proc/self/status's VmHWM is the same high-water mark for this
     process image only; getrusage is the fallback elsewhere.
     """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return _hwm("self") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def quiet_logs(path: Path) -> None:
@@ -238,14 +234,58 @@ def measure(work: Callable[[], dict[str, Any]], *, trace: bool,
     before = maxrss()
     if trace:
         tracemalloc.start()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sampler = _WorkerPeak()
+    sampler.start()
     started, cpu = time.monotonic(), time.process_time()
-    result = _profiled(work, profile) if profile is not None else work()
+    try:
+        result = _profiled(work, profile) if profile is not None else work()
+    finally:
+        sampler.stop()
     returned, cpu = time.monotonic(), time.process_time() - cpu
+    # The mailer's worker processes are its children, reaped when the pass closes them.
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    worker_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     peak = None
     if trace:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    return Measured(started, returned, result, before, maxrss(), peak, cpu)
+    return Measured(started, returned, result, before, maxrss(), peak, cpu, worker_cpu,
+                    sampler.peak)
+
+
+class _WorkerPeak(threading.Thread):
+    """Samples the peak RSS (VmHWM) of this process's worker processes while a run lasts.
+
+    Why not ``RUSAGE_CHILDREN``'s ru_maxrss: a spawned child inherits the parent's high-water
+    mark across fork and exec, so it would report the parent's size.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak = 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.2):
+            for child in multiprocessing.active_children():
+                self.peak = max(self.peak, _hwm(child.pid))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def _hwm(pid: int | str | None) -> int:
+    """The VmHWM of a process (``"self"`` for this one), in bytes; 0 if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def _profiled(work: Callable[[], dict[str, Any]], folder: Path) -> dict[str, Any]:

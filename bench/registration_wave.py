@@ -199,8 +199,10 @@ def report_mailer(n: int, timed: Measured, accepted: int, first: float, seconds:
     row("time: pass start -> run_once returned", f"{timed.returned - timed.started:.2f} s")
     row("throughput", f"{n / seconds:.1f} replies/s ({1000 * seconds / n:.2f} ms/reply)")
     row("CPU time of the pass's process", f"{timed.cpu_seconds:.2f} s")
+    row("CPU time of its worker process", f"{timed.worker_cpu_seconds:.2f} s")
     row("ru_maxrss delta (RSS high-water, this pass)", mb(timed.rss_delta))
     row("ru_maxrss of the pass's process", mb(timed.rss_after))
+    row("ru_maxrss of its worker process", mb(timed.worker_peak))
 
 
 def report_baseline(base: Measured, seconds: float, raw_size: int) -> None:

@@ -235,8 +235,11 @@ def report(r: dict[str, Any], connections: int) -> None:
     row("throughput", f"{rate:.1f} messages/s ({1000 * seconds / size:.2f} ms/message)")
     row("CPU time of the pass's process", f"{timed.cpu_seconds:.2f} s "
         f"({1000 * timed.cpu_seconds / size:.2f} ms/message)")
+    row("CPU time of its worker process", f"{timed.worker_cpu_seconds:.2f} s "
+        f"({1000 * timed.worker_cpu_seconds / size:.2f} ms/message)")
     row("ru_maxrss delta (RSS high-water, this pass)", mb(timed.rss_delta))
     row("ru_maxrss of the pass's process", mb(timed.rss_after))
+    row("ru_maxrss of its worker process", mb(timed.worker_peak))
     if traced is not None:
         row("tracemalloc peak (Python heap, traced rerun)", mb(traced.traced_peak))
     print(f"  bare baseline: {base.result['sent']} copies of one pre-rendered reminder "

@@ -102,6 +102,16 @@ class Limits(_Section):
     pack_base_url: str | None = None
 
 
+class Workers(_Section):
+    """The worker processes that read replies and write messages of big batches."""
+
+    # 0: everything in the daemon's process. One is enough on two cores (the daemon's own
+    # process keeps one busy with SQL, IMAP and SMTP).
+    processes: int = Field(default=1, ge=0, le=16)
+    # Smaller batches stay in the daemon's process: a worker's round trip would cost more.
+    min_batch: int = Field(default=32, ge=1)
+
+
 class Retention(_Section):
     """How long personal data is kept after a series' last event."""
 
@@ -121,6 +131,7 @@ class Settings(BaseSettings):
     paths: Paths = Paths()
     log: Log = Log()
     limits: Limits = Limits()
+    workers: Workers = Workers()
     retention: Retention = Retention()
 
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import signal
 from collections.abc import Callable
@@ -22,14 +23,16 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from mailer import store
 from mailer.config import Settings
 from mailer.contacts import catalog_contacts
+from mailer.domain import Intent
 from mailer.errors import Problem, ScheduleError
-from mailer.handling import Handled, Policy, after_crash, handle, message_key
+from mailer.handling import Handled, Policy, after_crash, handle, message_key, read
 from mailer.inbox import AsyncInbox, Cursor, Fetched
 from mailer.outbox import DrainReport, drain
 from mailer.planner import Contact, Plan
 from mailer.schedule import Catalog, read_catalog
 from mailer.smtp import Sender
 from mailer.sync import EventChange, plan_into_outbox, sync_events
+from mailer.workers import Workers
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +69,7 @@ class Mailer:
         self.store = store.Store(settings.store.url)
         self.store.migrate()
         self.composer = Composer(settings, catalog)
+        self.workers = Workers(settings, catalog)
         self.contacts: list[Contact] = []
         self.contacts, problems = catalog_contacts(catalog, settings.paths.packs,
                                                    settings.paths.contacts)
@@ -101,6 +105,7 @@ class Mailer:
                       problems=[str(p) for p in template_problems])
             return template_problems
         self.catalog, self.composer = catalog, composer
+        self.workers.restart(catalog)
         self.contacts, _ = catalog_contacts(catalog, self.settings.paths.packs,
                                             self.settings.paths.contacts)
         log.info("schedules reloaded", events=len(catalog.events))
@@ -114,8 +119,10 @@ class Mailer:
                                        self.policy.domain)
         return changes, current
 
-    def handle(self, raw: bytes, now: datetime, **where: int | str | None) -> Handled:
-        return handle(self.store, self.catalog, raw, now=now, policy=self.policy, **where)
+    def handle(self, raw: bytes, now: datetime, understood: Intent | str | None = None,
+               **where: int | str | None) -> Handled:
+        return handle(self.store, self.catalog, raw, now=now, policy=self.policy,
+                      understood=understood, **where)
 
     async def read_inbox(self, inbox: AsyncInbox, clock: Callable[[], datetime],
                          report: PassReport,
@@ -139,10 +146,17 @@ class Mailer:
             with self.store.transaction() as session:
                 survivors = store.claim(session, keys, clock())
             left = list(keys)
+            # A big batch is read (understood) by the worker process, at the batch's moment,
+            # while the daemon decides and stores message by message, in order.
+            now = clock()
+            understood = self.workers.read(
+                [(f.raw, f.size, k) for f, k in zip(batch, keys, strict=True)], now,
+                self.policy, functools.partial(self._read, now=now))
             try:
-                for fetched, key in zip(batch, keys, strict=True):
+                for n, (fetched, key) in enumerate(zip(batch, keys, strict=True)):
+                    intent = await understood[n]() if understood is not None else None
                     outcome = await self._handle_fetched(fetched, key, key in survivors,
-                                                         clock())
+                                                         clock(), intent)
                     left.remove(key)
                     if self._account(outcome, fetched, report, handled_uids, failed_uids):
                         await inbox.quarantine([fetched.uid], outcome.reason)
@@ -161,8 +175,12 @@ class Mailer:
             if not batch or failed_uids:
                 return
 
+    def _read(self, item: tuple[bytes, int | None, str], now: datetime) -> Intent | str:
+        raw, size, key = item
+        return read(raw, self.catalog, now=now, policy=self.policy, size=size, message_id=key)
+
     async def _handle_fetched(self, fetched: Fetched, key: str, crashed_before: bool,
-                              now: datetime) -> Handled:
+                              now: datetime, understood: Intent | str | None = None) -> Handled:
         """Handle one fetched message, first counting a pass that died on it."""
         where = {"folder": fetched.folder, "uidvalidity": fetched.uidvalidity,
                  "uid": fetched.uid}
@@ -170,8 +188,8 @@ class Mailer:
             set_aside = await asyncio.to_thread(after_crash, self.store, key, now, where)
             if set_aside is not None:
                 return set_aside
-        return await asyncio.to_thread(self.handle, fetched.raw, now, size=fetched.size,
-                                       message_id=key, **where)
+        return await asyncio.to_thread(self.handle, fetched.raw, now, understood,
+                                       size=fetched.size, message_id=key, **where)
 
     @staticmethod
     def _account(outcome: Handled, fetched: Fetched, report: PassReport,
@@ -220,9 +238,11 @@ class Mailer:
         shutdown waits for at most the messages in hand."""
         batch = self.settings.smtp.connections if stop is not None else None
         return await drain(self.store, self.composer.compose, sender, catalog=self.catalog,
-                           settings=self.settings, now=now, batch=batch, stop=stop)
+                           settings=self.settings, now=now, batch=batch, stop=stop,
+                           workers=self.workers)
 
     def close(self) -> None:
+        self.workers.close()
         self.store.close()
 
 

@@ -104,3 +104,7 @@ class PermanentSendError(SendError):
     def __init__(self, message: str, *, code: int | None = None,
                  recipient: str | None = None) -> None:
         super().__init__(message, code=code, permanent=True, recipient=recipient)
+
+
+class WorkerError(MailerError, RuntimeError):
+    """A job failed in a worker process; the text is the original "Type: message"."""

@@ -92,27 +92,41 @@ def after_crash(st: store.Store, message_id: str, now: datetime,
     return Handled(message_id, "quarantined", reason=reason)
 
 
+def read(raw: bytes, catalog: Catalog, *, now: datetime, policy: Policy, size: int | None,
+         message_id: str) -> Intent | str:
+    """What one raw message asks for, or why it cannot be read (then it is quarantined).
+
+    Pure, so a worker process can do it (``mailer.workers``); it never raises.
+    """
+    reason = _unacceptable(raw, size, policy)
+    if reason:
+        return reason
+    try:
+        intent = understand(raw, catalog, now=now, inbox_address=policy.inbox_address,
+                            message_id=message_id)
+    except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop
+        return f"could not be read: {type(exc).__name__}: {exc}"[:500]
+    return replace(intent, message_id=message_id)
+
+
 def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, policy: Policy,
            folder: str = "", uidvalidity: int = 0, uid: int = 0, size: int | None = None,
-           message_id: str | None = None) -> Handled:
+           message_id: str | None = None, understood: Intent | str | None = None) -> Handled:
     """Handle one raw message end to end; never raises for bad mail (it is quarantined).
 
     ``message_id`` is the Message-ID the inbox read from the message's header (``Fetched.
     message_id``, also for an oversize body it did not download); without it, it is read here.
+    ``understood`` is what ``read`` made of the message already (in a worker process).
     """
     message_id = message_key(raw, message_id, folder, uidvalidity, uid)
     where: dict[str, Any] = {"folder": folder, "uidvalidity": uidvalidity, "uid": uid}
     # Duplicates are recognised inside the deciding transaction (the only place where the
     # answer cannot change under us); reading one again first costs less than asking twice.
-    reason = _unacceptable(raw, size, policy)
-    intent = None
-    if not reason:
-        try:
-            intent = understand(raw, catalog, now=now, inbox_address=policy.inbox_address,
-                                message_id=message_id)
-        except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop
-            reason = f"could not be read: {type(exc).__name__}: {exc}"[:500]
-    if intent is None:
+    if understood is None:
+        understood = read(raw, catalog, now=now, policy=policy, size=size,
+                          message_id=message_id)
+    if isinstance(understood, str):
+        reason = understood
         with st.transaction() as session:
             previous = store.inbound_of(session, message_id)
             if store.handled_before(previous):
@@ -122,7 +136,7 @@ def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, poli
         log.warning("message quarantined", message_id=message_id, reason=reason)
         return Handled(message_id, "quarantined", reason=reason)
 
-    intent = replace(intent, message_id=message_id)
+    intent = understood
     try:
         return _decide_and_store(st, catalog, intent, now, policy, where)
     except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop

@@ -14,6 +14,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import update
@@ -25,6 +26,9 @@ from mailer.domain import Kind, Outgoing
 from mailer.schedule import Catalog
 from mailer.smtp import Composable, Sender, SendResult, retry_delay
 from mailer.wire import WireMessage
+
+if TYPE_CHECKING:
+    from mailer.workers import Workers
 
 log = structlog.get_logger(__name__)
 
@@ -87,26 +91,29 @@ def attachments_for(out: Outgoing, catalog: Catalog, settings: Settings
 
 async def drain(st: store.Store, compose: Callable[..., WireMessage], sender: Sender, *,
                 catalog: Catalog, settings: Settings, now: datetime,
-                batch: int | None = None,
-                stop: Callable[[], bool] | None = None) -> DrainReport:
+                batch: int | None = None, stop: Callable[[], bool] | None = None,
+                workers: Workers | None = None) -> DrainReport:
     """Send every pending message due at ``now``; return counts. Never raises for one message.
 
     ``stop`` is asked before each batch: once it says True the rest stays pending (a daemon
-    shutting down finishes the batch in hand, so keep batches small there).
+    shutting down finishes the batch in hand, so keep batches small there). ``workers``
+    writes the messages of big batches in another process.
     """
     report = DrainReport()
     size = batch or settings.smtp.connections * 50
     sent = SentLog(st, now, senders=settings.smtp.connections)
     try:
         return await _drain(st, compose, sender, sent, report, catalog=catalog,
-                            settings=settings, now=now, size=size, stop=stop)
+                            settings=settings, now=now, size=size, stop=stop,
+                            workers=workers)
     finally:
         sent.close()
 
 
 async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: Sender,
                  sent: SentLog, report: DrainReport, *, catalog: Catalog, settings: Settings,
-                 now: datetime, size: int, stop: Callable[[], bool] | None) -> DrainReport:
+                 now: datetime, size: int, stop: Callable[[], bool] | None,
+                 workers: Workers | None) -> DrainReport:
     while stop is None or not stop():
         with st.transaction() as session:
             rows = [(r.id, store.row_to_outgoing(r), r.attempts, r.recipient)
@@ -114,8 +121,8 @@ async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: S
             suppressed = store.suppressed_among(session, (r[3] for r in rows))
         if not rows:
             return report
-        items: list[tuple[str, Composable]] = []
         attempts: dict[str, int] = {}
+        wanted: list[tuple[str, Outgoing]] = []
         for row_id, out, tried, recipient in rows:
             key = str(row_id)
             attempts[key] = tried
@@ -123,8 +130,13 @@ async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: S
                 _finish(st, row_id, "failed", now, "recipient suppressed (bounced before)")
                 report.failed += 1
                 continue
-            items.append((key, functools.partial(_compose, out, compose, catalog, settings,
-                                                 now)))
+            wanted.append((key, out))
+        inline = functools.partial(compose_message, compose=compose, catalog=catalog,
+                                   settings=settings, now=now)
+        made = workers.compose([out for _, out in wanted], now, inline) if workers else None
+        items: list[tuple[str, Composable]] = [
+            (key, made[n] if made is not None else functools.partial(inline, out))
+            for n, (key, out) in enumerate(wanted)]
 
         recorded: set[str] = set()
 
@@ -225,8 +237,8 @@ class SentLog:
             raise
 
 
-def _compose(out: Outgoing, compose: Callable[..., WireMessage], catalog: Catalog,
-             settings: Settings, now: datetime) -> WireMessage:
+def compose_message(out: Outgoing, compose: Callable[..., WireMessage], catalog: Catalog,
+                    settings: Settings, now: datetime) -> WireMessage:
     """One message with its attachments, refused when it would exceed the size limit."""
     files, links = attachments_for(out, catalog, settings)
     msg = compose(out, now=now, attachments=files, links=links)

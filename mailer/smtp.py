@@ -9,6 +9,8 @@ retry after ``retry_delay``). It raises only when no connection can be made at a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import ssl
 import time
 from collections import deque
@@ -22,7 +24,7 @@ import aiosmtplib
 import structlog
 
 from mailer.config import Smtp
-from mailer.errors import ConfigError, Problem, SendError, TemporarySendError
+from mailer.errors import ConfigError, Problem, SendError, TemporarySendError, WorkerError
 from mailer.wire import WireMessage
 
 log = structlog.get_logger(__name__)
@@ -126,8 +128,9 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
-# A message, or a function that builds one when its turn comes.
-Composable = WireMessage | Callable[[], WireMessage]
+# A message, or a function that builds one when its turn comes (or that waits for a worker
+# process to have built it).
+Composable = WireMessage | Callable[[], WireMessage] | Callable[[], Awaitable[WireMessage]]
 
 
 @dataclass
@@ -234,16 +237,18 @@ class Sender:
                     # A callable is composed here, by the worker that sends it, so composing
                     # overlaps the server's work on the others and the previous one's record.
                     msg = item() if callable(item) else item
+                    if inspect.isawaitable(msg):
+                        msg = await msg
                 except Exception as exc:  # noqa: BLE001 - one broken message must not stop the rest
+                    # A worker's error already reads "Type: message".
+                    what = str(exc) if isinstance(exc, WorkerError) else (
+                        f"{type(exc).__name__}: {exc}")
                     result = SendResult(key, ok=False, permanent=True,
-                                        error=f"not composed: {type(exc).__name__}: {exc}"[:500])
+                                        error=f"not composed: {what}"[:500])
                     self._log_failure(result, None)
                 else:
-                    # The previous message is recorded before this one goes (crash safety).
-                    if recording is not None:
-                        await recording
-                        recording = None
-                    result = await self._deliver(slot, key, msg)
+                    result = await self._deliver(slot, key, msg, recording)
+                    recording = None        # _deliver waited for it
                 batch.results[index] = result
                 if batch.on_result is not None:
                     if recording is not None:
@@ -253,36 +258,76 @@ class Sender:
             if recording is not None:
                 await recording
 
-    async def _deliver(self, slot: int, key: str, msg: WireMessage) -> SendResult:
-        """Send one message on connection ``slot``, reconnecting and retrying once if it drops."""
+    async def _deliver(self, slot: int, key: str, msg: WireMessage,
+                       previous: Awaitable[None] | None = None) -> SendResult:
+        """Send one message on connection ``slot``, reconnecting and retrying once if it drops.
+
+        ``previous`` (the record of the connection's previous message) is awaited before the
+        server can accept this one (crash safety), but after the envelope: MAIL FROM and
+        RCPT TO go while it is committed. Until the DATA's final dot, a crash leaves the
+        server nothing to deliver.
+        """
         recipient = msg.recipient
         sender = self._envelope_from or msg.sender
         if not recipient:
+            if previous is not None:
+                await previous
             result = SendResult(key, ok=False, permanent=True,
                                 error="the message has no To address")
             self._log_failure(result, None)
             return result
         # An internationalised address needs the server's SMTPUTF8 (refused for good if absent).
         options = [] if (sender + recipient).isascii() else ["SMTPUTF8"]
-        for attempt in (1, 2):
-            try:
-                client = await self._connection(slot)
-                await client.sendmail(sender, [recipient], msg.data, mail_options=options)
-                return SendResult(key, ok=True)
-            except SendError as exc:  # the reconnect for the retry failed
-                result = SendResult(key, ok=False, code=exc.code, error=str(exc))
-                break
-            except _MESSAGE_ERRORS as exc:
-                result = failure(key, exc)
-                if not connection_lost(exc):
+        result = SendResult(key, ok=False, error="not attempted")
+        try:
+            for attempt in (1, 2):
+                client = None
+                try:
+                    client = await self._connection(slot)
+                    await self._envelope(client, sender, recipient, msg, options)
+                    if previous is not None:
+                        await previous
+                        previous = None
+                    await client.data(msg.data)
+                    return SendResult(key, ok=True)
+                except SendError as exc:  # the reconnect for the retry failed
+                    result = SendResult(key, ok=False, code=exc.code, error=str(exc))
                     break
-                self._discard(slot)
-                # A 421 is the server asking us to go away: do not insist right now.
-                if attempt == 2 or result.code == 421:
-                    break
-                log.info("smtp.reconnecting", key=key, recipient=recipient, error=result.error)
+                except _MESSAGE_ERRORS as exc:
+                    result = failure(key, exc)
+                    if not connection_lost(exc):
+                        await _reset(client)
+                        break
+                    self._discard(slot)
+                    # A 421 is the server asking us to go away: do not insist right now.
+                    if attempt == 2 or result.code == 421:
+                        break
+                    log.info("smtp.reconnecting", key=key, recipient=recipient,
+                             error=result.error)
+        finally:
+            if previous is not None:    # failed before the DATA: still recorded in order
+                await previous
         self._log_failure(result, recipient)
         return result
+
+    async def _envelope(self, client: aiosmtplib.SMTP, sender: str, recipient: str,
+                        msg: WireMessage, options: list[str]) -> None:
+        """MAIL FROM and RCPT TO: what aiosmtplib's ``sendmail`` does before its DATA.
+
+        Written out (with aiosmtplib's own ``mail`` and ``rcpt``) because ``sendmail`` runs
+        the whole transaction in one call, and the envelope must go before the previous
+        message's record is committed, the DATA after it.
+        """
+        utf8 = bool(options)
+        if utf8 and not client.supports_extension("smtputf8"):
+            raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
+        mail_options = list(options)
+        if client.supports_extension("size"):
+            # RFC 1870; the message is already CRLF-terminated, as it goes on the wire.
+            mail_options.insert(0, f"SIZE={len(msg.data)}")
+        encoding = "utf-8" if utf8 else "ascii"
+        await client.mail(sender, options=mail_options, encoding=encoding)
+        await client.rcpt(recipient, encoding=encoding)
 
     def _log_failure(self, result: SendResult, recipient: str | None) -> None:
         log.warning("smtp.send_failed", key=result.key, recipient=recipient, code=result.code,
@@ -359,3 +404,11 @@ class Sender:
         password = self._settings.password
         secret = password.get_secret_value() if password is not None else ""
         return text.replace(secret, "***") if secret else text
+
+
+async def _reset(client: aiosmtplib.SMTP | None) -> None:
+    """RSET after a refused command, as ``sendmail`` does, so the next message starts clean."""
+    if client is None or not client.is_connected:
+        return
+    with contextlib.suppress(*_MESSAGE_ERRORS):
+        await client.rset()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from dataclasses import replace
 from datetime import timedelta
@@ -274,3 +275,50 @@ async def test_internationalised_address_without_smtputf8_fails_for_good(
         result = await sender.send_one("k", make_message(1, to="josé@ejemplo.es"))
     assert not result.ok and result.permanent and "SMTPUTF8" in result.error
     assert smtp_sink.messages == []
+
+
+async def test_the_next_envelope_goes_while_the_previous_message_is_recorded(
+        smtp_sink: SmtpSink) -> None:
+    """On one connection, message 2's RCPT TO reaches the server before message 1 is recorded,
+    but message 2 is only accepted after."""
+    release = asyncio.Event()
+    recorded: list[str] = []
+
+    async def slow_record(result: SendResult) -> None:
+        if result.key == "k0":
+            await release.wait()
+        recorded.append(result.key)
+
+    async with Sender(smtp_settings(smtp_sink, connections=1)) as sender:
+        sending = asyncio.create_task(sender.send_batch(batch(2), on_result=slow_record))
+        for _ in range(200):
+            if "p1@example.net" in smtp_sink.rcpts:
+                break
+            await asyncio.sleep(0.01)
+        assert smtp_sink.rcpts == ["p0@example.net", "p1@example.net"]
+        await asyncio.sleep(0.1)
+        assert received_ids(smtp_sink) == ["<m0@example.org>"] and recorded == []
+        release.set()
+        results = await sending
+    assert [r.ok for r in results] == [True, True] and recorded == ["k0", "k1"]
+    assert received_ids(smtp_sink) == ["<m0@example.org>", "<m1@example.org>"]
+
+
+async def test_a_refused_recipient_is_reset_and_the_connection_goes_on(
+        smtp_sink: SmtpSink) -> None:
+    """After a 550 to RCPT TO, the open envelope is reset and the next message goes alone."""
+    smtp_sink.fail_rcpt["p0@example.net"] = (550, "5.1.1 No such user")
+    async with Sender(smtp_settings(smtp_sink, connections=1)) as sender:
+        results = await sender.send_batch(batch(2))
+    assert [r.ok for r in results] == [False, True] and results[0].code == 550
+    [received] = smtp_sink.messages
+    assert received.rcpt_tos == ("p1@example.net",) and smtp_sink.connections == 1
+
+
+async def test_the_size_of_each_message_is_declared_in_its_mail_from(
+        smtp_sink: SmtpSink) -> None:
+    """MAIL FROM carries SIZE= the exact number of octets sent (RFC 1870), as sendmail would."""
+    msg = make_message(1)
+    async with Sender(smtp_settings(smtp_sink)) as sender:
+        assert (await sender.send_one("k", msg)).ok
+    assert smtp_sink.mail_options == [[f"SIZE={len(msg.data)}"]]

@@ -16,6 +16,8 @@ Both sinks are an ``SmtpSink`` with ``.host``, ``.port``, ``.ca_file``, ``.usern
   authenticated, arrived) in arrival order; ``Received.message()`` parses the content;
 - ``.connections``: how many client connections said EHLO (STARTTLS's second EHLO is not
   counted again);
+- ``.rcpts``: every address a RCPT TO named (accepted or not), in arrival order;
+- ``.mail_options``: the options of every MAIL FROM (SIZE=..., SMTPUTF8), in arrival order;
 - ``.fail_rcpt[address] = (550, "5.1.1 No such user")``: answer every RCPT TO for that
   address so; ``.fail_next(address, 451, "4.3.0 Try later")``: answer only the next one so.
   A scripted 421 also closes the connection, as real servers do;
@@ -98,7 +100,19 @@ class RecordingHandler:
         self._peers: set[tuple[str, int]] = set()
         self._once: dict[str, deque[tuple[int, str]]] = {}
         self._drop_after: int | None = None
+        self._rcpts: list[str] = []
+        self._mail_options: list[list[str]] = []
         self.fail_rcpt: dict[str, tuple[int, str]] = {}
+
+    @property
+    def rcpts(self) -> list[str]:
+        with self._lock:
+            return list(self._rcpts)
+
+    @property
+    def mail_options(self) -> list[list[str]]:
+        with self._lock:
+            return list(self._mail_options)
 
     @property
     def messages(self) -> list[Received]:
@@ -134,8 +148,18 @@ class RecordingHandler:
         session.host_name = hostname  # a handle_EHLO hook must do what aiosmtpd's default does
         return responses
 
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        with self._lock:
+            self._mail_options.append(list(mail_options))
+        envelope.mail_from = address        # what aiosmtpd's default does
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
+        with self._lock:
+            self._rcpts.append(address)
         reply = self._scripted(address)
         if reply is None:
             envelope.rcpt_tos.append(address)
@@ -237,6 +261,14 @@ class SmtpSink:
     @property
     def connections(self) -> int:
         return self.handler.connections
+
+    @property
+    def rcpts(self) -> list[str]:
+        return self.handler.rcpts
+
+    @property
+    def mail_options(self) -> list[list[str]]:
+        return self.handler.mail_options
 
     def fail_next(self, address: str, code: int, text: str) -> None:
         """Answer the next RCPT TO for ``address`` with ``code text``."""

@@ -1,0 +1,228 @@
+"""Worker processes: the pure CPU work of a big batch (reading replies, writing messages) done
+beside the daemon's process instead of inside it.
+
+Python runs one thread at a time, and in a wave of replies or a burst of reminders the
+daemon's process is busy all the time: reading a reply and writing a message take two thirds
+of it. Both are pure functions of their inputs (DESIGN.md, "Shape of the code"), so they can
+run in another process while the daemon's own keeps to SQL, IMAP and SMTP, like Mailman's
+runners. Only batches of ``workers.min_batch`` or more go there: for a few messages the
+round trip costs more than it saves, and a daemon that answers one reply at a time never
+starts a process at all.
+
+The worker is started (spawned, never forked: the daemon has threads) at the first big batch
+and kept; until it is ready, and whenever it is gone (killed, crashed), the work is done in
+the daemon's process as before, so a worker can only ever make things faster. A reload
+replaces it, so it always works from the schedules and templates the daemon uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import structlog
+
+from mailer.config import Settings
+from mailer.domain import Intent, Outgoing
+from mailer.errors import WorkerError
+from mailer.schedule import Catalog
+from mailer.wire import WireMessage
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+# A job's items travel in chunks: one message per job would spend more on the round trip
+# (pickling, two queues, a thread hand-off) than composing it takes.
+CHUNK = 8
+
+
+# --- inside a worker process ----------------------------------------------------------------
+
+_STATE: dict[str, Any] = {}
+
+
+def _start(settings: Settings, catalog: Catalog) -> None:
+    """The worker's initializer: the same settings, catalog and templates as the daemon."""
+    from mailer.compose import Composer
+
+    _STATE.update(settings=settings, catalog=catalog, composer=Composer(settings, catalog))
+
+
+def _compose_chunk(outs: list[Outgoing], now: datetime) -> list[WireMessage | WorkerError]:
+    """Write each message; a message that cannot be written is an error, not a crash."""
+    from mailer.outbox import compose_message
+
+    settings, catalog, composer = _STATE["settings"], _STATE["catalog"], _STATE["composer"]
+    done: list[WireMessage | WorkerError] = []
+    for out in outs:
+        try:
+            done.append(compose_message(out, composer.compose, catalog, settings, now))
+        except Exception as exc:  # noqa: BLE001 - reported per message, like in the daemon
+            # As text: an exception with its own constructor may not survive pickling.
+            done.append(WorkerError(f"{type(exc).__name__}: {exc}"))
+    return done
+
+
+def _read_chunk(items: list[tuple[bytes, int | None, str]], now: datetime,
+                policy: Any) -> list[Intent | str]:
+    """What each reply asks for, or why it cannot be read (``handling.read``)."""
+    from mailer.handling import read
+
+    catalog = _STATE["catalog"]
+    return [read(raw, catalog, now=now, policy=policy, size=size, message_id=message_id)
+            for raw, size, message_id in items]
+
+
+# --- in the daemon's process ----------------------------------------------------------------
+
+class Workers:
+    """The worker process of one mailer, started at the first big batch."""
+
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.processes = settings.workers.processes
+        self.min_batch = settings.workers.min_batch
+        self.jobs = 0                   # jobs done by a worker (tests and benchmarks read it)
+        self._pool: ProcessPoolExecutor | None = None
+        self._ready: Future[int] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """True once a worker answered, until it is gone."""
+        return (self._ready is not None and self._ready.done()
+                and not self._ready.cancelled() and self._ready.exception() is None)
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id, once it answered (with several, the first to answer)."""
+        return self._ready.result() if self._ready is not None and self.ready else None
+
+    def start(self) -> None:
+        """Spawn the worker(s) now, if not running; the call returns at once."""
+        if self._pool is not None or self.processes == 0:
+            return
+        self._pool = ProcessPoolExecutor(
+            self.processes, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start, initargs=(self.settings, self.catalog))
+        self._ready = self._pool.submit(os.getpid)
+        log.info("worker process starting", processes=self.processes)
+
+    async def wait_ready(self) -> bool:
+        """Start the worker and wait until it answers (or fails to); True when it did."""
+        self.start()
+        if self._ready is None:
+            return False
+        try:
+            await asyncio.wrap_future(self._ready)
+        except (BrokenProcessPool, OSError):
+            return False
+        return self.ready
+
+    def restart(self, catalog: Catalog) -> None:
+        """Work from a new catalog (and the templates as they are now): replace the worker."""
+        self.close()
+        self.catalog = catalog
+
+    def close(self) -> None:
+        """Stop the worker; jobs already queued are dropped (their callers fall back)."""
+        pool, self._pool, self._ready = self._pool, None, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def compose(self, outs: Sequence[Outgoing], now: datetime,
+                inline: Callable[[Outgoing], WireMessage]
+                ) -> list[Callable[[], Awaitable[WireMessage]]] | None:
+        """Each message of a batch, written by the worker, or None: write them yourself.
+
+        The whole batch is handed over at once and written in order while the first ones
+        are being sent. A getter raises WorkerError when its message cannot be written.
+        """
+        return self._map(_compose_chunk, outs, (now,), inline)
+
+    def read(self, items: Sequence[tuple[bytes, int | None, str]], now: datetime,
+             policy: Any, inline: Callable[[tuple[bytes, int | None, str]], Intent | str]
+             ) -> list[Callable[[], Awaitable[Intent | str]]] | None:
+        """What each fetched reply ``(raw, size, message_id)`` asks for, read by the worker,
+        or None: read them yourself."""
+        return self._map(_read_chunk, items, (now, policy), inline)
+
+    def _map(self, job: Callable[..., list[Any]], items: Sequence[T], args: tuple[Any, ...],
+             inline: Callable[[T], R]) -> list[Callable[[], Awaitable[R]]] | None:
+        if self.processes == 0 or len(items) < self.min_batch:
+            return None
+        if not self.ready:
+            self.start()     # for the next batch; this one is not kept waiting for a spawn
+            return None
+        pool = self._pool
+        assert pool is not None
+        chunks = [_Chunk[T, R](self, items[first:first + CHUNK], inline)
+                  for first in range(0, len(items), CHUNK)]
+        for chunk in chunks:
+            if not chunk.submit(pool, job, args):
+                break               # the worker is gone: these and the rest are made here
+        return [chunk.getter(index) for chunk in chunks for index in range(len(chunk.items))]
+
+    def _lost(self, exc: BaseException) -> None:
+        """A worker died: forget the pool (the next big batch starts another)."""
+        if self._pool is not None:
+            log.error("worker process lost; working in the daemon's process meanwhile",
+                      error=f"{type(exc).__name__}: {exc}")
+            self.close()
+
+
+class _Chunk(Generic[T, R]):
+    """A few items sent to the worker in one job, and their results."""
+
+    def __init__(self, workers: Workers, items: Sequence[T], inline: Callable[[T], R]) -> None:
+        self.workers = workers
+        self.items = items
+        self.inline = inline
+        self.future: asyncio.Future[list[Any]] | None = None
+        self.counted = False
+
+    def submit(self, pool: ProcessPoolExecutor, job: Callable[..., list[Any]],
+               args: tuple[Any, ...]) -> bool:
+        """Hand the chunk to the worker; False when it is gone (the chunk is made inline)."""
+        try:
+            self.future = asyncio.wrap_future(pool.submit(job, list(self.items), *args))
+        except (BrokenProcessPool, RuntimeError) as exc:   # broken, or shut down meanwhile
+            self.workers._lost(exc)
+            return False
+        return True
+
+    def getter(self, index: int) -> Callable[[], Awaitable[R]]:
+        async def get() -> R:
+            results = await self._results()
+            if results is None:
+                return self.inline(self.items[index])
+            result = results[index]
+            if isinstance(result, WorkerError):
+                raise result
+            return result  # type: ignore[no-any-return]
+        return get
+
+    async def _results(self) -> list[Any] | None:
+        if self.future is None:
+            return None
+        try:
+            # Shielded: several getters wait on one job, and a cancelled getter (a drain that
+            # stops) must not cancel the job under the others.
+            results = await asyncio.shield(self.future)
+        except (BrokenProcessPool, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not self.future.cancelled():
+                raise               # our caller is cancelled, not the job
+            self.workers._lost(exc)
+            self.future = None
+            return None
+        if not self.counted:
+            self.counted = True
+            self.workers.jobs += 1
+        return results

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import resource
 import sys
 import tempfile
@@ -120,6 +121,7 @@ class CountingSink:
         self._first = SPAWN.Value("d", 0.0, lock=False)
         self._last = SPAWN.Value("d", 0.0, lock=False)
         self._process: Any = None
+        self._cpu_at_reset = 0.0
         self.port = 0
 
     def __enter__(self) -> CountingSink:
@@ -153,10 +155,25 @@ class CountingSink:
     def last_accept(self) -> float:
         return float(self._last.value)
 
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time the sink's process used since the last ``reset`` (it shares the machine)."""
+        return self._cpu() - self._cpu_at_reset
+
+    def _cpu(self) -> float:
+        try:
+            with open(f"/proc/{self._process.pid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except (OSError, AttributeError):
+            return 0.0
+        # utime and stime, the 14th and 15th fields (the 12th and 13th after the name).
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def reset(self) -> None:
         self._count.value = 0
         self._first.value = 0.0
         self._last.value = 0.0
+        self._cpu_at_reset = self._cpu()
 
     def settle(self, expected: int, timeout: float = 30.0) -> None:
         """Wait until ``expected`` messages arrived (they all have when the sender returned)."""

@@ -185,6 +185,7 @@ def run_size(size: int, sink: CountingSink, work: Path, connections: int, trace:
     timed = in_child(daemon_pass, settings, now, base_dir / "mailer.log", False)
     sink.settle(timed.result["sent"])
     daemon_sent, first, last = sink.count, sink.first_accept, sink.last_accept
+    sink_cpu = sink.cpu_seconds
 
     from mailer import store
 
@@ -197,7 +198,7 @@ def run_size(size: int, sink: CountingSink, work: Path, connections: int, trace:
     base = in_child(bare_baseline, sink.host, sink.port, settings.organiser.address,
                     recipients, raw, connections)
     sink.settle(base.result["sent"])
-    base_end = sink.last_accept
+    base_end, base_sink_cpu = sink.last_accept, sink.cpu_seconds
 
     traced = None
     if "traced" in copies and should_trace(trace, last - timed.started):
@@ -210,7 +211,8 @@ def run_size(size: int, sink: CountingSink, work: Path, connections: int, trace:
                  False, (profile / f"n{size}").resolve())
     return {"size": size, "now": now, "setup": setup, "setup_seconds": setup_seconds,
             "timed": timed, "daemon_sent": daemon_sent, "first": first, "last": last,
-            "base": base, "base_end": base_end, "traced": traced, "raw_size": len(raw)}
+            "base": base, "base_end": base_end, "traced": traced, "raw_size": len(raw),
+            "sink_cpu": sink_cpu, "base_sink_cpu": base_sink_cpu}
 
 
 def report(r: dict[str, Any], connections: int) -> None:
@@ -237,6 +239,8 @@ def report(r: dict[str, Any], connections: int) -> None:
         f"({1000 * timed.cpu_seconds / size:.2f} ms/message)")
     row("CPU time of its worker process", f"{timed.worker_cpu_seconds:.2f} s "
         f"({1000 * timed.worker_cpu_seconds / size:.2f} ms/message)")
+    row("CPU time of the SMTP sink meanwhile", f"{r['sink_cpu']:.2f} s "
+        f"({1000 * r['sink_cpu'] / size:.2f} ms/message)")
     row("ru_maxrss delta (RSS high-water, this pass)", mb(timed.rss_delta))
     row("ru_maxrss of the pass's process", mb(timed.rss_after))
     row("ru_maxrss of its worker process", mb(timed.worker_peak))
@@ -249,6 +253,8 @@ def report(r: dict[str, Any], connections: int) -> None:
         f"({1000 * base_seconds / base.result['sent']:.2f} ms/message)")
     row("CPU time of the baseline's process", f"{base.cpu_seconds:.2f} s "
         f"({1000 * base.cpu_seconds / base.result['sent']:.2f} ms/message)")
+    row("CPU time of the SMTP sink meanwhile", f"{r['base_sink_cpu']:.2f} s "
+        f"({1000 * r['base_sink_cpu'] / base.result['sent']:.2f} ms/message)")
     peaks = [timed.rss_delta] + ([traced.traced_peak or 0] if traced else [])
     row(f"ratio mailer/baseline (target >= {TARGET_RATIO:.0%})",
         f"{ratio:.1%}  {verdict(ratio >= TARGET_RATIO)}")

@@ -2,4 +2,6 @@
 
 from mailer.cli import main
 
-main()
+# The guard keeps a spawned worker process (mailer.workers) from running the command again.
+if __name__ == "__main__":
+    main()

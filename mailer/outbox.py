@@ -61,6 +61,12 @@ class DrainReport:
             self.errors.append(f"{result.code or ''} {result.error}".strip())
 
 
+def carries_pack(out: Outgoing) -> bool:
+    """True for the messages that attach the information pack's files."""
+    return out.kind is Kind.PACK or (out.kind is Kind.ACKNOWLEDGEMENT
+                                     and bool(out.context.get("with_pack")))
+
+
 def attachments_for(out: Outgoing, catalog: Catalog, settings: Settings
                     ) -> tuple[list[Attachment], list[tuple[str, str]]]:
     """The files a message carries, and the links given instead for files over the limit."""
@@ -71,7 +77,7 @@ def attachments_for(out: Outgoing, catalog: Catalog, settings: Settings
         return [], []
     attached: list[Attachment] = []
     links: list[tuple[str, str]] = []
-    if out.kind is Kind.PACK or (out.kind is Kind.ACKNOWLEDGEMENT and out.context.get("with_pack")):
+    if carries_pack(out):
         limit = settings.limits.attach_max_bytes
         base = settings.limits.pack_base_url
         for item, path in pack_files(event, out.language, settings.paths.packs):
@@ -133,10 +139,13 @@ async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: S
             wanted.append((key, out))
         inline = functools.partial(compose_message, compose=compose, catalog=catalog,
                                    settings=settings, now=now)
-        made = workers.compose([out for _, out in wanted], now, inline) if workers else None
+        # Messages with the pack's files are made here, when their turn comes: written
+        # ahead by the worker, megabytes of attachments would wait in memory.
+        light = [(key, out) for key, out in wanted if not carries_pack(out)]
+        made = workers.compose([out for _, out in light], now, inline) if workers else None
+        early = dict(zip((key for key, _ in light), made, strict=True)) if made else {}
         items: list[tuple[str, Composable]] = [
-            (key, made[n] if made is not None else functools.partial(inline, out))
-            for n, (key, out) in enumerate(wanted)]
+            (key, early.get(key) or functools.partial(inline, out)) for key, out in wanted]
 
         recorded: set[str] = set()
 

@@ -41,6 +41,7 @@ R = TypeVar("R")
 # A job's items travel in chunks: one message per job would spend more on the round trip
 # (pickling, two queues, a thread hand-off) than composing it takes.
 CHUNK = 8
+AHEAD = 3       # chunks submitted beyond the one in use
 
 
 # --- inside a worker process ----------------------------------------------------------------
@@ -90,7 +91,8 @@ class Workers:
         self.catalog = catalog
         self.processes = settings.workers.processes
         self.min_batch = settings.workers.min_batch
-        self.jobs = 0                   # jobs done by a worker (tests and benchmarks read it)
+        self.submitted = 0              # jobs handed to a worker (tests read these two)
+        self.jobs = 0                   # jobs whose results came back
         self._pool: ProcessPoolExecutor | None = None
         self._ready: Future[int] | None = None
 
@@ -158,17 +160,10 @@ class Workers:
              inline: Callable[[T], R]) -> list[Callable[[], Awaitable[R]]] | None:
         if self.processes == 0 or len(items) < self.min_batch:
             return None
-        if not self.ready:
+        if not self.ready or self._pool is None:
             self.start()     # for the next batch; this one is not kept waiting for a spawn
             return None
-        pool = self._pool
-        assert pool is not None
-        chunks = [_Chunk[T, R](self, items[first:first + CHUNK], inline)
-                  for first in range(0, len(items), CHUNK)]
-        for chunk in chunks:
-            if not chunk.submit(pool, job, args):
-                break               # the worker is gone: these and the rest are made here
-        return [chunk.getter(index) for chunk in chunks for index in range(len(chunk.items))]
+        return _Run(self, self._pool, job, args, items, inline).getters()
 
     def _lost(self, exc: BaseException) -> None:
         """A worker died: forget the pool (the next big batch starts another)."""
@@ -176,6 +171,43 @@ class Workers:
             log.error("worker process lost; working in the daemon's process meanwhile",
                       error=f"{type(exc).__name__}: {exc}")
             self.close()
+
+
+class _Run(Generic[T, R]):
+    """One batch handed to the worker, in chunks submitted a few ahead of their use.
+
+    Only ``AHEAD`` chunks wait made and unused: a batch of 200 messages written all at once
+    would all sit in memory until sent.
+    """
+
+    def __init__(self, workers: Workers, pool: ProcessPoolExecutor,
+                 job: Callable[..., list[Any]], args: tuple[Any, ...], items: Sequence[T],
+                 inline: Callable[[T], R]) -> None:
+        self.workers = workers
+        self.pool: ProcessPoolExecutor | None = pool
+        self.job, self.args = job, args
+        self.chunks = [_Chunk[T, R](workers, items[first:first + CHUNK], inline)
+                       for first in range(0, len(items), CHUNK)]
+        self.submitted = 0
+        self.fill(AHEAD)
+
+    def fill(self, upto: int) -> None:
+        """Submit the chunks before ``upto`` not submitted yet."""
+        while self.submitted < min(upto, len(self.chunks)):
+            chunk = self.chunks[self.submitted]
+            self.submitted += 1
+            if self.pool is not None and not chunk.submit(self.pool, self.job, self.args):
+                self.pool = None        # the worker is gone: the rest are made inline
+
+    def getters(self) -> list[Callable[[], Awaitable[R]]]:
+        return [self._getter(number, index) for number, chunk in enumerate(self.chunks)
+                for index in range(len(chunk.items))]
+
+    def _getter(self, number: int, index: int) -> Callable[[], Awaitable[R]]:
+        async def get() -> R:
+            self.fill(number + 1 + AHEAD)       # this chunk is in use: keep the worker busy
+            return await self.chunks[number].result(index)
+        return get
 
 
 class _Chunk(Generic[T, R]):
@@ -193,21 +225,21 @@ class _Chunk(Generic[T, R]):
         """Hand the chunk to the worker; False when it is gone (the chunk is made inline)."""
         try:
             self.future = asyncio.wrap_future(pool.submit(job, list(self.items), *args))
+            self.workers.submitted += 1
         except (BrokenProcessPool, RuntimeError) as exc:   # broken, or shut down meanwhile
             self.workers._lost(exc)
             return False
         return True
 
-    def getter(self, index: int) -> Callable[[], Awaitable[R]]:
-        async def get() -> R:
-            results = await self._results()
-            if results is None:
-                return self.inline(self.items[index])
-            result = results[index]
-            if isinstance(result, WorkerError):
-                raise result
-            return result  # type: ignore[no-any-return]
-        return get
+    async def result(self, index: int) -> R:
+        """The result for item ``index``, made here if the worker could not make it."""
+        results = await self._results()
+        if results is None:
+            return self.inline(self.items[index])
+        result = results[index]
+        if isinstance(result, WorkerError):
+            raise result
+        return result  # type: ignore[no-any-return]
 
     async def _results(self) -> list[Any] | None:
         if self.future is None:

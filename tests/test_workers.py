@@ -28,11 +28,12 @@ from mailer.domain import Kind, Outgoing, outbox_key
 from mailer.errors import WorkerError
 from mailer.handling import Policy, read
 from mailer.inbox import AsyncInbox
-from mailer.outbox import compose_message
+from mailer.outbox import compose_message, drain
 from mailer.schedule import Catalog, load_catalog
+from mailer.smtp import Sender
 from mailer.workers import Workers
 from tests.servers.imap import ImapServer
-from tests.servers.smtp import SmtpSink
+from tests.servers.smtp import SmtpSink, smtp_settings
 from tests.test_series import append, reply, utc, write_schedule
 from tests.test_series import settings_for as series_settings
 
@@ -227,3 +228,46 @@ async def test_a_big_batch_of_replies_is_read_by_the_worker_and_decided_in_order
     confirmed = [email for email, status in rows if status == "confirmed"]
     assert confirmed == [e for e, _, _ in people[:4]] + [e for e, _, _ in people[20:24]]
     assert Counter(status for _, status in rows) == {"confirmed": 8, "waiting": 32}
+
+
+async def test_only_a_few_chunks_are_written_ahead_of_their_use(
+        catalog: Catalog, workers: Workers) -> None:
+    """Of a batch of 64 messages, three chunks of 8 are handed over at first, then one more
+    each time a chunk comes into use: a big batch never waits whole in memory."""
+    many = [outgoing(Kind.REMINDER, n, offset="1d") for n in range(64)]
+    getters = workers.compose(many, NOW, inline(workers.settings, catalog))
+    assert getters is not None and workers.submitted == 3
+    first = await getters[0]()
+    assert workers.submitted == 4 and first.recipient == many[0].recipient
+    await getters[8]()
+    assert workers.submitted == 5
+    made = await gather(getters)
+    assert workers.submitted == 8 and [m.recipient for m in made] == [o.recipient for o in many]
+
+
+async def test_a_drain_sends_what_the_worker_wrote_and_writes_packs_itself(
+        tmp_path: Path, catalog: Catalog, smtp_sink: SmtpSink) -> None:
+    """40 reminders written by the worker and 2 packs written in the daemon's process all
+    reach the server once, and only the reminders went to the worker (5 jobs of 8)."""
+    settings = settings_for(tmp_path).model_copy(update={"smtp": smtp_settings(smtp_sink)})
+    rows = [outgoing(Kind.REMINDER, n, offset="1d") for n in range(40)]
+    rows += [outgoing(Kind.PACK, n, "en") for n in (40, 41)]
+    st = store.Store(settings.store.url)
+    st.migrate()
+    with st.transaction() as session:
+        store.enqueue(session, rows, now=NOW, domain="secretariat.example")
+    running = Workers(settings, catalog)
+    try:
+        assert await running.wait_ready()
+        async with Sender(settings.smtp) as sender:
+            report = await drain(st, Composer(settings, catalog).compose, sender,
+                                 catalog=catalog, settings=settings, now=NOW, workers=running)
+    finally:
+        running.close()
+        st.close()
+    assert report.sent == 42 and report.failed == 0
+    assert running.submitted == running.jobs == 5
+    assert sorted(r.rcpt_tos[0] for r in smtp_sink.messages) == sorted(o.recipient for o in rows)
+    packs = [r.message() for r in smtp_sink.messages if r.rcpt_tos[0].startswith(
+        ("participant40@", "participant41@"))]
+    assert all(any(p.get_filename() for p in m.iter_attachments()) for m in packs)

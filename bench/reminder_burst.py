@@ -255,10 +255,11 @@ def report(r: dict[str, Any], connections: int) -> None:
         f"({1000 * base.cpu_seconds / base.result['sent']:.2f} ms/message)")
     row("CPU time of the SMTP sink meanwhile", f"{r['base_sink_cpu']:.2f} s "
         f"({1000 * r['base_sink_cpu'] / base.result['sent']:.2f} ms/message)")
-    peaks = [timed.rss_delta] + ([traced.traced_peak or 0] if traced else [])
+    # The worker process's memory counts too: the mailer is both processes.
+    peaks = [timed.rss_delta + timed.worker_peak] + ([traced.traced_peak or 0] if traced else [])
     row(f"ratio mailer/baseline (target >= {TARGET_RATIO:.0%})",
         f"{ratio:.1%}  {verdict(ratio >= TARGET_RATIO)}")
-    row("peak memory (target < 200 MB, every measure taken)",
+    row("peak memory, delta + worker (target < 200 MB, every measure)",
         f"{mb(max(peaks))}  {verdict(max(peaks) < TARGET_PEAK)}")
 
 

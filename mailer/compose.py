@@ -211,6 +211,60 @@ def pack_label(item: str, lang: str) -> str:
     return PACK_LABELS.get(lang, PACK_LABELS["en"]).get(item, item)
 
 
+# -- a message with its files: what the outbox sends (and a worker process writes) ------------
+
+_MIME = {".pdf": "application/pdf",
+         ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+         ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
+
+
+
+def carries_pack(out: Outgoing) -> bool:
+    """True for the messages that attach the information pack's files."""
+    return out.kind is Kind.PACK or (out.kind is Kind.ACKNOWLEDGEMENT
+                                     and bool(out.context.get("with_pack")))
+
+
+def attachments_for(out: Outgoing, catalog: Catalog, settings: Settings
+                    ) -> tuple[list[Attachment], list[tuple[str, str]]]:
+    """The files a message carries, and the links given instead for files over the limit."""
+    event = catalog.events.get(out.event_id) if out.event_id else None
+    if event is None:
+        return [], []
+    attached: list[Attachment] = []
+    links: list[tuple[str, str]] = []
+    if carries_pack(out):
+        limit = settings.limits.attach_max_bytes
+        base = settings.limits.pack_base_url
+        for item, path in pack_files(event, out.language, settings.paths.packs):
+            size = path.stat().st_size
+            if size > limit and base:
+                links.append((item, f"{base.rstrip('/')}/{path.name}"))
+            else:
+                attached.append((path.name, _MIME.get(path.suffix, "application/octet-stream"),
+                                 path.read_bytes()))
+    if out.kind is Kind.CERTIFICATE:
+        from mailer.certificate import certificate_pdf
+
+        pdf = certificate_pdf(out.name, event, out.language)
+        attached.append((f"certificate-{event.id}.pdf", "application/pdf", pdf))
+    return attached, links
+
+
+
+def compose_message(out: Outgoing, compose: Callable[..., wire.WireMessage], catalog: Catalog,
+                    settings: Settings, now: datetime) -> wire.WireMessage:
+    """One message with its attachments, refused when it would exceed the size limit."""
+    files, links = attachments_for(out, catalog, settings)
+    msg = compose(out, now=now, attachments=files, links=links)
+    if files:
+        size = len(msg.data)
+        if size > settings.smtp.max_message_bytes:
+            raise ValueError(f"{size} bytes, over smtp.max_message_bytes; set "
+                             "limits.pack_base_url so large files are linked")
+    return msg
+
+
 class Composer:
     """Renders outgoing messages from the templates folder; build once, compose many.
 

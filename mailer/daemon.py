@@ -25,8 +25,9 @@ from mailer.config import Settings
 from mailer.contacts import catalog_contacts
 from mailer.domain import Intent
 from mailer.errors import Problem, ScheduleError
-from mailer.handling import Handled, Policy, after_crash, handle, message_key, read
+from mailer.handling import Handled, Policy, after_crash, handle, message_key
 from mailer.inbox import AsyncInbox, Cursor, Fetched
+from mailer.intents import read
 from mailer.outbox import DrainReport, drain
 from mailer.planner import Contact, Plan
 from mailer.schedule import Catalog, read_catalog
@@ -151,7 +152,8 @@ class Mailer:
             now = clock()
             understood = self.workers.read(
                 [(f.raw, f.size, k) for f, k in zip(batch, keys, strict=True)], now,
-                self.policy, functools.partial(self._read, now=now))
+                self.policy.inbox_address, self.policy.max_bytes,
+                functools.partial(self._read, now=now))
             try:
                 for n, (fetched, key) in enumerate(zip(batch, keys, strict=True)):
                     intent = await understood[n]() if understood is not None else None
@@ -177,7 +179,8 @@ class Mailer:
 
     def _read(self, item: tuple[bytes, int | None, str], now: datetime) -> Intent | str:
         raw, size, key = item
-        return read(raw, self.catalog, now=now, policy=self.policy, size=size, message_id=key)
+        return read(raw, self.catalog, now=now, inbox_address=self.policy.inbox_address,
+                    max_bytes=self.policy.max_bytes, size=size, message_id=key)
 
     async def _handle_fetched(self, fetched: Fetched, key: str, crashed_before: bool,
                               now: datetime, understood: Intent | str | None = None) -> Handled:

@@ -27,7 +27,7 @@ from mailer.domain import (
     normalise_email,
 )
 from mailer.inbox import message_id_of
-from mailer.intents import understand
+from mailer.intents import read
 from mailer.rules import Decision, Registered, decide
 from mailer.schedule import Catalog
 
@@ -92,23 +92,6 @@ def after_crash(st: store.Store, message_id: str, now: datetime,
     return Handled(message_id, "quarantined", reason=reason)
 
 
-def read(raw: bytes, catalog: Catalog, *, now: datetime, policy: Policy, size: int | None,
-         message_id: str) -> Intent | str:
-    """What one raw message asks for, or why it cannot be read (then it is quarantined).
-
-    Pure, so a worker process can do it (``mailer.workers``); it never raises.
-    """
-    reason = _unacceptable(raw, size, policy)
-    if reason:
-        return reason
-    try:
-        intent = understand(raw, catalog, now=now, inbox_address=policy.inbox_address,
-                            message_id=message_id)
-    except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop
-        return f"could not be read: {type(exc).__name__}: {exc}"[:500]
-    return replace(intent, message_id=message_id)
-
-
 def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, policy: Policy,
            folder: str = "", uidvalidity: int = 0, uid: int = 0, size: int | None = None,
            message_id: str | None = None, understood: Intent | str | None = None) -> Handled:
@@ -123,8 +106,8 @@ def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, poli
     # Duplicates are recognised inside the deciding transaction (the only place where the
     # answer cannot change under us); reading one again first costs less than asking twice.
     if understood is None:
-        understood = read(raw, catalog, now=now, policy=policy, size=size,
-                          message_id=message_id)
+        understood = read(raw, catalog, now=now, inbox_address=policy.inbox_address,
+                          max_bytes=policy.max_bytes, size=size, message_id=message_id)
     if isinstance(understood, str):
         reason = understood
         with st.transaction() as session:
@@ -182,14 +165,6 @@ def _decide_and_store(st: store.Store, catalog: Catalog, intent: Intent, now: da
              event_id=intent.event_id, sender=intent.sender, outcome=decision.summary,
              answers=len(answers))
     return Handled(message_id, "handled", intent, decision)
-
-
-def _unacceptable(raw: bytes, size: int | None, policy: Policy) -> str:
-    if not raw:
-        return f"too large ({size} bytes) or empty: not downloaded"
-    if len(raw) > policy.max_bytes:
-        return f"too large ({len(raw)} bytes, limit {policy.max_bytes})"
-    return ""
 
 
 def _infer_event(session: Session, catalog: Catalog, intent: Intent, now: datetime) -> Intent:

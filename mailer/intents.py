@@ -101,6 +101,26 @@ def parse_message(raw: bytes) -> EmailMessage:
     return email.message_from_bytes(raw, policy=_POLICY)  # type: ignore[return-value]
 
 
+def read(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str, max_bytes: int,
+         size: int | None, message_id: str) -> Intent | str:
+    """What one raw message asks for, or why it cannot be read (then it is quarantined).
+
+    ``size`` is the size the server gave (the body of a message over the limit was not
+    downloaded). Never raises, and needs no store, so a worker process can do it
+    (``mailer.workers``).
+    """
+    if not raw:
+        return f"too large ({size} bytes) or empty: not downloaded"
+    if len(raw) > max_bytes:
+        return f"too large ({len(raw)} bytes, limit {max_bytes})"
+    try:
+        intent = understand(raw, catalog, now=now, inbox_address=inbox_address,
+                            message_id=message_id)
+    except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop
+        return f"could not be read: {type(exc).__name__}: {exc}"[:500]
+    return replace(intent, message_id=message_id)
+
+
 def understand(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str,
                message_id: str | None = None) -> Intent:
     """What one raw inbound message asks for; malformed mail gives an ``unknown`` intent.

@@ -21,8 +21,9 @@ from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
 from mailer import store
+from mailer.compose import carries_pack, compose_message
 from mailer.config import Settings
-from mailer.domain import Kind, Outgoing
+from mailer.domain import Outgoing
 from mailer.schedule import Catalog
 from mailer.smtp import Composable, Sender, SendResult, retry_delay
 from mailer.wire import WireMessage
@@ -31,12 +32,6 @@ if TYPE_CHECKING:
     from mailer.workers import Workers
 
 log = structlog.get_logger(__name__)
-
-Attachment = tuple[str, str, bytes]
-_MIME = {".pdf": "application/pdf",
-         ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-         ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
-
 
 @dataclass
 class DrainReport:
@@ -59,40 +54,6 @@ class DrainReport:
         setattr(self, outcome, getattr(self, outcome) + 1)
         if outcome == "failed":
             self.errors.append(f"{result.code or ''} {result.error}".strip())
-
-
-def carries_pack(out: Outgoing) -> bool:
-    """True for the messages that attach the information pack's files."""
-    return out.kind is Kind.PACK or (out.kind is Kind.ACKNOWLEDGEMENT
-                                     and bool(out.context.get("with_pack")))
-
-
-def attachments_for(out: Outgoing, catalog: Catalog, settings: Settings
-                    ) -> tuple[list[Attachment], list[tuple[str, str]]]:
-    """The files a message carries, and the links given instead for files over the limit."""
-    from mailer.compose import pack_files
-
-    event = catalog.events.get(out.event_id) if out.event_id else None
-    if event is None:
-        return [], []
-    attached: list[Attachment] = []
-    links: list[tuple[str, str]] = []
-    if carries_pack(out):
-        limit = settings.limits.attach_max_bytes
-        base = settings.limits.pack_base_url
-        for item, path in pack_files(event, out.language, settings.paths.packs):
-            size = path.stat().st_size
-            if size > limit and base:
-                links.append((item, f"{base.rstrip('/')}/{path.name}"))
-            else:
-                attached.append((path.name, _MIME.get(path.suffix, "application/octet-stream"),
-                                 path.read_bytes()))
-    if out.kind is Kind.CERTIFICATE:
-        from mailer.certificate import certificate_pdf
-
-        pdf = certificate_pdf(out.name, event, out.language)
-        attached.append((f"certificate-{event.id}.pdf", "application/pdf", pdf))
-    return attached, links
 
 
 async def drain(st: store.Store, compose: Callable[..., WireMessage], sender: Sender, *,
@@ -244,19 +205,6 @@ class SentLog:
         except Exception:
             self._release()     # a connection that failed mid-commit is not reused
             raise
-
-
-def compose_message(out: Outgoing, compose: Callable[..., WireMessage], catalog: Catalog,
-                    settings: Settings, now: datetime) -> WireMessage:
-    """One message with its attachments, refused when it would exceed the size limit."""
-    files, links = attachments_for(out, catalog, settings)
-    msg = compose(out, now=now, attachments=files, links=links)
-    if files:
-        size = len(msg.data)
-        if size > settings.smtp.max_message_bytes:
-            raise ValueError(f"{size} bytes, over smtp.max_message_bytes; set "
-                             "limits.pack_base_url so large files are linked")
-    return msg
 
 
 def _record_failure(st: store.Store, result: SendResult, tried: int, now: datetime,

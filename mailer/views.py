@@ -134,8 +134,7 @@ def parse_view(settings: Settings, path: Path, now: datetime | None, *, as_json:
 def preview_message(settings: Settings, kind: str, event_id: str, lang: str, to: str,
                     name: str, country: str | None, now: datetime | None) -> bytes:
     """The exact bytes one message would be sent as, attachments included."""
-    from mailer.compose import Composer
-    from mailer.outbox import attachments_for
+    from mailer.compose import Composer, attachments_for
 
     catalog = load(settings)
     if event_id not in catalog.events:

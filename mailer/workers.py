@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -58,7 +59,7 @@ def _start(settings: Settings, catalog: Catalog) -> None:
 
 def _compose_chunk(outs: list[Outgoing], now: datetime) -> list[WireMessage | WorkerError]:
     """Write each message; a message that cannot be written is an error, not a crash."""
-    from mailer.outbox import compose_message
+    from mailer.compose import compose_message
 
     settings, catalog, composer = _STATE["settings"], _STATE["catalog"], _STATE["composer"]
     done: list[WireMessage | WorkerError] = []
@@ -72,13 +73,13 @@ def _compose_chunk(outs: list[Outgoing], now: datetime) -> list[WireMessage | Wo
 
 
 def _read_chunk(items: list[tuple[bytes, int | None, str]], now: datetime,
-                policy: Any) -> list[Intent | str]:
-    """What each reply asks for, or why it cannot be read (``handling.read``)."""
-    from mailer.handling import read
+                inbox_address: str, max_bytes: int) -> list[Intent | str]:
+    """What each reply asks for, or why it cannot be read (``intents.read``)."""
+    from mailer.intents import read
 
     catalog = _STATE["catalog"]
-    return [read(raw, catalog, now=now, policy=policy, size=size, message_id=message_id)
-            for raw, size, message_id in items]
+    return [read(raw, catalog, now=now, inbox_address=inbox_address, max_bytes=max_bytes,
+                 size=size, message_id=message_id) for raw, size, message_id in items]
 
 
 # --- in the daemon's process ----------------------------------------------------------------
@@ -95,6 +96,9 @@ class Workers:
         self.jobs = 0                   # jobs whose results came back
         self._pool: ProcessPoolExecutor | None = None
         self._ready: Future[int] | None = None
+        # A reload replaces the worker from another thread while the event loop may start
+        # one: starting and stopping never interleave.
+        self._lock = threading.Lock()
 
     @property
     def ready(self) -> bool:
@@ -109,12 +113,13 @@ class Workers:
 
     def start(self) -> None:
         """Spawn the worker(s) now, if not running; the call returns at once."""
-        if self._pool is not None or self.processes == 0:
-            return
-        self._pool = ProcessPoolExecutor(
-            self.processes, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start, initargs=(self.settings, self.catalog))
-        self._ready = self._pool.submit(os.getpid)
+        with self._lock:
+            if self._pool is not None or self.processes == 0:
+                return
+            self._pool = ProcessPoolExecutor(
+                self.processes, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start, initargs=(self.settings, self.catalog))
+            self._ready = self._pool.submit(os.getpid)
         log.info("worker process starting", processes=self.processes)
 
     async def wait_ready(self) -> bool:
@@ -130,12 +135,13 @@ class Workers:
 
     def restart(self, catalog: Catalog) -> None:
         """Work from a new catalog (and the templates as they are now): replace the worker."""
+        self.catalog = catalog      # first: a worker started from now on gets the new one
         self.close()
-        self.catalog = catalog
 
     def close(self) -> None:
         """Stop the worker; jobs already queued are dropped (their callers fall back)."""
-        pool, self._pool, self._ready = self._pool, None, None
+        with self._lock:
+            pool, self._pool, self._ready = self._pool, None, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -150,11 +156,12 @@ class Workers:
         return self._map(_compose_chunk, outs, (now,), inline)
 
     def read(self, items: Sequence[tuple[bytes, int | None, str]], now: datetime,
-             policy: Any, inline: Callable[[tuple[bytes, int | None, str]], Intent | str]
+             inbox_address: str, max_bytes: int,
+             inline: Callable[[tuple[bytes, int | None, str]], Intent | str]
              ) -> list[Callable[[], Awaitable[Intent | str]]] | None:
-        """What each fetched reply ``(raw, size, message_id)`` asks for, read by the worker,
-        or None: read them yourself."""
-        return self._map(_read_chunk, items, (now, policy), inline)
+        """What each fetched reply ``(raw, size, message_id)`` asks for (``intents.read``),
+        read by the worker, or None: read them yourself."""
+        return self._map(_read_chunk, items, (now, inbox_address, max_bytes), inline)
 
     def _map(self, job: Callable[..., list[Any]], items: Sequence[T], args: tuple[Any, ...],
              inline: Callable[[T], R]) -> list[Callable[[], Awaitable[R]]] | None:

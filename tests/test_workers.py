@@ -20,15 +20,15 @@ import pytest
 from sqlalchemy import select
 
 from mailer import store
-from mailer.compose import Composer
+from mailer.compose import Composer, compose_message
 from mailer.config import Organiser, Paths, Settings, Store
 from mailer.config import Workers as WorkerSettings
 from mailer.daemon import Mailer, PassReport
 from mailer.domain import Kind, Outgoing, outbox_key
 from mailer.errors import WorkerError
-from mailer.handling import Policy, read
 from mailer.inbox import AsyncInbox
-from mailer.outbox import compose_message, drain
+from mailer.intents import read
+from mailer.outbox import drain
 from mailer.schedule import Catalog, load_catalog
 from mailer.smtp import Sender
 from mailer.workers import Workers
@@ -41,8 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 NOW = datetime(2020, 7, 2, 9, 0, tzinfo=timezone.utc)
 INBOX = "webinars@secretariat.example"
-POLICY = Policy(inbox_address=INBOX, staff_address="staff@secretariat.example",
-                domain="secretariat.example")
+MAX_BYTES = 25_000_000
 
 
 def settings_for(tmp_path: Path, templates: Path = ROOT / "templates",
@@ -119,13 +118,14 @@ async def test_the_worker_reads_every_corpus_message_as_the_daemon_does(
     assert len(files) > 40
     items = [(p.read_bytes(), None, f"<corpus-{n}@test>") for n, p in enumerate(files)]
     here = partial(_read_inline, catalog=catalog)
-    got = await gather(workers.read(items, NOW, POLICY, here))
+    got = await gather(workers.read(items, NOW, INBOX, MAX_BYTES, here))
     assert got == [here(item) for item in items]
 
 
 def _read_inline(item: tuple[bytes, int | None, str], catalog: Catalog) -> Any:
     raw, size, key = item
-    return read(raw, catalog, now=NOW, policy=POLICY, size=size, message_id=key)
+    return read(raw, catalog, now=NOW, inbox_address=INBOX, max_bytes=MAX_BYTES, size=size,
+                message_id=key)
 
 
 async def test_a_message_the_worker_cannot_write_fails_alone_and_says_why(

@@ -470,27 +470,34 @@ def enqueue(session: Session, items: Iterable[Outgoing], *, now: datetime, domai
     ``INSERT ... ON CONFLICT (key) DO NOTHING`` (SQLite and PostgreSQL both have it), so a key
     inserted concurrently by another process is skipped instead of failing the transaction.
     """
-    rows = [dict(
-        key=out.key, kind=str(out.kind), event_id=out.event_id, recipient=out.recipient,
-        name=out.name, language=out.language, country=out.country, sequence=out.sequence,
-        registration_id=out.registration_id, in_reply_to=out.in_reply_to,
-        context=dict(out.context), message_id=out.message_id(domain), status=status,
-        attempts=0, next_attempt_at=out.due_at or now, last_error=reason, created_at=now,
-        sent_at=None) for out in items]
-    unique: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        unique.setdefault(row["key"], row)            # the first of a repeated key wins
-    rows = list(unique.values())
-    if not rows:
-        return 0
-    # One statement for any number of rows (executemany with RETURNING), built once and run
-    # as Core on the session's connection: the ORM's bulk path cost a third of a decision's
-    # transaction for the same INSERT.
+    # Executemany with RETURNING, built once and run as Core on the session's connection:
+    # the ORM's bulk path cost a third of a decision's transaction for the same INSERT. In
+    # slices of a thousand rows, so planning a burst of 50,000 never holds them all twice.
     connection = session.connection()
     statement = _ENQUEUE["postgresql" if connection.dialect.name == "postgresql" else "sqlite"]
-    return len(connection.execute(statement, rows).all())
+    seen: set[str] = set()
+    added = 0
+    part: list[dict[str, Any]] = []
+    for out in items:
+        if out.key in seen:
+            continue                # the first of a repeated key wins
+        seen.add(out.key)
+        part.append(dict(
+            key=out.key, kind=str(out.kind), event_id=out.event_id, recipient=out.recipient,
+            name=out.name, language=out.language, country=out.country, sequence=out.sequence,
+            registration_id=out.registration_id, in_reply_to=out.in_reply_to,
+            context=dict(out.context), message_id=out.message_id(domain), status=status,
+            attempts=0, next_attempt_at=out.due_at or now, last_error=reason, created_at=now,
+            sent_at=None))
+        if len(part) == _ENQUEUE_SLICE:
+            added += len(connection.execute(statement, part).all())
+            part = []
+    if part:
+        added += len(connection.execute(statement, part).all())
+    return added
 
 
+_ENQUEUE_SLICE = 1000
 _ENQUEUE = {
     name: insert(OutboxRow.__table__).on_conflict_do_nothing(index_elements=["key"])
     .returning(OutboxRow.__table__.c.id)

@@ -45,6 +45,22 @@ def test_the_outbox_keeps_one_row_per_key(st: store.Store) -> None:
     assert row.next_attempt_at == NOW
 
 
+def test_a_burst_bigger_than_one_insert_is_stored_whole_once_per_key(st: store.Store) -> None:
+    """2,500 reminders (past the 1,000 rows of one INSERT) with one repeated across slices are
+    stored once each, the first of the repeated key winning."""
+    outs = [Outgoing(key=f"reminder-{n}", kind=Kind.REMINDER, recipient=f"p{n}@x.org",
+                     language="fr", event_id="ev") for n in range(2500)]
+    repeat = Outgoing(key="reminder-3", kind=Kind.REMINDER, recipient="late@x.org",
+                      language="en", event_id="ev")
+    with st.transaction() as session:
+        assert store.enqueue(session, [*outs[:1500], repeat, *outs[1500:]], now=NOW,
+                             domain="example.org") == 2500
+    with st.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(store.OutboxRow)) == 2500
+        assert session.scalar(select(store.OutboxRow.recipient)
+                              .where(store.OutboxRow.key == "reminder-3")) == "p3@x.org"
+
+
 def test_a_message_that_keeps_failing_is_quarantined_after_three_tries(
         st: store.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A reply that makes handling fail is tried again, then set aside with its reason."""

@@ -234,8 +234,9 @@ class Sender:
                 await self._limiter.acquire()
                 key, item = batch.items[index]
                 try:
-                    # A callable is composed here, by the worker that sends it, so composing
-                    # overlaps the server's work on the others and the previous one's record.
+                    # A callable is composed here, by the connection's task that sends it, so
+                    # composing overlaps the server's work on the others and the previous
+                    # one's record (or it awaits a message a worker process wrote ahead).
                     msg = item() if callable(item) else item
                     if inspect.isawaitable(msg):
                         msg = await msg

@@ -43,6 +43,9 @@ R = TypeVar("R")
 # (pickling, two queues, a thread hand-off) than composing it takes.
 CHUNK = 8
 AHEAD = 3       # chunks submitted beyond the one in use
+# A worker that dies or cannot start this often is not started again: the mailer goes on
+# in its own process (and says so in the log) rather than spawn one per batch.
+MAX_FAILURES = 3
 
 
 # --- inside a worker process ----------------------------------------------------------------
@@ -99,6 +102,7 @@ class Workers:
         # A reload replaces the worker from another thread while the event loop may start
         # one: starting and stopping never interleave.
         self._lock = threading.Lock()
+        self._failures = 0
 
     @property
     def ready(self) -> bool:
@@ -150,8 +154,8 @@ class Workers:
                 ) -> list[Callable[[], Awaitable[WireMessage]]] | None:
         """Each message of a batch, written by the worker, or None: write them yourself.
 
-        The whole batch is handed over at once and written in order while the first ones
-        are being sent. A getter raises WorkerError when its message cannot be written.
+        The batch is handed over in chunks, a few ahead of the one being sent, and written
+        in order. A getter raises WorkerError when its message cannot be written.
         """
         return self._map(_compose_chunk, outs, (now,), inline)
 
@@ -167,17 +171,28 @@ class Workers:
              inline: Callable[[T], R]) -> list[Callable[[], Awaitable[R]]] | None:
         if self.processes == 0 or len(items) < self.min_batch:
             return None
-        if not self.ready or self._pool is None:
-            self.start()     # for the next batch; this one is not kept waiting for a spawn
+        pool, ready = self._pool, self._ready
+        if pool is not None and ready is not None and ready.done() and (
+                ready.cancelled() or ready.exception() is not None):
+            self._lost(ready.exception() or RuntimeError("cancelled"), pool)  # never started
             return None
-        return _Run(self, self._pool, job, args, items, inline).getters()
+        if not self.ready or pool is None:
+            if self._failures < MAX_FAILURES:
+                self.start()  # for the next batch; this one is not kept waiting for a spawn
+            return None
+        return _Run(self, pool, job, args, items, inline).getters()
 
-    def _lost(self, exc: BaseException) -> None:
-        """A worker died: forget the pool (the next big batch starts another)."""
-        if self._pool is not None:
-            log.error("worker process lost; working in the daemon's process meanwhile",
-                      error=f"{type(exc).__name__}: {exc}")
-            self.close()
+    def _lost(self, exc: BaseException, pool: ProcessPoolExecutor) -> None:
+        """The worker of ``pool`` died or could not start: forget it (the next big batch
+        starts another, up to ``MAX_FAILURES`` times in the mailer's life)."""
+        with self._lock:
+            if self._pool is not pool:
+                return              # an old worker, already replaced (a reload)
+        self._failures += 1
+        log.error("worker process lost; working in the daemon's process meanwhile",
+                  error=f"{type(exc).__name__}: {exc}", failures=self._failures,
+                  gives_up=self._failures >= MAX_FAILURES)
+        self.close()
 
 
 class _Run(Generic[T, R]):
@@ -225,16 +240,18 @@ class _Chunk(Generic[T, R]):
         self.items = items
         self.inline = inline
         self.future: asyncio.Future[list[Any]] | None = None
+        self.pool: ProcessPoolExecutor | None = None
         self.counted = False
 
     def submit(self, pool: ProcessPoolExecutor, job: Callable[..., list[Any]],
                args: tuple[Any, ...]) -> bool:
         """Hand the chunk to the worker; False when it is gone (the chunk is made inline)."""
+        self.pool = pool
         try:
             self.future = asyncio.wrap_future(pool.submit(job, list(self.items), *args))
             self.workers.submitted += 1
         except (BrokenProcessPool, RuntimeError) as exc:   # broken, or shut down meanwhile
-            self.workers._lost(exc)
+            self.workers._lost(exc, pool)
             return False
         return True
 
@@ -258,7 +275,8 @@ class _Chunk(Generic[T, R]):
         except (BrokenProcessPool, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError) and not self.future.cancelled():
                 raise               # our caller is cancelled, not the job
-            self.workers._lost(exc)
+            if self.pool is not None:
+                self.workers._lost(exc, self.pool)
             self.future = None
             return None
         if not self.counted:

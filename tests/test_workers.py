@@ -6,6 +6,7 @@ Every test spawns a real worker process (``mailer.workers``), as the daemon does
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import shutil
 import signal
@@ -271,3 +272,23 @@ async def test_a_drain_sends_what_the_worker_wrote_and_writes_packs_itself(
     packs = [r.message() for r in smtp_sink.messages if r.rcpt_tos[0].startswith(
         ("participant40@", "participant41@"))]
     assert all(any(p.get_filename() for p in m.iter_attachments()) for m in packs)
+
+
+async def test_a_worker_that_keeps_dying_is_not_started_again(
+        tmp_path: Path, catalog: Catalog) -> None:
+    """After three lost workers the mailer stops spawning and writes every batch itself."""
+    fragile = Workers(settings_for(tmp_path), catalog)
+    here = inline(fragile.settings, catalog)
+    try:
+        for _ in range(3):
+            assert await fragile.wait_ready()
+            assert fragile.pid is not None
+            os.kill(fragile.pid, signal.SIGKILL)
+            await asyncio.sleep(0.5)
+            made = await gather(fragile.compose(MESSAGES, NOW, here))
+            assert [m.recipient for m in made] == [out.recipient for out in MESSAGES]
+        assert fragile.compose(MESSAGES, NOW, here) is None
+        await asyncio.sleep(0.5)
+        assert fragile.pid is None and multiprocessing.active_children() == []
+    finally:
+        fragile.close()

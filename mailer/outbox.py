@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+
 @dataclass
 class DrainReport:
     """What one drain did, for logs, the CLI and tests."""

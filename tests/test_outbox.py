@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -211,11 +211,11 @@ def test_a_connection_sends_nothing_more_until_its_message_is_recorded(
 class GatedStore(store.Store):
     """A real store whose commits of sent rows wait for the test to open a gate."""
 
-    def __init__(self, url: str, *, broken: bool = False) -> None:
+    def __init__(self, url: str) -> None:
         super().__init__(url)
         self.gate = threading.Event()
         self.groups: list[list[int]] = []
-        self.broken = broken
+        self.broken = False
 
     def mark_sent(self, row_ids: Sequence[int], now: datetime,
                   conn: Connection) -> None:
@@ -226,61 +226,59 @@ class GatedStore(store.Store):
         super().mark_sent(row_ids, now, conn)
 
 
-async def test_rows_accepted_during_a_commit_share_the_next_one(tmp_path: Path) -> None:
-    """While one commit runs, later rows wait together and go in one commit after it."""
+@pytest.fixture
+def gated(tmp_path: Path) -> Iterator[GatedStore]:
+    """A migrated GatedStore, its gate closed."""
     st = GatedStore(f"sqlite:///{tmp_path}/m.db")
     st.migrate()
-    log = SentLog(st, NOW)
+    yield st
+    st.close()
+
+
+async def test_rows_accepted_during_a_commit_share_the_next_one(gated: GatedStore) -> None:
+    """While one commit runs, later rows wait together and go in one commit after it."""
+    log = SentLog(gated, NOW)
     first = asyncio.create_task(log.record(1))
     await asyncio.sleep(0.1)                        # the first commit waits at the gate
     later = [asyncio.create_task(log.record(n)) for n in (2, 3, 4)]
     await asyncio.sleep(0.1)
     assert not first.done() and not any(t.done() for t in later)   # nobody goes on early
-    st.gate.set()
+    gated.gate.set()
     await asyncio.gather(first, *later)
-    assert st.groups == [[1], [2, 3, 4]]
+    assert gated.groups == [[1], [2, 3, 4]]
     log.close()
-    st.close()
 
 
-async def test_a_failed_commit_raises_in_every_waiting_sender(tmp_path: Path) -> None:
+async def test_a_failed_commit_raises_in_every_waiting_sender(gated: GatedStore) -> None:
     """If the commit fails, each sender it held learns so (the drain stops, rows stay pending)."""
-    st = GatedStore(f"sqlite:///{tmp_path}/m.db", broken=True)
-    st.migrate()
-    log = SentLog(st, NOW)
+    gated.broken = True
+    log = SentLog(gated, NOW)
     waiting = [asyncio.create_task(log.record(n)) for n in (1, 2)]
     await asyncio.sleep(0.1)
-    st.gate.set()
+    gated.gate.set()
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(r, OperationalError) for r in results)
     log.close()
-    st.close()
 
 
-async def test_one_commit_waits_briefly_for_every_sender(tmp_path: Path) -> None:
+async def test_one_commit_waits_briefly_for_every_sender(gated: GatedStore) -> None:
     """With three senders, three rows accepted a moment apart go in one commit."""
-    st = GatedStore(f"sqlite:///{tmp_path}/m.db")
-    st.gate.set()
-    st.migrate()
-    log = SentLog(st, NOW, senders=3, gather_seconds=1.0)
+    gated.gate.set()
+    log = SentLog(gated, NOW, senders=3, gather_seconds=1.0)
 
     async def accepted_after(delay: float, row: int) -> None:
         await asyncio.sleep(delay)
         await log.record(row)
 
     await asyncio.gather(accepted_after(0, 1), accepted_after(0.05, 2), accepted_after(0.1, 3))
-    assert st.groups == [[1, 2, 3]]
+    assert gated.groups == [[1, 2, 3]]
     log.close()
-    st.close()
 
 
-async def test_a_lone_row_is_committed_after_the_gathering_moment(tmp_path: Path) -> None:
+async def test_a_lone_row_is_committed_after_the_gathering_moment(gated: GatedStore) -> None:
     """With fewer rows than senders, the commit still comes, once the short wait is over."""
-    st = GatedStore(f"sqlite:///{tmp_path}/m.db")
-    st.gate.set()
-    st.migrate()
-    log = SentLog(st, NOW, senders=4, gather_seconds=0.05)
+    gated.gate.set()
+    log = SentLog(gated, NOW, senders=4, gather_seconds=0.05)
     await asyncio.wait_for(log.record(7), timeout=5)
-    assert st.groups == [[7]]
+    assert gated.groups == [[7]]
     log.close()
-    st.close()

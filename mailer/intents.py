@@ -114,11 +114,11 @@ def read(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str, max
     if len(raw) > max_bytes:
         return f"too large ({len(raw)} bytes, limit {max_bytes})"
     try:
-        intent = understand(raw, catalog, now=now, inbox_address=inbox_address,
-                            message_id=message_id)
+        # The intent carries ``message_id``: understand never reads the header again.
+        return understand(raw, catalog, now=now, inbox_address=inbox_address,
+                          message_id=message_id)
     except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop
         return f"could not be read: {type(exc).__name__}: {exc}"[:500]
-    return replace(intent, message_id=message_id)
 
 
 def understand(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str,

@@ -531,7 +531,7 @@ def next_pending_at(session: Session) -> datetime | None:
                           .where(OutboxRow.status == "pending"))
 
 
-def row_to_outgoing(row: OutboxRow | Row[Any]) -> Outgoing:
+def row_to_outgoing(row: Row[Any]) -> Outgoing:
     """The Outgoing an outbox row stands for (what compose needs)."""
     return Outgoing(key=row.key, kind=Kind(row.kind), recipient=row.recipient,
                     language=row.language, event_id=row.event_id, name=row.name,

@@ -172,9 +172,10 @@ class Workers:
         if self.processes == 0 or len(items) < self.min_batch:
             return None
         pool, ready = self._pool, self._ready
-        if pool is not None and ready is not None and ready.done() and (
-                ready.cancelled() or ready.exception() is not None):
-            self._lost(ready.exception() or RuntimeError("cancelled"), pool)  # never started
+        if pool is not None and ready is not None and ready.done() and not self.ready:
+            # It never answered: it could not start.
+            self._lost(RuntimeError("cancelled") if ready.cancelled()
+                       else ready.exception() or RuntimeError("no answer"), pool)
             return None
         if not self.ready or pool is None:
             if self._failures < MAX_FAILURES:

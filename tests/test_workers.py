@@ -39,7 +39,6 @@ from tests.test_series import append, reply, utc, write_schedule
 from tests.test_series import settings_for as series_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus"
 NOW = datetime(2020, 7, 2, 9, 0, tzinfo=timezone.utc)
 INBOX = "webinars@secretariat.example"
 MAX_BYTES = 25_000_000
@@ -112,9 +111,9 @@ async def test_the_worker_writes_the_same_bytes_as_the_daemon(
 
 
 async def test_the_worker_reads_every_corpus_message_as_the_daemon_does(
-        catalog: Catalog, workers: Workers) -> None:
+        catalog: Catalog, workers: Workers, corpus: Path) -> None:
     """Each reply and bounce of the corpus gives the same intent (or reason) in the worker."""
-    files = sorted(p for p in CORPUS.glob("*/*") if p.suffix in (".eml", ".txt")
+    files = sorted(p for p in corpus.glob("*/*") if p.suffix in (".eml", ".txt")
                    and p.name not in ("LICENSE", "README.md"))
     assert len(files) > 40
     items = [(p.read_bytes(), None, f"<corpus-{n}@test>") for n, p in enumerate(files)]

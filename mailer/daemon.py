@@ -25,7 +25,17 @@ from mailer.config import Settings
 from mailer.contacts import catalog_contacts
 from mailer.domain import Intent
 from mailer.errors import Problem, ScheduleError
-from mailer.handling import Handled, Policy, after_crash, handle, message_key
+from mailer.handling import (
+    GROUP,
+    Arrival,
+    Handled,
+    Policy,
+    after_crash,
+    handle,
+    handle_group,
+    handle_one,
+    message_key,
+)
 from mailer.inbox import AsyncInbox, Cursor, Fetched
 from mailer.intents import read
 from mailer.outbox import DrainReport, drain
@@ -155,13 +165,28 @@ class Mailer:
                 self.policy.inbox_address, self.policy.max_bytes,
                 functools.partial(self._read, now=now))
             try:
-                for n, (fetched, key) in enumerate(zip(batch, keys, strict=True)):
-                    intent = await understood[n]() if understood is not None else None
-                    outcome = await self._handle_fetched(fetched, key, key in survivors,
-                                                         clock(), intent)
-                    left.remove(key)
-                    if self._account(outcome, fetched, report, handled_uids, failed_uids):
-                        await inbox.quarantine([fetched.uid], outcome.reason)
+                n = 0
+                while n < len(batch):
+                    # A message a pass died on is handled alone; the others in small groups,
+                    # each group one transaction (``handle_group``), in arrival order.
+                    alone = keys[n] in survivors
+                    end = n + 1
+                    while (not alone and end < min(n + GROUP, len(batch))
+                           and keys[end] not in survivors):
+                        end += 1
+                    intents = [await understood[m]() if understood is not None else None
+                               for m in range(n, end)]
+                    arrivals = [Arrival(f.raw, clock(), key, f.folder, f.uidvalidity, f.uid,
+                                        f.size, intent)
+                                for f, key, intent in zip(batch[n:end], keys[n:end], intents,
+                                                          strict=True)]
+                    outcomes = await self._handle_arrivals(arrivals, alone)
+                    for fetched, key, outcome in zip(batch[n:end], keys[n:end], outcomes,
+                                                     strict=True):
+                        left.remove(key)
+                        if self._account(outcome, fetched, report, handled_uids, failed_uids):
+                            await inbox.quarantine([fetched.uid], outcome.reason)
+                    n = end
             except asyncio.CancelledError:
                 # A stop on purpose is no crash: the claims not used are withdrawn.
                 with self.store.transaction() as session:
@@ -182,17 +207,19 @@ class Mailer:
         return read(raw, self.catalog, now=now, inbox_address=self.policy.inbox_address,
                     max_bytes=self.policy.max_bytes, size=size, message_id=key)
 
-    async def _handle_fetched(self, fetched: Fetched, key: str, crashed_before: bool,
-                              now: datetime, understood: Intent | str | None = None) -> Handled:
-        """Handle one fetched message, first counting a pass that died on it."""
-        where = {"folder": fetched.folder, "uidvalidity": fetched.uidvalidity,
-                 "uid": fetched.uid}
+    async def _handle_arrivals(self, arrivals: list[Arrival], crashed_before: bool
+                               ) -> list[Handled]:
+        """Handle fetched messages in one group; one a pass died on is first counted, alone."""
         if crashed_before:
-            set_aside = await asyncio.to_thread(after_crash, self.store, key, now, where)
+            (arrival,) = arrivals
+            set_aside = await asyncio.to_thread(after_crash, self.store, arrival.message_id,
+                                                arrival.now, arrival.where)
             if set_aside is not None:
-                return set_aside
-        return await asyncio.to_thread(self.handle, fetched.raw, now, understood,
-                                       size=fetched.size, message_id=key, **where)
+                return [set_aside]
+            return [await asyncio.to_thread(handle_one, self.store, self.catalog, arrival,
+                                            self.policy)]
+        return await asyncio.to_thread(handle_group, self.store, self.catalog, arrivals,
+                                       self.policy)
 
     @staticmethod
     def _account(outcome: Handled, fetched: Fetched, report: PassReport,

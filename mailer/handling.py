@@ -8,6 +8,7 @@ again after the restart) or everything (the message is known as handled and skip
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +49,7 @@ class Handled:
     intent: Intent | None = None
     decision: Decision | None = None
     reason: str = ""
+    answers: int = 0               # automatic answers queued (after rationing)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,24 @@ def after_crash(st: store.Store, message_id: str, now: datetime,
     return Handled(message_id, "quarantined", reason=reason)
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """One fetched message to handle: its bytes, the moment it is handled, where it is kept."""
+
+    raw: bytes
+    now: datetime
+    message_id: str                # the id it is handled under (``message_key``)
+    folder: str = ""
+    uidvalidity: int = 0
+    uid: int = 0
+    size: int | None = None        # the size the server gave (None: len(raw))
+    understood: Intent | str | None = None  # what ``read`` made of it already (a worker)
+
+    @property
+    def where(self) -> dict[str, Any]:
+        return {"folder": self.folder, "uidvalidity": self.uidvalidity, "uid": self.uid}
+
+
 def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, policy: Policy,
            folder: str = "", uidvalidity: int = 0, uid: int = 0, size: int | None = None,
            message_id: str | None = None, understood: Intent | str | None = None) -> Handled:
@@ -101,70 +121,127 @@ def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, poli
     message_id``, also for an oversize body it did not download); without it, it is read here.
     ``understood`` is what ``read`` made of the message already (in a worker process).
     """
-    message_id = message_key(raw, message_id, folder, uidvalidity, uid)
-    where: dict[str, Any] = {"folder": folder, "uidvalidity": uidvalidity, "uid": uid}
+    return handle_one(st, catalog, Arrival(
+        raw, now, message_key(raw, message_id, folder, uidvalidity, uid), folder, uidvalidity,
+        uid, size, understood), policy)
+
+
+def handle_one(st: store.Store, catalog: Catalog, arrival: Arrival, policy: Policy) -> Handled:
+    """Handle one message in its own transaction; an error is recorded as a failed try."""
+    understood = _understood(catalog, arrival, policy)
+    try:
+        with st.transaction() as session:
+            handled = _settle(session, catalog, arrival, understood, policy)
+    except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop
+        return _failed(st, arrival, understood, exc)
+    _report(handled)
+    return handled
+
+
+def handle_group(st: store.Store, catalog: Catalog, arrivals: Sequence[Arrival],
+                 policy: Policy) -> list[Handled]:
+    """Handle messages in order in ONE transaction; on any error, one transaction each.
+
+    Each message is decided exactly as alone (the session sees what the ones before it
+    wrote), but a group of them pays for one BEGIN IMMEDIATE and one COMMIT (an fsync)
+    instead of one each: about a third of the cost of a reply in a wave. The group holds
+    the write lock while it runs, so callers keep groups small (``GROUP``). When a message
+    raises, the whole group is rolled back and each is handled again in its own
+    transaction, so the failure is recorded against that message alone and nothing of the
+    others is lost or doubled. A crash rolls the group back too; the claims the pass made
+    (``store.claim``) count that try against each message of it, and ``after_crash`` hands
+    such messages to ``handle_one``, alone, so a message that kills the process is set aside
+    without taking its group with it.
+    """
+    understood = [_understood(catalog, arrival, policy) for arrival in arrivals]
+    try:
+        with st.transaction() as session:
+            done = [_settle(session, catalog, arrival, read_as, policy)
+                    for arrival, read_as in zip(arrivals, understood, strict=True)]
+    except Exception:  # noqa: BLE001 - handled again one by one, where it is recorded
+        log.warning("group of messages rolled back: handling them one at a time",
+                    messages=len(arrivals))
+        return [handle_one(st, catalog, replace(arrival, understood=read_as), policy)
+                for arrival, read_as in zip(arrivals, understood, strict=True)]
+    for handled in done:
+        _report(handled)
+    return done
+
+
+# How many messages of a fetched batch ``handle_group`` takes at once: enough to share the
+# COMMIT's cost (four already save most of it), few enough that the write lock is held for
+# tens of milliseconds, not longer (the sender records what it sent meanwhile).
+GROUP = 16
+
+
+def _understood(catalog: Catalog, arrival: Arrival, policy: Policy) -> Intent | str:
+    if arrival.understood is not None:
+        return arrival.understood
+    return read(arrival.raw, catalog, now=arrival.now, inbox_address=policy.inbox_address,
+                max_bytes=policy.max_bytes, size=arrival.size, message_id=arrival.message_id)
+
+
+def _failed(st: store.Store, arrival: Arrival, understood: Intent | str,
+            exc: Exception) -> Handled:
+    """Record a failed try of a message; quarantine it after ``MAX_TRIES``."""
+    # Like Mailman's switchboard: a message that keeps failing is set aside after a few
+    # tries instead of being retried forever.
+    message_id, now, where = arrival.message_id, arrival.now, arrival.where
+    intent = understood if isinstance(understood, Intent) else None
+    reason = f"{type(exc).__name__}: {exc}"[:500]
+    with st.transaction() as session:
+        tries = store.record_inbound(session, message_id=message_id, outcome="failed",
+                                     now=now, reason=reason, **where)
+        if tries >= MAX_TRIES:
+            store.record_inbound(session, message_id=message_id, outcome="quarantined",
+                                 now=now, reason=f"failed {tries} times: {reason}", **where)
+    log.error("message failed", message_id=message_id, tries=tries, exc_info=exc)
+    if tries >= MAX_TRIES:
+        return Handled(message_id, "quarantined", intent, reason=reason)
+    return Handled(message_id, "failed", intent, reason=reason)
+
+
+def _report(handled: Handled) -> None:
+    """Log what became of a message, once its transaction is committed."""
+    if handled.outcome == "quarantined":
+        log.warning("message quarantined", message_id=handled.message_id,
+                    reason=handled.reason)
+    elif handled.outcome == "handled" and handled.intent and handled.decision:
+        log.info("message handled", message_id=handled.message_id,
+                 intent=str(handled.intent.kind), event_id=handled.intent.event_id,
+                 sender=handled.intent.sender, outcome=handled.decision.summary,
+                 answers=handled.answers)
+
+
+def _settle(session: Session, catalog: Catalog, arrival: Arrival, understood: Intent | str,
+            policy: Policy) -> Handled:
+    """Decide one message and store the outcome in the caller's transaction."""
+    message_id, now, where = arrival.message_id, arrival.now, arrival.where
     # Duplicates are recognised inside the deciding transaction (the only place where the
     # answer cannot change under us); reading one again first costs less than asking twice.
-    if understood is None:
-        understood = read(raw, catalog, now=now, inbox_address=policy.inbox_address,
-                          max_bytes=policy.max_bytes, size=size, message_id=message_id)
+    previous = store.inbound_of(session, message_id)
+    if store.handled_before(previous):
+        return Handled(message_id, "duplicate")
     if isinstance(understood, str):
-        reason = understood
-        with st.transaction() as session:
-            previous = store.inbound_of(session, message_id)
-            if store.handled_before(previous):
-                return Handled(message_id, "duplicate")
-            store.record_inbound(session, message_id=message_id, outcome="quarantined",
-                                 now=now, reason=reason, row=previous, **where)
-        log.warning("message quarantined", message_id=message_id, reason=reason)
-        return Handled(message_id, "quarantined", reason=reason)
-
-    intent = understood
-    try:
-        return _decide_and_store(st, catalog, intent, now, policy, where)
-    except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop
-        # Like Mailman's switchboard: a message that keeps failing is set aside after a few
-        # tries instead of being retried forever.
-        reason = f"{type(exc).__name__}: {exc}"[:500]
-        with st.transaction() as session:
-            tries = store.record_inbound(session, message_id=message_id, outcome="failed",
-                                         now=now, reason=reason, **where)
-            if tries >= MAX_TRIES:
-                store.record_inbound(session, message_id=message_id, outcome="quarantined",
-                                     now=now, reason=f"failed {tries} times: {reason}",
-                                     **where)
-        log.exception("message failed", message_id=message_id, tries=tries)
-        if tries >= MAX_TRIES:
-            return Handled(message_id, "quarantined", intent, reason=reason)
-        return Handled(message_id, "failed", intent, reason=reason)
-
-
-def _decide_and_store(st: store.Store, catalog: Catalog, intent: Intent, now: datetime,
-                      policy: Policy, where: dict[str, Any]) -> Handled:
-    message_id = intent.message_id
-    with st.transaction() as session:
-        previous = store.inbound_of(session, message_id)
-        if store.handled_before(previous):
-            return Handled(message_id, "duplicate")
-        intent = _infer_event(session, catalog, intent, now)
-        event = catalog.events.get(intent.event_id) if intent.event_id else None
-        if event is not None:
-            store.lock_event(session, event.id)
-        snapshot = _snapshot(session, event.id, intent) if event else []
-        sequence = store.event_sequence(session, event.id) if event else 0
-        decision = decide(intent, event, snapshot, sequence=sequence, now=now,
-                          staff_address=policy.staff_address)
-        answers = _ration(session, decision.answers, intent, now, policy)
-        _apply(session, decision, intent, event.series.id if event else "", sequence, now)
-        store.enqueue(session, answers, now=now, domain=policy.domain)
-        store.record_inbound(session, message_id=message_id, outcome="handled", now=now,
-                             sender=intent.sender, intent=str(intent.kind),
-                             event_id=intent.event_id, reason=decision.summary,
-                             row=previous, **where)
-    log.info("message handled", message_id=message_id, intent=str(intent.kind),
-             event_id=intent.event_id, sender=intent.sender, outcome=decision.summary,
-             answers=len(answers))
-    return Handled(message_id, "handled", intent, decision)
+        store.record_inbound(session, message_id=message_id, outcome="quarantined", now=now,
+                             reason=understood, row=previous, **where)
+        return Handled(message_id, "quarantined", reason=understood)
+    intent = _infer_event(session, catalog, understood, now)
+    event = catalog.events.get(intent.event_id) if intent.event_id else None
+    if event is not None:
+        store.lock_event(session, event.id)
+    snapshot = _snapshot(session, event.id, intent) if event else []
+    sequence = store.event_sequence(session, event.id) if event else 0
+    decision = decide(intent, event, snapshot, sequence=sequence, now=now,
+                      staff_address=policy.staff_address)
+    answers = _ration(session, decision.answers, intent, now, policy)
+    _apply(session, decision, intent, event.series.id if event else "", sequence, now)
+    store.enqueue(session, answers, now=now, domain=policy.domain)
+    store.record_inbound(session, message_id=message_id, outcome="handled", now=now,
+                         sender=intent.sender, intent=str(intent.kind),
+                         event_id=intent.event_id, reason=decision.summary, row=previous,
+                         **where)
+    return Handled(message_id, "handled", intent, decision, answers=len(answers))
 
 
 def _infer_event(session: Session, catalog: Catalog, intent: Intent, now: datetime) -> Intent:

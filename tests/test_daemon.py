@@ -433,14 +433,15 @@ async def test_a_stop_mid_batch_withdraws_the_claims_it_did_not_use(
     append(dovecot, *(reply(f"delegate{n}@justice.gouv.sn.example", f"Delegate {n}", "Sénégal",
                             "fr", "africa-fr", utc("2020-06-09T09:00:00")) for n in range(5)))
     started = threading.Event()
-    real_handle = daemon.handle
+    real_handle = daemon.handle_group
 
     def slow_handle(*args: object, **kwargs: object) -> object:
         started.set()
         time.sleep(0.3)
         return real_handle(*args, **kwargs)
 
-    monkeypatch.setattr(daemon, "handle", slow_handle)
+    monkeypatch.setattr(daemon, "handle_group", slow_handle)
+    monkeypatch.setattr(daemon, "GROUP", 2)      # groups of two: 2 + 2 + 1
     mailer = daemon.Mailer.open(settings)
     try:
         async with AsyncInbox(settings.imap) as inbox:
@@ -454,8 +455,8 @@ async def test_a_stop_mid_batch_withdraws_the_claims_it_did_not_use(
             with mailer.store.transaction() as session:
                 return Counter(session.scalars(select(store.Inbound.outcome)))
 
-        # The message in hand finishes in its thread; the four claims left were withdrawn.
-        await until(lambda: outcomes()["handled"] == 1)
-        assert outcomes() == Counter({"handled": 1})
+        # The group in hand finishes in its thread; the three claims left were withdrawn.
+        await until(lambda: outcomes()["handled"] == 2)
+        assert outcomes() == Counter({"handled": 2})
     finally:
         mailer.close()

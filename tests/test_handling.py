@@ -7,13 +7,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
-from mailer import store
+from mailer import handling, store
 from mailer.domain import Kind, Status
-from mailer.handling import Policy, handle
-from mailer.schedule import Catalog
+from mailer.handling import Arrival, Policy, handle, handle_group, handle_one, message_key
+from mailer.schedule import Catalog, read_catalog
 from tests.builders import make_catalog
+from tests.conftest import ROOT
+from tests.mailgen import INBOX, wave
 
 NOW = datetime(2020, 7, 1, 12, 0, tzinfo=timezone.utc)
 POLICY = Policy(inbox_address="webinars@example.org", staff_address="staff@example.org",
@@ -213,3 +215,81 @@ def test_no_answer_goes_to_a_suppressed_address_but_the_others_still_go(
     with st.transaction() as session:
         recipients = session.scalars(select(store.OutboxRow.recipient)).all()
     assert recipients == ["awa@gouv.sn"]
+
+
+# --- groups: several messages in one transaction ---------------------------------------------
+
+
+def arrivals(*raws: bytes, now: datetime = NOW) -> list[Arrival]:
+    return [Arrival(raw, now, message_key(raw, None)) for raw in raws]
+
+
+def stored(st: store.Store) -> tuple[list[tuple[object, ...]], ...]:
+    """What the store holds, without ids or generated Message-IDs."""
+    with st.transaction() as session:
+        registrations = [(r.event_id, r.email, r.country, r.status, r.name)
+                         for r in store.all_registrations(session)]
+        outbox = sorted(tuple(r) for r in session.execute(select(
+            store.OutboxRow.key, store.OutboxRow.kind, store.OutboxRow.recipient)))
+        inbound = sorted(tuple(r) for r in session.execute(select(
+            store.Inbound.message_id, store.Inbound.outcome, store.Inbound.reason)))
+    return registrations, outbox, inbound
+
+
+def test_a_wave_handled_in_groups_leaves_what_one_at_a_time_leaves(
+        st: store.Store, tmp_path: Path) -> None:
+    """The 200 replies of a wave, handled in groups of 16, store exactly what they store alone."""
+    catalog, _ = read_catalog(ROOT / "schedules")
+    policy = Policy(inbox_address=INBOX, staff_address="staff@secretariat.example",
+                    domain="secretariat.example")
+    wave_now = datetime(2020, 6, 20, 12, 0, tzinfo=timezone.utc)
+    messages = arrivals(*wave(200).messages, now=wave_now)
+    alone = store.Store(f"sqlite:///{tmp_path}/alone.db")
+    alone.migrate()
+    try:
+        one_by_one = [handle_one(alone, catalog, a, policy) for a in messages]
+        grouped = [h for first in range(0, len(messages), 16)
+                   for h in handle_group(st, catalog, messages[first:first + 16], policy)]
+        assert [h.outcome for h in grouped] == [h.outcome for h in one_by_one]
+        assert {h.outcome for h in grouped} >= {"handled", "duplicate"}
+        assert stored(st) == stored(alone)
+    finally:
+        alone.close()
+
+
+def test_a_group_is_committed_once(st: store.Store, catalog: Catalog) -> None:
+    """Sixteen replies handled as a group cost one COMMIT, not sixteen."""
+    commits: list[object] = []
+    event.listen(st.engine, "commit", commits.append)
+    group = arrivals(*(reply(f"p{i}@gouv.sn", f"Person {i}", "SN", mid=f"g{i}")
+                       for i in range(16)))
+    outcomes = handle_group(st, catalog, group, POLICY)
+    assert [h.outcome for h in outcomes] == ["handled"] * 16
+    assert len(commits) == 1
+    assert count(st, store.Registration, store.Registration.status == "confirmed") == 4
+    assert count(st, store.Registration, store.Registration.status == "waiting") == 12
+
+
+def test_a_failure_in_a_group_stays_with_its_message(
+        st: store.Store, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply whose decision fails is recorded as failed; the rest of its group is handled."""
+    real = handling.decide
+
+    def fails_for_bea(intent: object, *args: object, **kwargs: object) -> object:
+        if getattr(intent, "sender", "") == "bea@justice.sn":
+            raise RuntimeError("database hiccup")
+        return real(intent, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(handling, "decide", fails_for_bea)
+    group = arrivals(reply("awa@justice.sn", "Awa Diop", "SN", mid="f1"),
+                     reply("bea@justice.sn", "Bea Ndiaye", "SN", mid="f2"),
+                     reply("cheikh@justice.sn", "Cheikh Fall", "SN", mid="f3"))
+    outcomes = handle_group(st, catalog, group, POLICY)
+    assert [h.outcome for h in outcomes] == ["handled", "failed", "handled"]
+    assert "database hiccup" in outcomes[1].reason
+    with st.transaction() as session:
+        emails = [r.email for r in store.registrations_of(session, "africa-fr")]
+        tries = session.scalar(select(store.Inbound.attempts).where(
+            store.Inbound.message_id == "<f2@client.example>"))
+    assert emails == ["awa@justice.sn", "cheikh@justice.sn"] and tries == 1
+    assert count(st, store.OutboxRow) == 2

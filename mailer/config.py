@@ -110,6 +110,9 @@ class Workers(_Section):
     processes: int = Field(default=1, ge=0, le=16)
     # Smaller batches stay in the daemon's process: a worker's round trip would cost more.
     min_batch: int = Field(default=32, ge=1)
+    # Added to the worker's niceness: its work is done ahead of need, while the daemon's
+    # process (and the servers it talks to) wait on each round trip. 0: the same priority.
+    nice: int = Field(default=10, ge=0, le=19)
 
 
 class Retention(_Section):

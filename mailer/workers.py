@@ -57,6 +57,11 @@ def _start(settings: Settings, catalog: Catalog) -> None:
     """The worker's initializer: the same settings, catalog and templates as the daemon."""
     from mailer.compose import Composer
 
+    # Lower priority than the daemon's process: what the worker writes is needed a few
+    # chunks later, while every SMTP and IMAP round trip of the daemon (and the server's
+    # side of it, on the same machine) waits for a core at once. Measured below (README).
+    if settings.workers.nice and hasattr(os, "nice"):
+        os.nice(settings.workers.nice)
     _STATE.update(settings=settings, catalog=catalog, composer=Composer(settings, catalog))
 
 

@@ -141,6 +141,13 @@ async def test_a_message_the_worker_cannot_write_fails_alone_and_says_why(
     assert made[2].recipient == MESSAGES[1].recipient
 
 
+async def test_the_worker_runs_at_a_lower_priority_than_the_daemon(workers: Workers) -> None:
+    """The worker's niceness is the daemon's plus ``workers.nice`` (10 by default)."""
+    assert workers.settings.workers.nice == 10 and workers.pid is not None
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, workers.pid) == min(19, ours + 10)
+
+
 async def test_small_batches_stay_in_the_daemons_process(tmp_path: Path,
                                                          catalog: Catalog) -> None:
     """Below min_batch nothing is handed over and no process is started."""

@@ -82,13 +82,18 @@ async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: S
                  sent: SentLog, report: DrainReport, *, catalog: Catalog, settings: Settings,
                  now: datetime, size: int, stop: Callable[[], bool] | None,
                  workers: Workers | None) -> DrainReport:
+    backlog: int | None = None      # messages due when the drain began, not yet taken
     while stop is None or not stop():
         with st.transaction() as session:
+            if backlog is None and workers is not None:
+                backlog = store.count_due(session, now)
             rows = [(r.id, store.row_to_outgoing(r), r.attempts, r.recipient)
                     for r in store.due_rows(session, now, size)]
             suppressed = store.suppressed_among(session, (r[3] for r in rows))
         if not rows:
             return report
+        left = max(backlog or 0, len(rows))
+        backlog = left - len(rows)
         attempts: dict[str, int] = {}
         wanted: list[tuple[str, Outgoing]] = []
         for row_id, out, tried, recipient in rows:
@@ -104,7 +109,8 @@ async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: S
         # Messages with the pack's files are made here, when their turn comes: written
         # ahead by the worker, megabytes of attachments would wait in memory.
         light = [(key, out) for key, out in wanted if not carries_pack(out)]
-        made = workers.compose([out for _, out in light], now, inline) if workers else None
+        made = (workers.compose([out for _, out in light], now, inline, backlog=left)
+                if workers else None)
         early = dict(zip((key for key, _ in light), made, strict=True)) if made else {}
         items: list[tuple[str, Composable]] = [
             (key, early.get(key) or functools.partial(inline, out)) for key, out in wanted]

@@ -526,6 +526,12 @@ _DUE_ROWS = (select(*(OutboxRow.__table__.c[name] for name in (
     .order_by(OutboxRow.next_attempt_at, OutboxRow.id).limit(bindparam("limit")))
 
 
+def count_due(session: Session, now: datetime) -> int:
+    """How many pending messages are due at ``now``."""
+    return session.scalar(select(func.count()).select_from(OutboxRow).where(
+        OutboxRow.status == "pending", OutboxRow.next_attempt_at <= now)) or 0
+
+
 def next_pending_at(session: Session) -> datetime | None:
     return session.scalar(select(func.min(OutboxRow.next_attempt_at))
                           .where(OutboxRow.status == "pending"))

@@ -100,6 +100,7 @@ class Workers:
         self.catalog = catalog
         self.processes = settings.workers.processes
         self.min_batch = settings.workers.min_batch
+        self.start_for_messages = settings.workers.start_for_messages
         self.submitted = 0              # jobs handed to a worker (tests read these two)
         self.jobs = 0                   # jobs whose results came back
         self._pool: ProcessPoolExecutor | None = None
@@ -155,14 +156,17 @@ class Workers:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def compose(self, outs: Sequence[Outgoing], now: datetime,
-                inline: Callable[[Outgoing], WireMessage]
+                inline: Callable[[Outgoing], WireMessage], backlog: int | None = None
                 ) -> list[Callable[[], Awaitable[WireMessage]]] | None:
         """Each message of a batch, written by the worker, or None: write them yourself.
 
         The batch is handed over in chunks, a few ahead of the one being sent, and written
         in order. A getter raises WorkerError when its message cannot be written.
+        ``backlog`` is how many messages wait in all (this batch and those after it): below
+        ``workers.start_for_messages`` no worker is started for them.
         """
-        return self._map(_compose_chunk, outs, (now,), inline)
+        start = (backlog if backlog is not None else len(outs)) >= self.start_for_messages
+        return self._map(_compose_chunk, outs, (now,), inline, start=start)
 
     def read(self, items: Sequence[tuple[bytes, int | None, str]], now: datetime,
              inbox_address: str, max_bytes: int,
@@ -173,7 +177,8 @@ class Workers:
         return self._map(_read_chunk, items, (now, inbox_address, max_bytes), inline)
 
     def _map(self, job: Callable[..., list[Any]], items: Sequence[T], args: tuple[Any, ...],
-             inline: Callable[[T], R]) -> list[Callable[[], Awaitable[R]]] | None:
+             inline: Callable[[T], R], start: bool = True
+             ) -> list[Callable[[], Awaitable[R]]] | None:
         if self.processes == 0 or len(items) < self.min_batch:
             return None
         pool, ready = self._pool, self._ready
@@ -183,7 +188,7 @@ class Workers:
                        else ready.exception() or RuntimeError("no answer"), pool)
             return None
         if not self.ready or pool is None:
-            if self._failures < MAX_FAILURES:
+            if start and self._failures < MAX_FAILURES:
                 self.start()  # for the next batch; this one is not kept waiting for a spawn
             return None
         return _Run(self, pool, job, args, items, inline).getters()

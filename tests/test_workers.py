@@ -44,13 +44,14 @@ INBOX = "webinars@secretariat.example"
 MAX_BYTES = 25_000_000
 
 
-def settings_for(tmp_path: Path, templates: Path = ROOT / "templates",
-                 min_batch: int = 1) -> Settings:
+def settings_for(tmp_path: Path, templates: Path = ROOT / "templates", min_batch: int = 1,
+                 start_for_messages: int = 1) -> Settings:
     """Settings with the shipped schedules and packs, a store in tmp_path, big batches of 1."""
     return Settings(organiser=Organiser(address=INBOX, staff_address="staff@secretariat.example"),
                     store=Store(url=f"sqlite:///{tmp_path}/m.db"),
                     paths=Paths(schedules=ROOT / "schedules", templates=templates, packs=ROOT),
-                    workers=WorkerSettings(processes=1, min_batch=min_batch))
+                    workers=WorkerSettings(processes=1, min_batch=min_batch,
+                                           start_for_messages=start_for_messages))
 
 
 def outgoing(kind: Kind, n: int, lang: str = "fr", **context: Any) -> Outgoing:
@@ -278,6 +279,31 @@ async def test_a_drain_sends_what_the_worker_wrote_and_writes_packs_itself(
     packs = [r.message() for r in smtp_sink.messages if r.rcpt_tos[0].startswith(
         ("participant40@", "participant41@"))]
     assert all(any(p.get_filename() for p in m.iter_attachments()) for m in packs)
+
+
+@pytest.mark.parametrize(("start_for_messages", "started"), [(43, False), (42, True)])
+async def test_a_drain_starts_a_worker_only_for_enough_messages(
+        tmp_path: Path, catalog: Catalog, smtp_sink: SmtpSink, start_for_messages: int,
+        started: bool) -> None:
+    """42 messages due start a worker only when ``start_for_messages`` is 42 or fewer; either
+    way, all of them are sent."""
+    settings = settings_for(tmp_path, start_for_messages=start_for_messages).model_copy(
+        update={"smtp": smtp_settings(smtp_sink)})
+    st = store.Store(settings.store.url)
+    st.migrate()
+    with st.transaction() as session:
+        store.enqueue(session, [outgoing(Kind.REMINDER, n, offset="1d") for n in range(42)],
+                      now=NOW, domain="secretariat.example")
+    running = Workers(settings, catalog)
+    try:
+        async with Sender(settings.smtp) as sender:
+            report = await drain(st, Composer(settings, catalog).compose, sender,
+                                 catalog=catalog, settings=settings, now=NOW, workers=running)
+        assert report.sent == 42 and len(smtp_sink.messages) == 42
+        assert bool(multiprocessing.active_children()) is started
+    finally:
+        running.close()
+        st.close()
 
 
 async def test_a_worker_that_keeps_dying_is_not_started_again(

@@ -1,8 +1,10 @@
-"""Handling one inbound message: understand it, decide, and store the outcome in one transaction.
+"""Handling inbound messages: understand each, decide, and store the outcome in one transaction.
 
 The effects of a message (registrations, the answers it causes, and the record that it was
 handled) commit together, so a crash at any point leaves either nothing (the message is read
-again after the restart) or everything (the message is known as handled and skipped).
+again after the restart) or everything (the message is known as handled and skipped). The
+messages of a fetched batch share a transaction in small groups (``handle_group``), each
+decided as if it came alone.
 """
 
 from __future__ import annotations
@@ -144,14 +146,14 @@ def handle_group(st: store.Store, catalog: Catalog, arrivals: Sequence[Arrival],
 
     Each message is decided exactly as alone (the session sees what the ones before it
     wrote), but a group of them pays for one BEGIN IMMEDIATE and one COMMIT (an fsync)
-    instead of one each: about a third of the cost of a reply in a wave. The group holds
-    the write lock while it runs, so callers keep groups small (``GROUP``). When a message
-    raises, the whole group is rolled back and each is handled again in its own
-    transaction, so the failure is recorded against that message alone and nothing of the
-    others is lost or doubled. A crash rolls the group back too; the claims the pass made
-    (``store.claim``) count that try against each message of it, and ``after_crash`` hands
-    such messages to ``handle_one``, alone, so a message that kills the process is set aside
-    without taking its group with it.
+    instead of one each: in a wave of 5,000 replies the daemon's process used 14.4 s of CPU
+    instead of 25.9 s. The group holds the write lock while it runs, so callers keep groups
+    small (``GROUP``). When a message raises, the whole group is rolled back and each is
+    handled again in its own transaction, so the failure is recorded against that message
+    alone and nothing of the others is lost or doubled. A crash rolls the group back too;
+    the claims the pass made (``store.claim``) count that try against each message of it,
+    and ``after_crash`` hands such messages to ``handle_one``, alone, so a message that
+    kills the process is set aside without taking its group with it.
     """
     understood = [_understood(catalog, arrival, policy) for arrival in arrivals]
     try:

@@ -163,9 +163,10 @@ class Workers:
         The batch is handed over in chunks, a few ahead of the one being sent, and written
         in order. A getter raises WorkerError when its message cannot be written.
         ``backlog`` is how many messages wait in all (this batch and those after it): below
-        ``workers.start_for_messages`` no worker is started for them.
+        ``workers.start_for_messages`` (or when it is 0) no worker is started for them.
         """
-        start = (backlog if backlog is not None else len(outs)) >= self.start_for_messages
+        wanted = self.start_for_messages
+        start = bool(wanted) and (backlog if backlog is not None else len(outs)) >= wanted
         return self._map(_compose_chunk, outs, (now,), inline, start=start)
 
     def read(self, items: Sequence[tuple[bytes, int | None, str]], now: datetime,

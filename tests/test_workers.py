@@ -281,12 +281,13 @@ async def test_a_drain_sends_what_the_worker_wrote_and_writes_packs_itself(
     assert all(any(p.get_filename() for p in m.iter_attachments()) for m in packs)
 
 
-@pytest.mark.parametrize(("start_for_messages", "started"), [(43, False), (42, True)])
+@pytest.mark.parametrize(("start_for_messages", "started"), [(0, False), (43, False),
+                                                             (42, True)])
 async def test_a_drain_starts_a_worker_only_for_enough_messages(
         tmp_path: Path, catalog: Catalog, smtp_sink: SmtpSink, start_for_messages: int,
         started: bool) -> None:
-    """42 messages due start a worker only when ``start_for_messages`` is 42 or fewer; either
-    way, all of them are sent."""
+    """42 messages due start a worker only when ``start_for_messages`` is 42 or fewer, and
+    never when it is 0 (the default); either way, all of them are sent."""
     settings = settings_for(tmp_path, start_for_messages=start_for_messages).model_copy(
         update={"smtp": smtp_settings(smtp_sink)})
     st = store.Store(settings.store.url)

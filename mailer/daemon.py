@@ -31,6 +31,7 @@ from mailer.handling import (
     Handled,
     Policy,
     after_crash,
+    groups,
     handle,
     handle_group,
     handle_one,
@@ -165,28 +166,21 @@ class Mailer:
                 self.policy.inbox_address, self.policy.max_bytes,
                 functools.partial(self._read, now=now))
             try:
-                n = 0
-                while n < len(batch):
-                    # A message a pass died on is handled alone; the others in small groups,
-                    # each group one transaction (``handle_group``), in arrival order.
-                    alone = keys[n] in survivors
-                    end = n + 1
-                    while (not alone and end < min(n + GROUP, len(batch))
-                           and keys[end] not in survivors):
-                        end += 1
-                    intents = [await understood[m]() if understood is not None else None
-                               for m in range(n, end)]
+                # Small groups, each one transaction (``handle_group``), in arrival order; a
+                # message a pass died on is a group of its own.
+                for first, end in groups(keys, survivors, GROUP):
+                    intents = [await understood[n]() if understood is not None else None
+                               for n in range(first, end)]
                     arrivals = [Arrival(f.raw, clock(), key, f.folder, f.uidvalidity, f.uid,
                                         f.size, intent)
-                                for f, key, intent in zip(batch[n:end], keys[n:end], intents,
-                                                          strict=True)]
-                    outcomes = await self._handle_arrivals(arrivals, alone)
-                    for fetched, key, outcome in zip(batch[n:end], keys[n:end], outcomes,
-                                                     strict=True):
+                                for f, key, intent in zip(batch[first:end], keys[first:end],
+                                                          intents, strict=True)]
+                    outcomes = await self._handle_arrivals(arrivals, keys[first] in survivors)
+                    for fetched, key, outcome in zip(batch[first:end], keys[first:end],
+                                                     outcomes, strict=True):
                         left.remove(key)
                         if self._account(outcome, fetched, report, handled_uids, failed_uids):
                             await inbox.quarantine([fetched.uid], outcome.reason)
-                    n = end
             except asyncio.CancelledError:
                 # A stop on purpose is no crash: the claims not used are withdrawn.
                 with self.store.transaction() as session:

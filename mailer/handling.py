@@ -10,7 +10,7 @@ decided as if it came alone.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -174,6 +174,20 @@ def handle_group(st: store.Store, catalog: Catalog, arrivals: Sequence[Arrival],
 # COMMIT's cost (four already save most of it), few enough that the write lock is held for
 # tens of milliseconds, not longer (the sender records what it sent meanwhile).
 GROUP = 16
+
+
+def groups(keys: Sequence[str], alone: Collection[str], size: int
+           ) -> Iterator[tuple[int, int]]:
+    """Split a batch into runs ``(first, end)`` of at most ``size`` messages, in order; a
+    message whose key is in ``alone`` (a pass died handling it) is a run of its own."""
+    first = 0
+    while first < len(keys):
+        end = first + 1
+        if keys[first] not in alone:
+            while end < min(first + size, len(keys)) and keys[end] not in alone:
+                end += 1
+        yield first, end
+        first = end
 
 
 def _understood(catalog: Catalog, arrival: Arrival, policy: Policy) -> Intent | str:

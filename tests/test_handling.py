@@ -11,7 +11,15 @@ from sqlalchemy import event, func, select
 
 from mailer import handling, store
 from mailer.domain import Kind, Status
-from mailer.handling import Arrival, Policy, handle, handle_group, handle_one, message_key
+from mailer.handling import (
+    Arrival,
+    Policy,
+    groups,
+    handle,
+    handle_group,
+    handle_one,
+    message_key,
+)
 from mailer.schedule import Catalog, read_catalog
 from tests.builders import make_catalog
 from tests.conftest import ROOT
@@ -293,3 +301,11 @@ def test_a_failure_in_a_group_stays_with_its_message(
             store.Inbound.message_id == "<f2@client.example>"))
     assert emails == ["awa@justice.sn", "cheikh@justice.sn"] and tries == 1
     assert count(st, store.OutboxRow) == 2
+
+
+def test_a_batch_is_split_in_groups_and_a_message_a_pass_died_on_goes_alone() -> None:
+    """Runs of at most three, in order; "c", claimed by a pass that died, is a run of its own."""
+    keys = ["a", "b", "c", "d", "e", "f", "g", "h"]
+    assert list(groups(keys, {"c"}, 3)) == [(0, 2), (2, 3), (3, 6), (6, 8)]
+    assert list(groups(keys, set(), 16)) == [(0, 8)]
+    assert list(groups([], set(), 16)) == []

@@ -85,7 +85,7 @@ async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: S
     backlog: int | None = None      # messages due when the drain began, not yet taken
     while stop is None or not stop():
         with st.transaction() as session:
-            if backlog is None and workers is not None:
+            if backlog is None and workers is not None and workers.start_for_messages:
                 backlog = store.count_due(session, now)
             rows = [(r.id, store.row_to_outgoing(r), r.attempts, r.recipient)
                     for r in store.due_rows(session, now, size)]

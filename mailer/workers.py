@@ -1,18 +1,19 @@
 """Worker processes: the pure CPU work of a big batch (reading replies, writing messages) done
 beside the daemon's process instead of inside it.
 
-Python runs one thread at a time, and in a wave of replies or a burst of reminders the
-daemon's process is busy all the time: reading a reply and writing a message take two thirds
-of it. Both are pure functions of their inputs (DESIGN.md, "Shape of the code"), so they can
-run in another process while the daemon's own keeps to SQL, IMAP and SMTP, like Mailman's
-runners. Only batches of ``workers.min_batch`` or more go there: for a few messages the
-round trip costs more than it saves, and a daemon that answers one reply at a time never
-starts a process at all.
+Python runs one thread at a time, and in a wave of replies the daemon's process is busy all
+the time: reading a reply and writing its answer take two thirds of it. Both are pure
+functions of their inputs (DESIGN.md, "Shape of the code"), so they can run in another
+process while the daemon's own keeps to SQL, IMAP and SMTP, like Mailman's runners. Only
+batches of ``workers.min_batch`` or more go there: for a few messages the round trip costs
+more than it saves, and a daemon that answers one reply at a time never starts a process.
 
 The worker is started (spawned, never forked: the daemon has threads) at the first big batch
-and kept; until it is ready, and whenever it is gone (killed, crashed), the work is done in
-the daemon's process as before, so a worker can only ever make things faster. A reload
-replaces it, so it always works from the schedules and templates the daemon uses.
+of replies and kept; a drain starts it only for ``workers.start_for_messages`` messages due
+(never, by default: a burst of reminders alone went faster without one, README
+"Benchmarks"), but uses it while it runs. Until it is ready, and whenever it is gone
+(killed, crashed), the work is done in the daemon's process as before. A reload replaces it,
+so it always works from the schedules and templates the daemon uses.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _start(settings: Settings, catalog: Catalog) -> None:
 
     # Lower priority than the daemon's process: what the worker writes is needed a few
     # chunks later, while every SMTP and IMAP round trip of the daemon (and the server's
-    # side of it, on the same machine) waits for a core at once. Measured below (README).
+    # side of it, on the same machine) waits for a core at once (README, "Benchmarks").
     if settings.workers.nice and hasattr(os, "nice"):
         os.nice(settings.workers.nice)
     _STATE.update(settings=settings, catalog=catalog, composer=Composer(settings, catalog))

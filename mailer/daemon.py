@@ -159,7 +159,7 @@ class Mailer:
                 survivors = store.claim(session, keys, clock())
             left = list(keys)
             # A big batch is read (understood) by the worker process, at the batch's moment,
-            # while the daemon decides and stores message by message, in order.
+            # while the daemon decides and stores, in arrival order.
             now = clock()
             understood = self.workers.read(
                 [(f.raw, f.size, k) for f, k in zip(batch, keys, strict=True)], now,

@@ -36,9 +36,9 @@ from mailer.handling import (
     handle_group,
     handle_one,
     message_key,
+    understood_of,
 )
 from mailer.inbox import AsyncInbox, Cursor, Fetched
-from mailer.intents import read
 from mailer.outbox import DrainReport, drain
 from mailer.planner import Contact, Plan
 from mailer.schedule import Catalog, read_catalog
@@ -198,8 +198,7 @@ class Mailer:
 
     def _read(self, item: tuple[bytes, int | None, str], now: datetime) -> Intent | str:
         raw, size, key = item
-        return read(raw, self.catalog, now=now, inbox_address=self.policy.inbox_address,
-                    max_bytes=self.policy.max_bytes, size=size, message_id=key)
+        return understood_of(self.catalog, Arrival(raw, now, key, size=size), self.policy)
 
     async def _handle_arrivals(self, arrivals: list[Arrival], crashed_before: bool
                                ) -> list[Handled]:

@@ -130,7 +130,7 @@ def handle(st: store.Store, catalog: Catalog, raw: bytes, *, now: datetime, poli
 
 def handle_one(st: store.Store, catalog: Catalog, arrival: Arrival, policy: Policy) -> Handled:
     """Handle one message in its own transaction; an error is recorded as a failed try."""
-    understood = _understood(catalog, arrival, policy)
+    understood = understood_of(catalog, arrival, policy)
     try:
         with st.transaction() as session:
             handled = _settle(session, catalog, arrival, understood, policy)
@@ -155,7 +155,7 @@ def handle_group(st: store.Store, catalog: Catalog, arrivals: Sequence[Arrival],
     and ``after_crash`` hands such messages to ``handle_one``, alone, so a message that
     kills the process is set aside without taking its group with it.
     """
-    understood = [_understood(catalog, arrival, policy) for arrival in arrivals]
+    understood = [understood_of(catalog, arrival, policy) for arrival in arrivals]
     try:
         with st.transaction() as session:
             done = [_settle(session, catalog, arrival, read_as, policy)
@@ -190,7 +190,9 @@ def groups(keys: Sequence[str], alone: Collection[str], size: int
         first = end
 
 
-def _understood(catalog: Catalog, arrival: Arrival, policy: Policy) -> Intent | str:
+def understood_of(catalog: Catalog, arrival: Arrival, policy: Policy) -> Intent | str:
+    """What the message asks for (``intents.read`` with the policy's limits), unless a
+    worker read it already."""
     if arrival.understood is not None:
         return arrival.understood
     return read(arrival.raw, catalog, now=arrival.now, inbox_address=policy.inbox_address,

@@ -519,17 +519,18 @@ def due_rows(session: Session, now: datetime, limit: int) -> list[Row[Any]]:
     return list(session.execute(_DUE_ROWS, {"now": now, "limit": limit}))
 
 
+_IS_DUE = (OutboxRow.status == "pending", OutboxRow.next_attempt_at <= bindparam("now"))
 _DUE_ROWS = (select(*(OutboxRow.__table__.c[name] for name in (
     "id", "key", "kind", "recipient", "language", "event_id", "name", "country", "sequence",
     "in_reply_to", "next_attempt_at", "registration_id", "context", "attempts")))
-    .where(OutboxRow.status == "pending", OutboxRow.next_attempt_at <= bindparam("now"))
+    .where(*_IS_DUE)
     .order_by(OutboxRow.next_attempt_at, OutboxRow.id).limit(bindparam("limit")))
+_COUNT_DUE = select(func.count()).select_from(OutboxRow).where(*_IS_DUE)
 
 
 def count_due(session: Session, now: datetime) -> int:
-    """How many pending messages are due at ``now``."""
-    return session.scalar(select(func.count()).select_from(OutboxRow).where(
-        OutboxRow.status == "pending", OutboxRow.next_attempt_at <= now)) or 0
+    """How many pending messages are due at ``now`` (what ``due_rows`` would read)."""
+    return session.scalar(_COUNT_DUE, {"now": now}) or 0
 
 
 def next_pending_at(session: Session) -> datetime | None:

@@ -287,6 +287,10 @@ class Composer:
             # A Composer's templates are fixed for its life: the daemon builds a new one on a
             # reload, after checking it. This also saves a stat() per template per message.
             auto_reload=False,
+            # Never evict: the folder holds a bounded set of templates, and the default LRU
+            # cache reorders a queue at every lookup (ten per message with the includes);
+            # a plain dictionary made composing a reminder 9 % cheaper.
+            cache_size=-1,
         )
         self.env.filters["de"] = french_de
         organiser = settings.organiser

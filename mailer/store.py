@@ -43,6 +43,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from mailer.domain import Kind, Outgoing
+from mailer.inline_marks import InlineMarks
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -231,6 +232,8 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._inline = (InlineMarks(self.engine, _outbox)
+                        if self.engine.dialect.name == "sqlite" else None)
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision."""
@@ -255,7 +258,16 @@ class Store:
         with conn.begin():
             conn.execute(_MARK_SENT, {"ids": list(row_ids), "now": now})
 
+    def mark_sent_now(self, row_ids: Sequence[int], now: datetime) -> bool:
+        """Record accepted messages on the caller's thread if that cannot wait: on SQLite, when
+        the write lock is free this instant. False, having done nothing, otherwise (the lock
+        is taken; PostgreSQL, where every commit is a network round trip): use ``mark_sent``
+        in a worker thread."""
+        return self._inline is not None and self._inline.mark(row_ids, now)
+
     def close(self) -> None:
+        if self._inline is not None:
+            self._inline.close()
         self.engine.dispose()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
@@ -184,6 +185,14 @@ class WatchedStore(store.Store):
         super().mark_sent(row_ids, now, conn)
         self.committed += len(row_ids)
 
+    def mark_sent_now(self, row_ids: Sequence[int], now: datetime) -> bool:
+        uncommitted = len(self.sink.messages) - self.committed
+        if not super().mark_sent_now(row_ids, now):
+            return False
+        self.uncommitted_at_commit.append(uncommitted)
+        self.committed += len(row_ids)
+        return True
+
 
 def test_a_connection_sends_nothing_more_until_its_message_is_recorded(
         tmp_path: Path, catalog: Catalog, smtp_sink: SmtpSink) -> None:
@@ -209,7 +218,8 @@ def test_a_connection_sends_nothing_more_until_its_message_is_recorded(
 
 
 class GatedStore(store.Store):
-    """A real store whose commits of sent rows wait for the test to open a gate."""
+    """A real store whose commits of sent rows wait for the test to open a gate (so they all
+    take the worker thread's path, as when SQLite's write lock is taken)."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -224,6 +234,9 @@ class GatedStore(store.Store):
         if self.broken:
             raise OperationalError("UPDATE outbox", {}, Exception("disk I/O error"))
         super().mark_sent(row_ids, now, conn)
+
+    def mark_sent_now(self, row_ids: Sequence[int], now: datetime) -> bool:
+        return False
 
 
 @pytest.fixture
@@ -282,3 +295,70 @@ async def test_a_lone_row_is_committed_after_the_gathering_moment(gated: GatedSt
     await asyncio.wait_for(log.record(7), timeout=5)
     assert gated.groups == [[7]]
     log.close()
+
+
+class NoThreadStore(store.Store):
+    """A real SQLite store on which the worker thread's commit must not be used."""
+
+    def mark_sent(self, row_ids: Sequence[int], now: datetime,
+                  conn: Connection) -> None:
+        raise AssertionError("committed through the worker thread")
+
+
+def _pending_row(st: store.Store) -> int:
+    out = Outgoing(key=outbox_key(Kind.REMINDER, "awa@gouv.sn", "africa-fr", 0, "1d"),
+                   kind=Kind.REMINDER, recipient="awa@gouv.sn", language="fr",
+                   event_id="africa-fr")
+    with st.transaction() as session:
+        store.enqueue(session, [out], now=NOW, domain="secretariat.example")
+        return session.scalars(select(store.OutboxRow.id)).one()
+
+
+def _status(st: store.Store, row_id: int) -> str:
+    with st.transaction() as session:
+        return session.get_one(store.OutboxRow, row_id).status
+
+
+async def test_with_the_write_lock_free_a_sent_row_is_committed_on_the_loop(
+        tmp_path: Path) -> None:
+    """On SQLite, with no other writer, recording a sent row needs no worker thread."""
+    st = NoThreadStore(f"sqlite:///{tmp_path}/m.db")
+    st.migrate()
+    row = _pending_row(st)
+    log = SentLog(st, NOW, gather_seconds=0)
+    await asyncio.wait_for(log.record(row), timeout=5)
+    log.close()
+    assert _status(st, row) == "sent"
+    st.close()
+
+
+async def test_a_held_write_lock_never_stops_the_event_loop(tmp_path: Path) -> None:
+    """While another writer holds SQLite's lock, the record waits in a worker thread, the loop
+    keeps running, and the row is committed once the lock is free."""
+    st = store.Store(f"sqlite:///{tmp_path}/m.db")
+    st.migrate()
+    row = _pending_row(st)
+    locked, ticked = threading.Event(), threading.Event()
+    ticked_while_locked: list[bool] = []
+
+    def other_writer() -> None:
+        holder = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        locked.set()
+        ticked_while_locked.append(ticked.wait(3))     # a blocked loop cannot tick
+        holder.execute("COMMIT")
+        holder.close()
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    assert locked.wait(5)
+    log = SentLog(st, NOW, gather_seconds=0)
+    recording = asyncio.create_task(log.record(row))
+    await asyncio.sleep(0.05)
+    ticked.set()
+    await asyncio.wait_for(recording, timeout=10)
+    writer.join()
+    log.close()
+    assert ticked_while_locked == [True]
+    assert _status(st, row) == "sent"
+    st.close()

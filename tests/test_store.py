@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -98,3 +99,58 @@ def test_a_claim_left_by_a_pass_is_found_and_only_a_counted_crash_is_a_try(
                 for r in session.scalars(select(store.Inbound))}
     # <a@x> keeps its counted try (as a failed one); <b@x> was never tried: no trace.
     assert rows == {"<a@x>": ("failed", 1)}
+
+
+def _three_pending(st: store.Store) -> list[int]:
+    outs = [Outgoing(key=outbox_key(Kind.REMINDER, f"p{n}@x.org", "ev", 0, "1d"),
+                     kind=Kind.REMINDER, recipient=f"p{n}@x.org", language="fr", event_id="ev")
+            for n in range(3)]
+    with st.transaction() as session:
+        store.enqueue(session, outs, now=NOW, domain="example.org")
+        return list(session.scalars(select(store.OutboxRow.id).order_by(store.OutboxRow.id)))
+
+
+def _marks(st: store.Store) -> list[tuple[object, ...]]:
+    with st.engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(
+            "SELECT status, sent_at, attempts FROM outbox ORDER BY id")]
+
+
+def test_marking_sent_at_once_writes_what_the_ordinary_commit_writes(st: store.Store) -> None:
+    """On SQLite the inline mark stores the same status, time and count as ``mark_sent``;
+    on PostgreSQL it declines and leaves the rows alone."""
+    first, second, third = _three_pending(st)
+    with st.engine.connect() as conn:
+        st.mark_sent([first], NOW, conn)
+    inline = st.mark_sent_now([second, third], NOW)
+    marks = _marks(st)
+    if st.engine.dialect.name == "sqlite":
+        assert inline is True
+        assert marks[1] == marks[2] == marks[0]
+        assert marks[0][0] == "sent" and marks[0][2] == 1
+        with st.transaction() as session:
+            stamps = set(session.scalars(select(store.OutboxRow.sent_at)))
+        assert stamps == {NOW}
+    else:
+        assert inline is False
+        assert marks[1] == marks[2] == ("pending", None, 0)
+
+
+def test_marking_sent_at_once_declines_while_another_writer_holds_the_lock(
+        tmp_path: Path) -> None:
+    """With SQLite's write lock taken elsewhere the inline mark says False at once, changes
+    nothing, and works again once the lock is free."""
+    st = store.Store(f"sqlite:///{tmp_path}/m.db")
+    st.migrate()
+    (row, *_) = _three_pending(st)
+    holder = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        assert st.mark_sent_now([row], NOW) is False
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    assert _marks(st)[0] == ("pending", None, 0)
+    assert st.mark_sent_now([row], NOW) is True
+    assert _marks(st)[0][0] == "sent"
+    st.close()

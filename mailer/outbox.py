@@ -141,10 +141,12 @@ class SentLog:
     """Marks accepted messages sent in shared commits (group commit).
 
     Each connection waits until its message is committed before it sends another, as with
-    one commit per message; but the messages accepted while a commit runs share the next
-    one, and a commit waits up to ``gather_seconds`` for every one of the ``senders``
-    connections to have a row in it (none can add a second). In a 5,000-reminder burst over
-    four connections that made one commit per four messages instead of about three per five.
+    one commit per message; but a commit waits up to ``gather_seconds`` for every one of the
+    ``senders`` connections to have a row in it (none can add a second), and the messages
+    accepted while a commit runs in a thread share the next one. In a 5,000-reminder burst
+    over four connections that made one commit per four messages instead of about three per
+    five. The commit runs on the event loop's thread when SQLite's write lock is free this
+    instant (``Store.mark_sent_now``), in a worker thread otherwise.
     """
 
     def __init__(self, st: store.Store, now: datetime, senders: int = 1,

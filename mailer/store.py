@@ -1,7 +1,8 @@
 """The store: registrations, handled inbound mail, the outbox and event versions, in SQL.
 
 SQLAlchemy 2 models, created and upgraded by Alembic (``mailer/migrations``). SQLite by
-default, PostgreSQL for larger deployments: nothing here is SQLite-only. Every state change
+default, PostgreSQL for larger deployments: nothing here needs SQLite (its one shortcut,
+``mark_sent_now``, says False elsewhere and the ordinary path runs). Every state change
 and the messages it causes are written in one transaction (``Store.transaction``); the
 per-country limit is kept by serialising transactions that touch one event
 (``lock_event``: a row lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite).
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -118,6 +120,9 @@ class OutboxRow(Base):
     """One message to send, keyed so the same message is never enqueued twice."""
 
     __tablename__ = "outbox"
+    # What the drain reads (pending, due, oldest first) in index order, never sorted: see
+    # migration 0002.
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(1000), unique=True)
@@ -133,9 +138,9 @@ class OutboxRow(Base):
     in_reply_to: Mapped[str | None] = mapped_column(String(998), nullable=True)
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     message_id: Mapped[str] = mapped_column(String(998))
-    status: Mapped[str] = mapped_column(String(20), index=True)  # pending|sent|failed|missed
+    status: Mapped[str] = mapped_column(String(20))  # pending|sent|failed|missed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

@@ -154,3 +154,40 @@ def test_marking_sent_at_once_declines_while_another_writer_holds_the_lock(
     assert st.mark_sent_now([row], NOW) is True
     assert _marks(st)[0][0] == "sent"
     st.close()
+
+
+def test_reading_what_is_due_walks_one_index_and_never_sorts(tmp_path: Path) -> None:
+    """SQLite answers the drain's read of due messages from ``ix_outbox_due``, in its order."""
+    st = store.Store(f"sqlite:///{tmp_path}/m.db")
+    st.migrate()
+    compiled = store._DUE_ROWS.compile(dialect=st.engine.dialect)
+    values = compiled.construct_params({"now": "2020-07-01 12:00:00.000000", "limit": 200})
+    with st.engine.connect() as conn:
+        plan = " / ".join(row[-1] for row in conn.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {compiled}",
+            tuple(values[name] for name in compiled.positiontup or ())))
+    st.close()
+    assert "ix_outbox_due" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_an_outbox_made_before_the_due_index_keeps_its_rows_when_upgraded(
+        tmp_path: Path) -> None:
+    """Upgrading a store from revision 0001 adds the index and loses no message."""
+    from alembic import command
+    from alembic.config import Config
+
+    st = store.Store(f"sqlite:///{tmp_path}/m.db")
+    config = Config()
+    config.set_main_option("script_location", str(Path(store.__file__).parent / "migrations"))
+    with st.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    (row, *_) = _three_pending(st)
+    st.migrate()
+    with st.engine.connect() as conn:
+        indexes = {r[1] for r in conn.exec_driver_sql("PRAGMA index_list(outbox)")}
+    assert "ix_outbox_due" in indexes and "ix_outbox_status" not in indexes
+    with st.transaction() as session:
+        assert [r.id for r in store.due_rows(session, NOW, 10)][0] == row
+        assert len(store.due_rows(session, NOW, 10)) == 3
+    st.close()

@@ -33,6 +33,7 @@ from bench.common import (
     in_child,
     mb,
     measure,
+    preload_daemon_modules,
     quiet_logs,
     row,
     send_prebuilt,
@@ -54,7 +55,7 @@ TARGET_PEAK = 200 * 1024 * 1024
 def daemon_pass(settings: Settings, log_path: Path, trace: bool,
                 profile: Path | None = None) -> Measured:
     """One ``run_once`` at NOW over the whole inbox."""
-    import mailer.compose  # noqa: F401 - a running daemon has its modules loaded already
+    preload_daemon_modules()
     from mailer.daemon import run_once
 
     quiet_logs(log_path)

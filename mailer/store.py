@@ -237,8 +237,12 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # A file, not an in-memory database: a second connection to that would open another,
+        # empty one (and detaching it from the pool would take the store's own).
+        database = self.engine.url.database or ":memory:"
+        on_file = database != ":memory:" and "mode=memory" not in str(self.engine.url)
         self._inline = (InlineMarks(self.engine, _outbox)
-                        if self.engine.dialect.name == "sqlite" else None)
+                        if self.engine.dialect.name == "sqlite" and on_file else None)
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision."""

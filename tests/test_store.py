@@ -191,3 +191,16 @@ def test_an_outbox_made_before_the_due_index_keeps_its_rows_when_upgraded(
         assert [r.id for r in store.due_rows(session, NOW, 10)][0] == row
         assert len(store.due_rows(session, NOW, 10)) == 3
     st.close()
+
+
+def test_an_in_memory_store_records_sent_messages_the_ordinary_way() -> None:
+    """With ``sqlite://`` (one in-memory database per connection) the inline mark declines,
+    and the store's own connection still sees its rows."""
+    st = store.Store("sqlite://")
+    st.migrate()
+    (row, *_) = _three_pending(st)
+    assert st.mark_sent_now([row], NOW) is False
+    with st.engine.connect() as conn:
+        st.mark_sent([row], NOW, conn)
+    assert _marks(st)[0][0] == "sent"
+    st.close()

@@ -362,3 +362,28 @@ async def test_a_held_write_lock_never_stops_the_event_loop(tmp_path: Path) -> N
     assert ticked_while_locked == [True]
     assert _status(st, row) == "sent"
     st.close()
+
+
+def test_a_drain_records_every_accepted_message_on_either_database(
+        st: store.Store, tmp_path: Path, catalog: Catalog, smtp_sink: SmtpSink) -> None:
+    """On SQLite (inline commits) and PostgreSQL (commits in a thread) alike, twelve reminders
+    reach the server once each and are all marked sent."""
+    settings = settings_for(tmp_path, smtp_sink)
+    rows = [Outgoing(key=outbox_key(Kind.REMINDER, f"p{i}@gouv.sn", "africa-fr", 0, "1d"),
+                     kind=Kind.REMINDER, recipient=f"p{i}@gouv.sn", language="fr",
+                     event_id="africa-fr", name=f"P {i}", country="SN") for i in range(12)]
+    with st.transaction() as session:
+        store.enqueue(session, rows, now=NOW, domain="secretariat.example")
+    composer = Composer(settings, catalog)
+
+    async def go() -> DrainReport:
+        async with Sender(settings.smtp) as sender:
+            return await drain(st, composer.compose, sender, catalog=catalog,
+                               settings=settings, now=NOW)
+    assert asyncio.run(go()).sent == 12
+    assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == sorted(
+        r.recipient for r in rows)
+    with st.transaction() as session:
+        marked = session.execute(select(store.OutboxRow.status, store.OutboxRow.sent_at,
+                                        store.OutboxRow.attempts)).all()
+    assert {tuple(m) for m in marked} == {("sent", NOW, 1)}

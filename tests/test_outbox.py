@@ -194,15 +194,12 @@ class WatchedStore(store.Store):
         return True
 
 
-def test_a_connection_sends_nothing_more_until_its_message_is_recorded(
-        tmp_path: Path, catalog: Catalog, smtp_sink: SmtpSink) -> None:
-    """However commits are grouped, accepted but unrecorded messages never outnumber connections."""
-    settings = settings_for(tmp_path, smtp_sink)
-    st = WatchedStore(settings.store.url, smtp_sink)
-    st.migrate()
+def drain_reminders(st: store.Store, count: int, settings: Settings,
+                    catalog: Catalog) -> tuple[list[Outgoing], DrainReport]:
+    """Enqueue ``count`` reminders for africa-fr and drain them once over real SMTP."""
     rows = [Outgoing(key=outbox_key(Kind.REMINDER, f"p{i}@gouv.sn", "africa-fr", 0, "1d"),
                      kind=Kind.REMINDER, recipient=f"p{i}@gouv.sn", language="fr",
-                     event_id="africa-fr", name=f"P {i}", country="SN") for i in range(40)]
+                     event_id="africa-fr", name=f"P {i}", country="SN") for i in range(count)]
     with st.transaction() as session:
         store.enqueue(session, rows, now=NOW, domain="secretariat.example")
     composer = Composer(settings, catalog)
@@ -211,7 +208,16 @@ def test_a_connection_sends_nothing_more_until_its_message_is_recorded(
         async with Sender(settings.smtp) as sender:
             return await drain(st, composer.compose, sender, catalog=catalog,
                                settings=settings, now=NOW)
-    report = asyncio.run(go())
+    return rows, asyncio.run(go())
+
+
+def test_a_connection_sends_nothing_more_until_its_message_is_recorded(
+        tmp_path: Path, catalog: Catalog, smtp_sink: SmtpSink) -> None:
+    """However commits are grouped, accepted but unrecorded messages never outnumber connections."""
+    settings = settings_for(tmp_path, smtp_sink)
+    st = WatchedStore(settings.store.url, smtp_sink)
+    st.migrate()
+    _, report = drain_reminders(st, 40, settings, catalog)
     st.close()
     assert report.sent == 40 and st.committed == 40 and len(smtp_sink.messages) == 40
     assert max(st.uncommitted_at_commit) <= settings.smtp.connections
@@ -368,19 +374,8 @@ def test_a_drain_records_every_accepted_message_on_either_database(
         st: store.Store, tmp_path: Path, catalog: Catalog, smtp_sink: SmtpSink) -> None:
     """On SQLite (inline commits) and PostgreSQL (commits in a thread) alike, twelve reminders
     reach the server once each and are all marked sent."""
-    settings = settings_for(tmp_path, smtp_sink)
-    rows = [Outgoing(key=outbox_key(Kind.REMINDER, f"p{i}@gouv.sn", "africa-fr", 0, "1d"),
-                     kind=Kind.REMINDER, recipient=f"p{i}@gouv.sn", language="fr",
-                     event_id="africa-fr", name=f"P {i}", country="SN") for i in range(12)]
-    with st.transaction() as session:
-        store.enqueue(session, rows, now=NOW, domain="secretariat.example")
-    composer = Composer(settings, catalog)
-
-    async def go() -> DrainReport:
-        async with Sender(settings.smtp) as sender:
-            return await drain(st, composer.compose, sender, catalog=catalog,
-                               settings=settings, now=NOW)
-    assert asyncio.run(go()).sent == 12
+    rows, report = drain_reminders(st, 12, settings_for(tmp_path, smtp_sink), catalog)
+    assert report.sent == 12
     assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == sorted(
         r.recipient for r in rows)
     with st.transaction() as session:

@@ -225,8 +225,8 @@ def timed_pair(settings: Settings, log_path: Path, now: datetime, sink: Counting
     sink.settle(base.result["sent"])
     seconds, base_seconds = last - timed.started, sink.last_accept - base.started
     return {"timed": timed, "daemon_sent": daemon_sent, "first": first, "last": last,
-            "sink_cpu": sink_cpu, "base": base, "base_end": sink.last_accept,
-            "base_sink_cpu": sink.cpu_seconds, "seconds": seconds,
+            "sink_cpu": sink_cpu, "base": base, "base_sink_cpu": sink.cpu_seconds,
+            "seconds": seconds,
             "base_seconds": base_seconds,
             "ratio": (daemon_sent / seconds) / (base.result["sent"] / base_seconds)}
 

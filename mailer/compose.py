@@ -218,7 +218,6 @@ _MIME = {".pdf": "application/pdf",
          ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
 
 
-
 def carries_pack(out: Outgoing) -> bool:
     """True for the messages that attach the information pack's files."""
     return out.kind is Kind.PACK or (out.kind is Kind.ACKNOWLEDGEMENT
@@ -249,7 +248,6 @@ def attachments_for(out: Outgoing, catalog: Catalog, settings: Settings
         pdf = certificate_pdf(out.name, event, out.language)
         attached.append((f"certificate-{event.id}.pdf", "application/pdf", pdf))
     return attached, links
-
 
 
 def compose_message(out: Outgoing, compose: Callable[..., wire.WireMessage], catalog: Catalog,

@@ -131,10 +131,8 @@ class Mailer:
                                        self.policy.domain)
         return changes, current
 
-    def handle(self, raw: bytes, now: datetime, understood: Intent | str | None = None,
-               **where: int | str | None) -> Handled:
-        return handle(self.store, self.catalog, raw, now=now, policy=self.policy,
-                      understood=understood, **where)
+    def handle(self, raw: bytes, now: datetime, **where: int | str | None) -> Handled:
+        return handle(self.store, self.catalog, raw, now=now, policy=self.policy, **where)
 
     async def read_inbox(self, inbox: AsyncInbox, clock: Callable[[], datetime],
                          report: PassReport,

@@ -89,7 +89,7 @@ class Participant:
 
 @dataclass(frozen=True)
 class Intent:
-    """What one inbound message means: the output of ``intents.understand``."""
+    """What one inbound message means: the output of ``understand.understand``."""
 
     kind: IntentKind
     sender: str

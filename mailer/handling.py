@@ -30,9 +30,9 @@ from mailer.domain import (
     normalise_email,
 )
 from mailer.inbox import message_id_of
-from mailer.intents import read
 from mailer.rules import Decision, Registered, decide
 from mailer.schedule import Catalog
+from mailer.understand import read
 
 log = structlog.get_logger(__name__)
 
@@ -191,7 +191,7 @@ def groups(keys: Sequence[str], alone: Collection[str], size: int
 
 
 def understood_of(catalog: Catalog, arrival: Arrival, policy: Policy) -> Intent | str:
-    """What the message asks for (``intents.read`` with the policy's limits), unless a
+    """What the message asks for (``understand.read`` with the policy's limits), unless a
     worker read it already."""
     if arrival.understood is not None:
         return arrival.understood

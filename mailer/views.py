@@ -109,7 +109,7 @@ def _with_timetable(rows: list[dict[str, Any]], catalog: Catalog,
 
 def parse_view(settings: Settings, path: Path, now: datetime | None, *, as_json: bool) -> str:
     """What the daemon understands from one message file."""
-    from mailer.intents import understand
+    from mailer.understand import understand
 
     catalog = load(settings)
     intent = understand(path.read_bytes(), catalog, now=_now(now),

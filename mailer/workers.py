@@ -83,8 +83,8 @@ def _compose_chunk(outs: list[Outgoing], now: datetime) -> list[WireMessage | Wo
 
 def _read_chunk(items: list[tuple[bytes, int | None, str]], now: datetime,
                 inbox_address: str, max_bytes: int) -> list[Intent | str]:
-    """What each reply asks for, or why it cannot be read (``intents.read``)."""
-    from mailer.intents import read
+    """What each reply asks for, or why it cannot be read (``understand.read``)."""
+    from mailer.understand import read
 
     catalog = _STATE["catalog"]
     return [read(raw, catalog, now=now, inbox_address=inbox_address, max_bytes=max_bytes,
@@ -174,7 +174,7 @@ class Workers:
              inbox_address: str, max_bytes: int,
              inline: Callable[[tuple[bytes, int | None, str]], Intent | str]
              ) -> list[Callable[[], Awaitable[Intent | str]]] | None:
-        """What each fetched reply ``(raw, size, message_id)`` asks for (``intents.read``),
+        """What each fetched reply ``(raw, size, message_id)`` asks for (``understand.read``),
         read by the worker, or None: read them yourself."""
         return self._map(_read_chunk, items, (now, inbox_address, max_bytes), inline)
 

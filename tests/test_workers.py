@@ -28,10 +28,10 @@ from mailer.daemon import Mailer, PassReport
 from mailer.domain import Kind, Outgoing, outbox_key
 from mailer.errors import WorkerError
 from mailer.inbox import AsyncInbox
-from mailer.intents import read
 from mailer.outbox import drain
 from mailer.schedule import Catalog, load_catalog
 from mailer.smtp import Sender
+from mailer.understand import read
 from mailer.workers import Workers
 from tests.servers.imap import ImapServer
 from tests.servers.smtp import SmtpSink, smtp_settings

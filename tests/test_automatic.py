@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.automail import Automatic, classify_automatic
+from mailer.understand.automatic import Automatic, classify_automatic
 from tests.conftest import CORPUS
 
 BOUNCES = CORPUS / "bounces"

@@ -1,4 +1,4 @@
-"""Tests of mailer.intents: one inbound email in, one Intent out, for the cases users send."""
+"""Tests of mailer.understand: one inbound email in, one Intent out, for the cases users send."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from icalendar import Calendar, Event, vCalAddress
 
 from mailer.domain import Intent, IntentKind, make_message_id
-from mailer.intents import fold, parse_message, read_participants, understand
 from mailer.schedule import Catalog, load_catalog
+from mailer.understand import fold, parse_message, read_participants, understand
 
 NOW = datetime(2020, 7, 1, 12, 0, tzinfo=UTC)
 INBOX = "webinars@example.org"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.reply import body_text, extract_reply, html_to_text, reply_text
+from mailer.understand.written import body_text, extract_reply, html_to_text, reply_text
 from tests.conftest import CORPUS
 
 REPLIES = CORPUS / "client-replies"

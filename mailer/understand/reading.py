@@ -1,0 +1,154 @@
+"""One inbound email in, one ``Intent`` out: the order in which the questions are asked.
+
+First: is it automatic (bounces, auto-replies: never answered)? Then: is it a calendar reply?
+Then what the sender wrote (quote and signature removed) says what they want (cancellation,
+registration, certificate request, question, unknown) and who; the event comes from the
+headers, else from the words. Nothing here reads the clock, the network or the database;
+malformed mail gives an ``unknown`` intent, never an exception.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import datetime
+from email.message import EmailMessage
+
+from mailer.domain import Intent, IntentKind, Participant, normalise_email
+from mailer.schedule import Catalog
+from mailer.understand.automatic import classify_automatic
+from mailer.understand.calendar_reply import calendar_reply
+from mailer.understand.event import EventChoice, event_from_headers, event_from_text
+from mailer.understand.folding import fold
+from mailer.understand.language import language_of
+from mailer.understand.message import (
+    bounded,
+    clean_header,
+    digest_id,
+    header_text,
+    message_id_of,
+    parse_message,
+    references_of,
+    safe_bytes,
+    sender_of,
+)
+from mailer.understand.wants import classify
+from mailer.understand.written import reply_text
+
+MAX_ANALYSED = 100_000      # characters of reply text analysed: keeps hostile mail linear
+MAX_TEXT = 5_000            # characters of reply text kept in the intent
+
+
+def read(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str, max_bytes: int,
+         size: int | None, message_id: str) -> Intent | str:
+    """What one raw message asks for, or why it cannot be read (then it is quarantined).
+
+    ``size`` is the size the server gave (the body of a message over the limit was not
+    downloaded). Never raises, and needs no store, so a worker process can do it
+    (``mailer.workers``).
+    """
+    if not raw:
+        return f"too large ({size} bytes) or empty: not downloaded"
+    if len(raw) > max_bytes:
+        return f"too large ({len(raw)} bytes, limit {max_bytes})"
+    try:
+        # The intent carries ``message_id``: understand never reads the header again.
+        return understand(raw, catalog, now=now, inbox_address=inbox_address,
+                          message_id=message_id)
+    except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop
+        return f"could not be read: {type(exc).__name__}: {exc}"[:500]
+
+
+def understand(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str,
+               message_id: str | None = None) -> Intent:
+    """What one raw inbound message asks for; malformed mail gives an ``unknown`` intent.
+
+    ``message_id``: the id the caller already knows the message by (its Message-ID, or the
+    stand-in for mail without one); the intent carries it, and the header is not read again.
+    """
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raw = str(raw).encode("utf-8", "replace")
+    fallback_id = message_id or digest_id(bytes(raw))
+    try:
+        msg = parse_message(raw)
+    except Exception as exc:  # the parser is lenient, but a crash here must not stop the daemon
+        return _unreadable("", fallback_id, exc)
+    return understand_message(msg, catalog, now=now, inbox_address=inbox_address,
+                              fallback_id=fallback_id, message_id=message_id)
+
+
+def understand_message(msg: EmailMessage, catalog: Catalog, *, now: datetime,
+                       inbox_address: str, fallback_id: str | None = None,
+                       message_id: str | None = None) -> Intent:
+    """What one parsed message asks for; ``fallback_id`` names it when it has no Message-ID,
+    and a known ``message_id`` (see ``understand``) is used instead of its header."""
+    sender = ""
+    known = message_id
+    message_id = known or fallback_id or ""
+    try:
+        sender = sender_of(msg)
+        message_id = known or message_id_of(msg) or fallback_id or digest_id(safe_bytes(msg))
+        return _understand(bounded(msg), catalog, now, inbox_address, sender, message_id)
+    except Exception as exc:  # hostile mail: any failure to read it is an answerable "unknown"
+        return _unreadable(sender, message_id or digest_id(b""), exc)
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+def _understand(msg: EmailMessage, catalog: Catalog, now: datetime, inbox: str, sender: str,
+                message_id: str) -> Intent:
+    subject = clean_header(header_text(msg, "Subject"))
+    references = references_of(msg)
+    base = Intent(kind=IntentKind.UNKNOWN, sender=sender, message_id=message_id,
+                  subject=subject, references=references)
+    header_event = event_from_headers(msg, catalog, inbox, subject, references)
+
+    automatic = classify_automatic(msg)
+    if automatic is not None:
+        kind = IntentKind.BOUNCE if automatic.kind == "bounce" else IntentKind.AUTO_REPLY
+        return _with(base, kind=kind, event_id=header_event,
+                     bounced=tuple(normalise_email(a) for a in automatic.bounced),
+                     bounce_temporary=bool(automatic.temporary), reason=automatic.reason)
+
+    text = reply_text(msg)[:MAX_ANALYSED]
+    folded = fold(text)
+    language = language_of(folded)
+    calendar = calendar_reply(msg, sender, subject, catalog)
+    if calendar is not None:
+        event_id = calendar.event_id or header_event
+        found = EventChoice(event_id) if event_id else event_from_text(folded, catalog, now)
+        return _finish(base, catalog, found, language or calendar.language,
+                       kind=IntentKind.CALENDAR_REPLY, partstat=calendar.partstat,
+                       participants=(Participant(email=calendar.attendee or sender),),
+                       reason=f"calendar reply {calendar.partstat} ({calendar.source})",
+                       text=text[:MAX_TEXT])
+
+    found = EventChoice(header_event) if header_event else event_from_text(folded, catalog, now)
+    kind, participants, certificate, reason = classify(text, folded, sender)
+    return _finish(base, catalog, found, language, kind=kind, participants=participants,
+                   certificate=certificate, reason=reason, text=text[:MAX_TEXT])
+
+
+def _finish(base: Intent, catalog: Catalog, found: EventChoice, language: str | None,
+            *, reason: str, **changes: object) -> Intent:
+    """Add the event, the language (falling back to the event's, then English) and the reason."""
+    if found.event_id is None and found.why:
+        reason = f"{reason}; {found.why}"
+    event = catalog.events.get(found.event_id) if found.event_id else None
+    lang = language or (event.language if event else None) or "en"
+    return _with(base, event_id=found.event_id, candidates=found.candidates, language=lang,
+                 reason=reason, **changes)
+
+
+def _with(intent: Intent, **changes: object) -> Intent:
+    return replace(intent, **changes)  # type: ignore[arg-type]
+
+
+def _unreadable(sender: str, message_id: str, exc: BaseException) -> Intent:
+    why = f"{type(exc).__name__}: {exc}"
+    why = re.sub(r"\s+", " ", why)[:200]
+    return Intent(kind=IntentKind.UNKNOWN, sender=sender, message_id=message_id,
+                  reason=f"unreadable: {why}")
+
+

@@ -1,0 +1,130 @@
+"""What the sender wants: cancel, register, a certificate, an answer to a question, or nothing.
+
+Hand-written on purpose: the requests are short sentences in three languages whose sense turns
+on a verb and a negation close before it ("I will not cancel", "je ne pourrai pas
+participer"); small regular expressions over folded text read them, each bounded to a clause.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mailer.domain import IntentKind, Participant
+from mailer.understand.who import (
+    named_or_sender,
+    participants_of,
+    read_participants,
+    registration_reason,
+)
+
+# --------------------------------------------------------------------------- the text
+
+# A negation close before a verb flips it ("I will not cancel", "je ne veux pas annuler",
+# "no quiero cancelar"). Kept simple on purpose: only the last few words of the same clause
+# are looked at, so "No, please cancel my registration" still cancels.
+_NEGATION = re.compile(r"\b(?:not|n't|never|no|ne|n'|pas|jamais|nunca)\b|n't|\bn'")
+_CLAUSE_END = re.compile(r"[.,;:!?¿¡\n]")
+
+
+def _negated(folded: str, start: int) -> bool:
+    before = folded[max(0, start - 60):start]
+    clause = _CLAUSE_END.split(before)[-1]
+    window = " ".join(clause.split()[-4:])
+    return bool(_NEGATION.search(window)) or clause.endswith("n'")
+
+
+def _sense(pattern: re.Pattern[str], folded: str, *, negatable: bool = True) -> bool:
+    """True when ``pattern`` occurs at least once without a negation just before it."""
+    return any(not (negatable and _negated(folded, m.start()))
+               for m in pattern.finditer(folded))
+
+
+def _rx(*parts: str) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in parts), re.M)
+
+
+_REGISTRATIONS = r"(?:registration|participation|attendance|inscription|inscripcion|registro)"
+# Verbs that withdraw; negatable ("I will not cancel").
+_CANCEL_VERB = _rx(
+    r"\bcancel+(?:ing|ed)?\b(?: (?:my|our|the|this))? (?:registration|participation|"
+    r"attendance|place|seat|spot)",
+    r"\b(?:please )?cancel+ (?:me|my|us)\b", r"\bwithdraw (?:my|our|from)\b",
+    # Not "To unsubscribe from this list": a mailing-list footer left under the reply.
+    r"\bunsubscribe (?:me|us|from)\b(?<!from)|\bunsubscribe from (?!th(?:is|e) (?:list|group|"
+    r"mailing|newsletter))|^\s*unsubscribe\s*$",
+    r"\bderegister\b|\bunregister\b|\bremove me from\b",
+    r"\bannul+(?:er|ez|e|ons)\b(?: (?:mon|ma|notre|l'|la|cette))? ?" + _REGISTRATIONS,
+    r"\b(?:me|nous) desinscri\w*", r"\bdesinscri(?:re|vez|ption)\b",
+    r"\bretir(?:er|ez) (?:mon|ma|notre)\b",
+    r"\b(?:cancel|anul)\w*(?: (?:mi|nuestra|nuestro|el|la|su))? ?" + _REGISTRATIONS,
+    r"\bdar(?:me)? de baja\b|\bdesinscribir\w*\b",
+    # The keyword our templates ask for ("reply with the word CANCEL"), alone on its line.
+    r"^\W*(?:cancel|annuler|cancelar)\W*$",
+)
+# Phrases that already contain their negation ("je ne pourrai pas participer").
+_CANNOT_ATTEND = _rx(
+    r"\b(?:can ?not|can't|cannot|no longer able to|won't be able to|will not be able to|"
+    r"unable to|not be able to|can no longer|will no longer) "
+    r"(?:attend|participate|join|make it|take part)",
+    r"\bne (?:pourrai|pourrons|peux|pourra|pourrais|serai|serons) (?:pas|plus) "
+    r"(?:participer|assister|etre present|y assister|prendre part|me connecter)",
+    r"\bje ne participerai (?:pas|plus)\b|\b(?:suis|serai|sommes|serons) empeche\w*\b",
+    r"\bno (?:podre|podremos|puedo|podra|podria) (?:asistir|participar|conectarme|estar)",
+    r"\bya no (?:podre|puedo) (?:asistir|participar)\b",
+)
+_CERTIFICATE = re.compile(r"\b(?:certific\w*|attestation\w*|constancia\w*)\b")
+_QUESTION_START = re.compile(
+    r"(?:^|[.!\n]\s*)(?:what|when|where|how|why|which|who|will|is there|are there|can i|"
+    r"could you|do you|does|would it|est-ce que?|quel|quelle|quels|quelles|quand|comment|"
+    r"pourquoi|combien|y aura-t-il|cuando|como|donde|cual|cuales|por que|habra|hay)\b")
+_REGISTER_SENSE = _rx(
+    r"\b(?:would like|wish|want|wants|like|wishes|request|intend|plan) to "
+    r"(?:register|sign up|enrol+|participate|attend|join|take part)",
+    r"\bplease (?:register|enrol+|sign (?:me|us) up|include|add)\b",
+    r"\b(?:register|enrol+|sign up|include) (?:me|us|the following|our|my)\b",
+    r"\bi (?:will|shall|would) (?:attend|participate|join)\b|\bi am interested\b",
+    r"\b(?:confirm|confirming|confirms) (?:my|our|the) (?:participation|attendance|interest)",
+    r"\b(?:registration|participant) (?:details|form)\b",
+    r"\b(?:souhaite|souhaitons|souhaiterais|souhaiterions|voudrais|voudrions|aimerais|"
+    r"desire|desirons|veux|voulons) (?:m'|nous |vous |)(?:inscri\w*|participer|assister)",
+    r"\b(?:merci de|veuillez|pourriez-vous|prie de) (?:bien vouloir )?(?:m'|nous |)inscrire",
+    r"\bje m'inscris\b|\bnous nous inscrivons\b|\binscri(?:re|ption) (?:de|des|du)\b",
+    r"\bconfirm\w* (?:ma|notre) (?:participation|presence)|\bje participerai\b",
+    r"\b(?:quisiera|quiero|deseo|deseamos|queremos|quisieramos|me gustaria|desearia|"
+    r"solicito) (?:inscribirme|inscribir|registrarme|registrar|participar|asistir)",
+    r"\b(?:inscribame|registreme|inscribirme|registrarme|inscribanme)\b",
+    r"\bconfirm\w* (?:mi|nuestra) (?:participacion|asistencia)|\basistire\b|\bparticipare\b",
+    r"\b(?:delegation|delegacion)\b",
+)
+
+
+def classify(text: str, folded: str, sender: str
+              ) -> tuple[IntentKind, tuple[Participant, ...], bool, str]:
+    """Kind, participants, certificate flag and reason from what the sender wrote.
+
+    Cancellation comes first (a withdrawal quoting its own form is still a withdrawal);
+    filled form fields make a registration even when the text also mentions a certificate,
+    which then sets the certificate flag; a certificate alone is a certificate request.
+    """
+    if not folded.strip():
+        return IntentKind.UNKNOWN, (), False, "empty reply"
+    if _sense(_CANCEL_VERB, folded) or _sense(_CANNOT_ATTEND, folded, negatable=False):
+        return (IntentKind.CANCELLATION, named_or_sender(text, sender), False,
+                "cancellation")
+    certificate = _sense(_CERTIFICATE, folded)
+    registering = _sense(_REGISTER_SENSE, folded)
+    records = read_participants(text)
+    if not registering and sum(r.loose for r in records) < 2:
+        # One "Name, Ministry, Country" line alone is more likely a signature than a form.
+        records = [r for r in records if not r.loose]
+    if records or registering:
+        participants = participants_of(records, sender)
+        return (IntentKind.REGISTRATION, participants, certificate,
+                registration_reason(participants, sender))
+    if certificate:
+        return (IntentKind.CERTIFICATE_REQUEST, named_or_sender(text, sender), True,
+                "certificate request")
+    if "?" in folded or _QUESTION_START.search(folded):
+        return IntentKind.QUESTION, (), False, "question"
+    return IntentKind.UNKNOWN, (), False, "no request recognised"
+

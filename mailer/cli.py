@@ -180,6 +180,9 @@ def once(ctx: click.Context, config: str | None, now: str | None, no_read: bool,
                f"{report.planned}, missed "
                f"{report.missed}; sent {report.drain.sent}, retrying {report.drain.retried}, "
                f"failed {report.drain.failed}")
+    if not report.leading:
+        click.echo(f"another instance ({report.leader or 'a pass that just ended'}) leads: "
+                   "this pass did not read the inbox or plan, it only sent what was due")
 
 
 @cli.command()
@@ -192,6 +195,19 @@ def run(ctx: click.Context, config: str | None) -> None:
 
     settings = settings_from(ctx, config)
     asyncio.run(serve(settings))
+
+
+@cli.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.pass_context
+@guarded
+def status(ctx: click.Context, config: str | None, as_json: bool) -> None:
+    """Which instances (run, once) use the store, which one leads, what each has claimed."""
+    from mailer.views import status_view
+
+    settings = settings_from(ctx, config)
+    click.echo(status_view(settings, as_json=as_json))
 
 
 @cli.command()

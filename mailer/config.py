@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mailer.errors import ConfigError, Problem, toml_error
@@ -127,6 +127,29 @@ class Retention(_Section):
     days: int = Field(default=365, ge=1)
 
 
+class Cluster(_Section):
+    """Several mailer processes over one store: the leases that share the work among them.
+
+    Every ``mailer run`` and ``mailer once`` claims the outbox rows it sends for
+    ``lease_seconds`` and one of them holds the leader's lease (reading the inbox,
+    deciding replies, planning); each renews what it holds every ``renew_seconds``. A
+    process that dies stops renewing: its claims and its lease pass to another once they
+    expire, so ``lease_seconds`` is how long a dead instance's work waits.
+    """
+
+    lease_seconds: float = Field(default=30.0, ge=1, le=3600)
+    renew_seconds: float = Field(default=10.0, gt=0)
+    # Shown by `mailer status`; default: the machine's host name.
+    name: str | None = Field(default=None, max_length=60)
+
+    @model_validator(mode="after")
+    def _renewed_in_time(self) -> Cluster:
+        # Two renewals per lease at least: one late renewal must not lose the lease.
+        if self.renew_seconds * 2 > self.lease_seconds:
+            raise ValueError("renew_seconds must be at most half of lease_seconds")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration of one mailer."""
 
@@ -142,6 +165,7 @@ class Settings(BaseSettings):
     limits: Limits = Limits()
     workers: Workers = Workers()
     retention: Retention = Retention()
+    cluster: Cluster = Cluster()
 
     @classmethod
     def settings_customise_sources(

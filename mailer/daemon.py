@@ -13,18 +13,19 @@ import functools
 import hashlib
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from mailer import store
+from mailer import claims, store
+from mailer.cluster import Cluster
 from mailer.config import Settings
 from mailer.contacts import catalog_contacts
 from mailer.domain import Intent
-from mailer.errors import Problem, ScheduleError
+from mailer.errors import LeaseLost, Problem, ScheduleError
 from mailer.handling import (
     GROUP,
     Arrival,
@@ -68,18 +69,22 @@ class PassReport:
     drain: DrainReport = field(default_factory=DrainReport)
     changes: list[EventChange] = field(default_factory=list)
     outcomes: list[Handled] = field(default_factory=list)
+    # Whether this pass led (read the inbox and planned); if not, who did.
+    leading: bool = True
+    leader: str | None = None
 
 
 class Mailer:
     """The long-lived parts of a running mailer, and the steps of a pass."""
 
-    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog, command: str = "run") -> None:
         from mailer.compose import Composer
 
         self.settings = settings
         self.catalog = catalog
         self.store = store.Store(settings.store.url)
         self.store.migrate()
+        self.cluster = Cluster(self.store, settings, command)
         self.composer = Composer(settings, catalog)
         self.workers = Workers(settings, catalog)
         self.contacts: list[Contact] = []
@@ -94,12 +99,28 @@ class Mailer:
                              max_bytes=settings.imap.max_message_bytes)
 
     @classmethod
-    def open(cls, settings: Settings) -> Mailer:
+    def open(cls, settings: Settings, command: str = "run") -> Mailer:
         """Load the schedules (raising ScheduleError if they are invalid) and open the store."""
         catalog, problems = read_catalog(settings.paths.schedules)
         if problems:
             raise ScheduleError(problems)
-        return cls(settings, catalog)
+        return cls(settings, catalog, command)
+
+    def beat(self, lead: bool) -> bool:
+        """Say this instance is alive and, with ``lead``, take or renew the leader's lease;
+        return whether it leads. From the first try on, every decision is made under the
+        lease (``Policy.leader``): a process that lost it decides nothing more."""
+        self.cluster.check_in()
+        if not lead:
+            return self.cluster.leading()
+        self.policy = replace(self.policy, leader=self.cluster.holder)
+        return self.cluster.try_lead()
+
+    def sender(self) -> Sender:
+        """An SMTP sender that keeps, with every other instance, to the server's rate."""
+        smtp = self.settings.smtp
+        return Sender(smtp, envelope_from=self.settings.organiser.address,
+                      limiter=self.cluster.rate(smtp.messages_per_minute, smtp.connections))
 
     def reload(self) -> list[Problem]:
         """Re-read schedules; keep the last good catalog when the new one has problems."""
@@ -126,6 +147,8 @@ class Mailer:
     def sync_and_plan(self, now: datetime) -> tuple[list[EventChange], Plan]:
         """Record event changes and enqueue what is due, in one transaction."""
         with self.store.transaction() as session:
+            if self.policy.leader is not None:      # planned by the leader alone
+                claims.hold(session, claims.LEADER, self.policy.leader)
             changes = sync_events(session, self.catalog, now)
             current = plan_into_outbox(session, self.catalog, self.contacts, now,
                                        self.policy.domain)
@@ -179,8 +202,9 @@ class Mailer:
                         left.remove(key)
                         if self._account(outcome, fetched, report, handled_uids, failed_uids):
                             await inbox.quarantine([fetched.uid], outcome.reason)
-            except asyncio.CancelledError:
-                # A stop on purpose is no crash: the claims not used are withdrawn.
+            except (asyncio.CancelledError, LeaseLost):
+                # A stop on purpose, or another instance leading now, is no crash: the
+                # claims not used are withdrawn.
                 with self.store.transaction() as session:
                     store.release(session, left)
                 raise
@@ -260,7 +284,7 @@ class Mailer:
         batch = self.settings.smtp.connections if stop is not None else None
         return await drain(self.store, self.composer.compose, sender, catalog=self.catalog,
                            settings=self.settings, now=now, batch=batch, stop=stop,
-                           workers=self.workers)
+                           workers=self.workers, cluster=self.cluster)
 
     def close(self) -> None:
         self.workers.close()
@@ -272,43 +296,74 @@ async def run_once(settings: Settings, *, now: datetime | None = None, read: boo
     """One full pass: read the inbox, decide, plan, and send what is due; then return.
 
     Answers go out while the inbox is still being read (after each fetched batch), so the
-    first people of a wave of replies are not kept waiting for the last.
+    first people of a wave of replies are not kept waiting for the last. Reading and
+    planning need the leader's lease: when another instance holds it (a daemon, an
+    overlapping cron pass), this pass only sends what is due, beside it.
     """
-    mailer = Mailer.open(settings)
+    mailer = Mailer.open(settings, command="once")
     report = PassReport()
     clock = (lambda: now) if now else utcnow
+    alive: asyncio.Task[None] | None = None
     try:
+        report.leading = await asyncio.to_thread(mailer.beat, True)
+        alive = asyncio.create_task(_keep_alive(mailer, report.leading))
         async with contextlib.AsyncExitStack() as stack:
             sender = None
             if send:
-                sender = await stack.enter_async_context(
-                    Sender(settings.smtp, envelope_from=settings.organiser.address))
-            if read:
-                # Event versions first, so answers carry the current SEQUENCE; planning waits
-                # until the replies are in.
-                with mailer.store.transaction() as session:
-                    report.changes = sync_events(session, mailer.catalog, clock())
-                async with AsyncInbox(settings.imap) as inbox:
-                    await mailer.read_and_answer(inbox, clock, report, sender)
-            moment = clock()
-            changes, current = mailer.sync_and_plan(moment)
-            report.changes += changes
-            report.planned = len(current.due)
-            report.missed = len(current.missed)
+                sender = await stack.enter_async_context(mailer.sender())
+            if read and report.leading:
+                try:
+                    # Event versions first, so answers carry the current SEQUENCE; planning
+                    # waits until the replies are in.
+                    with mailer.store.transaction() as session:
+                        report.changes = sync_events(session, mailer.catalog, clock())
+                    async with AsyncInbox(settings.imap) as inbox:
+                        await mailer.read_and_answer(inbox, clock, report, sender)
+                except LeaseLost as exc:
+                    log.warning("another instance leads now: this pass only sends",
+                                reason=str(exc))
+                    report.leading = False
+            if report.leading:
+                moment = clock()
+                changes, current = mailer.sync_and_plan(moment)
+                report.changes += changes
+                report.planned = len(current.due)
+                report.missed = len(current.missed)
+            else:
+                report.leader = await asyncio.to_thread(mailer.cluster.leader)
             if sender is not None:
-                report.drain.add(await mailer.drain(moment, sender))
+                report.drain.add(await mailer.drain(clock(), sender))
     finally:
-        mailer.close()
+        if alive is not None:
+            alive.cancel()
+            await asyncio.gather(alive, return_exceptions=True)
+        try:
+            mailer.cluster.leave()
+        finally:
+            mailer.close()
     return report
 
 
+async def _keep_alive(mailer: Mailer, lead: bool) -> None:
+    """Renew what a pass holds (its instance row, its lease if it leads) while it runs."""
+    while True:
+        await asyncio.sleep(mailer.cluster.renew_every)
+        try:
+            await asyncio.to_thread(mailer.beat, lead)
+        except Exception as exc:  # noqa: BLE001 - the lease then runs out; the pass goes on
+            log.warning("could not renew this instance's lease", error=str(exc))
+
+
 class Service:
-    """``mailer run``: the inbox watcher, the planner/sender worker and the schedule watcher.
+    """``mailer run``: the inbox watcher, the planner/sender worker, the schedule watcher and
+    the heartbeat.
 
     APScheduler wakes the worker at the next due moment and on a safety tick, and runs the
     daily retention job; the store stays the source of truth, so a restart recomputes
     everything from it. ``clock`` is the service's idea of now (tests pass a fixed one);
     APScheduler's own timers run on the real clock, so wake-ups are scheduled as delays.
+    With several instances on one store, the heartbeat takes the leader's lease when it is
+    free: the leader reads the inbox and plans, every instance sends.
     """
 
     def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow,
@@ -321,16 +376,17 @@ class Service:
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()         # plan and send
         self.answers = asyncio.Event()      # send the answers of replies just handled
+        self.leading = asyncio.Event()      # this instance holds the leader's lease
         self.scheduler: AsyncIOScheduler | None = None
         self.broken = False             # the last reload failed: staff were alerted once
         self.passes = 0
         self._reloading = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- the worker: plan what is due and send it -------------------------------------------
     async def worker(self) -> None:
-        async with Sender(self.settings.smtp,
-                          envelope_from=self.settings.organiser.address) as sender:
+        async with self.mailer.sender() as sender:
             while not self.stopping.is_set():
                 await self._wait(self.wake, self.answers)
                 if self.stopping.is_set():
@@ -349,9 +405,15 @@ class Service:
                     log.error("pass failed; retrying on the next tick", error=str(exc))
 
     async def step(self, sender: Sender) -> Plan:
-        """One pass: record event changes, enqueue what is due, send it, book the next wake-up."""
+        """One pass: record event changes, enqueue what is due (as the leader), send it, book
+        the next wake-up."""
         now = self.clock()
-        _, current = await asyncio.to_thread(self.mailer.sync_and_plan, now)
+        current = Plan(())
+        if self.mailer.cluster.leading() or await asyncio.to_thread(self.mailer.beat, True):
+            try:
+                _, current = await asyncio.to_thread(self.mailer.sync_and_plan, now)
+            except LeaseLost:
+                log.info("another instance leads now: it plans")
         await self.mailer.drain(now, sender, stop=self.stopping.is_set)
         pending = await asyncio.to_thread(self._next_pending)
         # A pending row already due was left by a failed connection: the tick retries it,
@@ -382,12 +444,16 @@ class Service:
         imap = self.settings.imap
         delay = 1.0
         while not self.stopping.is_set():
+            # Only the leader reads: one process decides, in arrival order.
+            await self._wait(self.leading)
+            if self.stopping.is_set():
+                return
             try:
                 async with AsyncInbox(imap) as box:
                     delay = 1.0
                     log.info("inbox ready", folder=imap.folder,
                              idle=imap.idle and "IDLE" in box.inbox.capabilities)
-                    while not self.stopping.is_set():
+                    while not self.stopping.is_set() and self.mailer.cluster.leading():
                         report = PassReport()
                         await self.mailer.read_inbox(box, self.clock, report,
                                                      on_batch=self.answers.set)
@@ -406,10 +472,40 @@ class Service:
                                 await waiter
                             return
                         waiter.result()
+            except LeaseLost:
+                continue        # the heartbeat saw it too: wait to lead again
             except Exception as exc:  # noqa: BLE001 - a server fault must not stop the daemon
                 log.error("inbox failed; reconnecting", error=str(exc), retry_in=delay)
                 await self._sleep(delay)
                 delay = min(delay * 2, 300.0)
+
+    # -- the heartbeat: this instance alive, the leader's lease, work left by others ---------
+    async def heartbeat(self) -> None:
+        """Every ``cluster.renew_seconds``: check in, take or renew the leader's lease, and
+        wake the worker when due messages are free to claim (those of an instance that died
+        pass to the others once its claims expire)."""
+        while not self.stopping.is_set():
+            try:
+                await asyncio.to_thread(self._beat)
+            except Exception as exc:  # noqa: BLE001 - the store may come back
+                log.warning("heartbeat failed", error=str(exc))
+                self.leading.clear()
+            await self._sleep(self.mailer.cluster.renew_every)
+
+    def _beat(self) -> None:
+        leading = self.mailer.beat(lead=True)
+        assert self._loop is not None, "the heartbeat runs inside Service.run"
+        loop_call = self._loop.call_soon_threadsafe
+        if leading and not self.leading.is_set():
+            loop_call(self.leading.set)
+            loop_call(self.wake.set)          # plan at once as the new leader
+        elif not leading and self.leading.is_set():
+            loop_call(self.leading.clear)
+        with self.mailer.store.transaction() as session:
+            waiting = claims.any_claimable(session, now=self.clock(),
+                                           clock=self.mailer.cluster.clock())
+        if waiting:
+            loop_call(self.answers.set)
 
     # -- schedules and templates: reload on change or SIGHUP --------------------------------
     async def watcher(self) -> None:
@@ -431,7 +527,7 @@ class Service:
         async with self._reloading:
             log.info("reloading schedules and templates", trigger=trigger)
             problems = await asyncio.to_thread(self.mailer.reload)
-            if problems and not self.broken:
+            if problems and not self.broken and self.mailer.cluster.leading():
                 await asyncio.to_thread(self._alert_staff, problems)
             self.broken = bool(problems)
         self.wake.set()
@@ -456,6 +552,9 @@ class Service:
 
     def retention(self) -> None:
         from mailer.retention import purge_expired
+
+        if not self.mailer.cluster.leading():
+            return          # the leader purges, once
 
         with self.mailer.store.transaction() as session:
             purge_expired(session, self.mailer.catalog, self.clock(),
@@ -485,7 +584,7 @@ class Service:
         task.add_done_callback(self._background.discard)
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -493,12 +592,15 @@ class Service:
         self.scheduler.add_job(self.wake.set, "interval", seconds=self.tick_seconds, id="tick")
         self.scheduler.add_job(self.retention, "cron", hour=3, minute=17, id="retention")
         self.scheduler.start()
+        await asyncio.to_thread(self._beat)
         self.wake.set()
         tasks = [asyncio.create_task(self.worker(), name="worker"),
-                 asyncio.create_task(self.inbox(), name="inbox")]
+                 asyncio.create_task(self.inbox(), name="inbox"),
+                 asyncio.create_task(self.heartbeat(), name="heartbeat")]
         if self.watch:
             tasks.append(asyncio.create_task(self.watcher(), name="watcher"))
         log.info("mailer running", events=len(self.mailer.catalog.events),
+                 instance=self.mailer.cluster.holder, leading=self.leading.is_set(),
                  inbox=f"{self.settings.imap.host}:{self.settings.imap.port}",
                  smtp=f"{self.settings.smtp.host}:{self.settings.smtp.port}")
         try:
@@ -511,6 +613,10 @@ class Service:
             self.scheduler.shutdown(wait=False)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            try:
+                await asyncio.to_thread(self.mailer.cluster.leave)
+            except Exception as exc:  # noqa: BLE001 - its leases then expire on their own
+                log.warning("could not give back this instance's leases", error=str(exc))
             self.mailer.close()
             log.info("mailer stopped")
 

@@ -108,3 +108,8 @@ class PermanentSendError(SendError):
 
 class WorkerError(MailerError, RuntimeError):
     """A job failed in a worker process; the text is the original "Type: message"."""
+
+
+class LeaseLost(MailerError, RuntimeError):
+    """This instance no longer holds a lease it acted under (another instance took it over
+    after it failed to renew in time): what it was about to decide is left to the holder."""

@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy import Row, Select, and_, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
-from mailer import store
+from mailer import claims, store
 from mailer.domain import (
     ANSWER_KINDS,
     Intent,
@@ -29,6 +29,7 @@ from mailer.domain import (
     Status,
     normalise_email,
 )
+from mailer.errors import LeaseLost
 from mailer.inbox import message_id_of
 from mailer.rules import Decision, Registered, decide
 from mailer.schedule import Catalog
@@ -63,6 +64,9 @@ class Policy:
     domain: str
     answers_per_day: int = 5
     max_bytes: int = 25_000_000
+    # The instance whose leader lease every decision is made under (``claims.hold``), when
+    # several processes share the store; None decides without one (tests, tools).
+    leader: str | None = None
 
 
 def fallback_message_id(raw: bytes) -> str:
@@ -133,7 +137,10 @@ def handle_one(st: store.Store, catalog: Catalog, arrival: Arrival, policy: Poli
     understood = understood_of(catalog, arrival, policy)
     try:
         with st.transaction() as session:
+            _fence(session, policy)
             handled = _settle(session, catalog, arrival, understood, policy)
+    except LeaseLost:
+        raise                   # not the message's fault: the new leader handles it
     except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop
         return _failed(st, arrival, understood, exc)
     _report(handled)
@@ -158,8 +165,11 @@ def handle_group(st: store.Store, catalog: Catalog, arrivals: Sequence[Arrival],
     understood = [understood_of(catalog, arrival, policy) for arrival in arrivals]
     try:
         with st.transaction() as session:
+            _fence(session, policy)
             done = [_settle(session, catalog, arrival, read_as, policy)
                     for arrival, read_as in zip(arrivals, understood, strict=True)]
+    except LeaseLost:
+        raise
     except Exception:  # noqa: BLE001 - handled again one by one, where it is recorded
         log.warning("group of messages rolled back: handling them one at a time",
                     messages=len(arrivals))
@@ -188,6 +198,14 @@ def groups(keys: Sequence[str], alone: Collection[str], size: int
                 end += 1
         yield first, end
         first = end
+
+
+def _fence(session: Session, policy: Policy) -> None:
+    """Decide only as the leader (raise LeaseLost otherwise), and keep the lease from
+    passing to another instance before this transaction ends: replies are decided in their
+    arrival order by one process at a time, whatever the number of processes."""
+    if policy.leader is not None:
+        claims.hold(session, claims.LEADER, policy.leader)
 
 
 def understood_of(catalog: Catalog, arrival: Arrival, policy: Policy) -> Intent | str:

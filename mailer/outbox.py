@@ -1,9 +1,11 @@
 """Draining the outbox: compose each due message, send it over SMTP, record what happened.
 
-A row is marked sent right after the server accepted it, and its connection sends nothing
-more until that is committed, so a crash re-sends at most the messages that were in flight
-(one per SMTP connection). Temporary failures are retried with back-off; permanent ones fail
-for good and the recipient is suppressed.
+Rows are claimed before they are sent (``mailer.claims``), so any number of processes can
+drain one outbox: none sends a row another holds. A row is marked sent right after the
+server accepted it, and its connection sends nothing more until that is committed, so a
+crash re-sends at most the messages that were in flight (one per SMTP connection), once
+the dead process's claims have expired. Temporary failures are retried with back-off;
+permanent ones fail for good and the recipient is suppressed.
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
-from mailer import store
+from mailer import claims, store
+from mailer.cluster import Claim, Cluster
 from mailer.compose import carries_pack, compose_message
 from mailer.config import Settings
 from mailer.domain import Outgoing
@@ -60,38 +64,64 @@ class DrainReport:
 async def drain(st: store.Store, compose: Callable[..., WireMessage], sender: Sender, *,
                 catalog: Catalog, settings: Settings, now: datetime,
                 batch: int | None = None, stop: Callable[[], bool] | None = None,
-                workers: Workers | None = None) -> DrainReport:
+                workers: Workers | None = None, cluster: Cluster | None = None
+                ) -> DrainReport:
     """Send every pending message due at ``now``; return counts. Never raises for one message.
 
     ``stop`` is asked before each batch: once it says True the rest stays pending (a daemon
     shutting down finishes the batch in hand, so keep batches small there). ``workers``
-    writes the messages of big batches in another process.
+    writes the messages of big batches in another process. Rows are claimed for
+    ``cluster``'s instance (without one, for an identity of this drain's own).
     """
     report = DrainReport()
-    size = batch or settings.smtp.connections * 50
-    sent = SentLog(st, now, senders=settings.smtp.connections)
+    cluster = cluster or Cluster(st, settings, command="drain")
+    smtp = settings.smtp
+    size = cluster.claim_limit(batch or smtp.connections * 50, smtp.messages_per_minute,
+                               smtp.connections)
+    sent = SentLog(st, now, senders=smtp.connections)
+    in_hand: list[Claim] = []
     try:
         return await _drain(st, compose, sender, sent, report, catalog=catalog,
                             settings=settings, now=now, size=size, stop=stop,
-                            workers=workers)
+                            workers=workers, cluster=cluster, in_hand=in_hand)
+    except BaseException:
+        # No connection at all, or cancelled: the batch in hand stays pending, given back
+        # at once rather than when its claim would expire.
+        for claim in in_hand:
+            await _give_back(claim)
+        raise
     finally:
         sent.close()
+
+
+async def _give_back(claim: Claim) -> None:
+    try:
+        await asyncio.shield(claim.end(claim.ids))
+    except Exception as exc:  # noqa: BLE001 - the claims then expire on their own
+        log.warning("claims not given back", error=str(exc), rows=len(claim.ids))
 
 
 async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: Sender,
                  sent: SentLog, report: DrainReport, *, catalog: Catalog, settings: Settings,
                  now: datetime, size: int, stop: Callable[[], bool] | None,
-                 workers: Workers | None) -> DrainReport:
+                 workers: Workers | None, cluster: Cluster, in_hand: list[Claim]
+                 ) -> DrainReport:
     backlog: int | None = None      # messages due when the drain began, not yet taken
     while stop is None or not stop():
+        asked = time.monotonic()
         with st.transaction() as session:
             if backlog is None and workers is not None and workers.start_for_messages:
                 backlog = store.count_due(session, now)
+            clock = cluster.clock()
             rows = [(r.id, store.row_to_outgoing(r), r.attempts, r.recipient)
-                    for r in store.due_rows(session, now, size)]
+                    for r in claims.claim_due(
+                        session, now=now, clock=clock, limit=size, holder=cluster.holder,
+                        until=clock + timedelta(seconds=cluster.lease))]
             suppressed = store.suppressed_among(session, (r[3] for r in rows))
         if not rows:
             return report
+        claim = cluster.claim([r[0] for r in rows], asked)
+        in_hand[:] = [claim]
         left = max(backlog or 0, len(rows))
         backlog = left - len(rows)
         attempts: dict[str, int] = {}
@@ -118,8 +148,9 @@ async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: S
         recorded: set[str] = set()
 
         async def record(result: SendResult, tried: dict[str, int] = attempts,
-                         done: set[str] = recorded) -> None:
+                         done: set[str] = recorded, claim: Claim = claim) -> None:
             done.add(result.key)
+            claim.done(int(result.key))
             if result.ok:
                 await sent.record(int(result.key))
                 report.sent += 1
@@ -130,10 +161,17 @@ async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: S
             report.count(outcome, result)
 
         # A SendError here (no connection at all) leaves every row pending for the next pass.
-        for result in await sender.send_batch(items, on_result=record):
-            if result.key not in recorded:  # never attempted: the connections failed
+        # A message whose claim ran out before its turn (this process stalled, or could not
+        # renew) is not sent: it is another instance's now.
+        unsent: list[int] = []
+        for result in await sender.send_batch(items, on_result=record, held=claim.held_key):
+            unsent += [] if result.ok else [int(result.key)]
+            if result.key not in recorded and claim.held_key(result.key):
+                # never attempted: the connections failed
                 report.count(_record_failure(st, result, attempts[result.key], now, settings),
                              result)
+        await claim.end(unsent)     # the rows left pending can go to any instance at once
+        in_hand.clear()
     return report
 
 

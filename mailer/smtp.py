@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 import aiosmtplib
 import structlog
@@ -133,6 +134,16 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
 Composable = WireMessage | Callable[[], WireMessage] | Callable[[], Awaitable[WireMessage]]
 
 
+class Limiter(Protocol):
+    """What paces the sends: a ``RateLimiter`` here, or a rate shared with other processes."""
+
+    async def acquire(self) -> None: ...
+
+
+# The result of a message that was not sent because its sender no longer holds it.
+NOT_HELD = "not sent: the claim on it ran out (another instance may send it)"
+
+
 @dataclass
 class _Batch:
     """The shared state of one ``send_batch`` call, which the workers drain together."""
@@ -141,6 +152,7 @@ class _Batch:
     pending: deque[int]
     results: list[SendResult | None]
     on_result: Callable[[SendResult], Awaitable[None]] | None = None
+    held: Callable[[str], bool] | None = None
     attempted: bool = False
     errors: list[SendError] = field(default_factory=list)
 
@@ -154,11 +166,11 @@ class Sender:
     """
 
     def __init__(self, settings: Smtp, *, envelope_from: str | None = None,
-                 limiter: RateLimiter | None = None, local_hostname: str | None = None) -> None:
+                 limiter: Limiter | None = None, local_hostname: str | None = None) -> None:
         self._settings = settings
         self._envelope_from = envelope_from
         self._local_hostname = local_hostname
-        self._limiter = limiter or RateLimiter(settings.messages_per_minute,
+        self._limiter: Limiter = limiter or RateLimiter(settings.messages_per_minute,
                                                burst=settings.connections)
         self._tls = tls_context(settings.ca_file) if settings.security != "none" else None
         self._slots: list[aiosmtplib.SMTP | None] = [None] * settings.connections
@@ -188,7 +200,7 @@ class Sender:
 
     async def send_batch(self, items: Sequence[tuple[str, Composable]], *,
                          on_result: Callable[[SendResult], Awaitable[None]] | None = None,
-                         ) -> list[SendResult]:
+                         held: Callable[[str], bool] | None = None) -> list[SendResult]:
         """Send every ``(key, message)`` to its recipient; one result per item, in order.
 
         A message may be given as a function that builds it: it is called just before
@@ -200,6 +212,10 @@ class Sender:
         caller can record each message before the next goes (crash safety); the next
         message is composed meanwhile.
 
+        ``held`` is asked just before each message goes: when it says False for the key,
+        the message is not sent, and its result (``NOT_HELD``) is not given to
+        ``on_result`` (the caller no longer owns it).
+
         Raises SendError (``permanent`` for a refused login or a server that lacks what the
         configuration asks for, TemporarySendError otherwise) only when not one message could
         be attempted, so no result of a message that went is ever lost.
@@ -207,7 +223,8 @@ class Sender:
         if not items:
             return []
         async with self._batch_lock:
-            batch = _Batch(items, deque(range(len(items))), [None] * len(items), on_result)
+            batch = _Batch(items, deque(range(len(items))), [None] * len(items), on_result,
+                           held)
             workers = min(len(self._slots), len(items))
             await asyncio.gather(*(self._work(slot, batch) for slot in range(workers)))
             if not batch.attempted:
@@ -233,6 +250,9 @@ class Sender:
                 batch.attempted = True
                 await self._limiter.acquire()
                 key, item = batch.items[index]
+                if batch.held is not None and not batch.held(key):
+                    batch.results[index] = SendResult(key, ok=False, error=NOT_HELD)
+                    continue
                 try:
                     # A callable is composed here, by the connection's task that sends it, so
                     # composing overlaps the server's work on the others and the previous

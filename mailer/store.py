@@ -144,6 +144,11 @@ class OutboxRow(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The instance that claimed the row to send it (kept once sent: who sent it), and until
+    # when its claim holds; another instance may take the row once that moment has passed
+    # (see mailer.claims).
+    claimed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class EventVersionRow(Base):
@@ -179,6 +184,44 @@ class Suppression(Base):
     email: Mapped[str] = mapped_column(String(320), primary_key=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Instance(Base):
+    """A mailer process that uses the store (``mailer run`` or ``mailer once``), for
+    ``mailer status``: it says when it started and was last seen, and deletes its row when
+    it stops on purpose."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    host: Mapped[str] = mapped_column(String(100))
+    pid: Mapped[int] = mapped_column(Integer)
+    command: Mapped[str] = mapped_column(String(20))        # run | once
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Lease(Base):
+    """A named lease one instance holds at a time (the "leader": reading the inbox, deciding
+    replies and planning), until ``until`` unless renewed. The rows exist from the
+    migration on, so taking a lease is one UPDATE, never a race between INSERTs."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    since: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class SendSlot(Base):
+    """The mail server's shared sending rate: the moment of the next free sending slot (a
+    token bucket every instance takes its sending slots from, a few at a time)."""
+
+    __tablename__ = "send_slots"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    next_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class RetainedCount(Base):
@@ -534,23 +577,14 @@ def outbox_keys(session: Session, event_ids: Iterable[str] | None = None) -> set
     return set(session.scalars(query))
 
 
-def due_rows(session: Session, now: datetime, limit: int) -> list[Row[Any]]:
-    """Pending messages whose time has come, oldest first: the columns ``row_to_outgoing``
-    and the drain read (rows, not ORM objects: a burst reads thousands)."""
-    return list(session.execute(_DUE_ROWS, {"now": now, "limit": limit}))
-
-
-_IS_DUE = (OutboxRow.status == "pending", OutboxRow.next_attempt_at <= bindparam("now"))
-_DUE_ROWS = (select(*(OutboxRow.__table__.c[name] for name in (
-    "id", "key", "kind", "recipient", "language", "event_id", "name", "country", "sequence",
-    "in_reply_to", "next_attempt_at", "registration_id", "context", "attempts")))
-    .where(*_IS_DUE)
-    .order_by(OutboxRow.next_attempt_at, OutboxRow.id).limit(bindparam("limit")))
-_COUNT_DUE = select(func.count()).select_from(OutboxRow).where(*_IS_DUE)
+# Pending and due at ``now`` (whether or not some instance has claimed it: see mailer.claims,
+# which takes the rows; the index on (status, next_attempt_at, id) gives them in order).
+IS_DUE = (OutboxRow.status == "pending", OutboxRow.next_attempt_at <= bindparam("now"))
+_COUNT_DUE = select(func.count()).select_from(OutboxRow).where(*IS_DUE)
 
 
 def count_due(session: Session, now: datetime) -> int:
-    """How many pending messages are due at ``now`` (what ``due_rows`` would read)."""
+    """How many pending messages are due at ``now``."""
     return session.scalar(_COUNT_DUE, {"now": now}) or 0
 
 
@@ -560,7 +594,8 @@ def next_pending_at(session: Session) -> datetime | None:
 
 
 def row_to_outgoing(row: Row[Any]) -> Outgoing:
-    """The Outgoing an outbox row stands for (what compose needs)."""
+    """The Outgoing an outbox row stands for (what compose needs; ``claims.claim_due``
+    gives the rows)."""
     return Outgoing(key=row.key, kind=Kind(row.kind), recipient=row.recipient,
                     language=row.language, event_id=row.event_id, name=row.name,
                     country=row.country, sequence=row.sequence, in_reply_to=row.in_reply_to,

@@ -219,3 +219,69 @@ def _table(rows: list[dict[str, Any]], totals: list[dict[str, Any]]) -> str:
                      f"  waiting {t['waiting']}  review {t['review']}  "
                      f"cancelled {t['cancelled']}")
     return "\n".join(lines).lstrip("\n")
+
+
+def status_view(settings: Settings, *, as_json: bool) -> str:
+    """Which instances use the store, which one leads, what each has claimed (``mailer status``)."""
+    from mailer import claims
+    from mailer.daemon import utcnow
+
+    with store.command_transaction(settings.store.url) as session:
+        clock = claims.server_time(session) or utcnow()
+        found = claims.who(session, clock)
+    data = cluster_status(found, clock, settings.cluster.lease_seconds)
+    if as_json:
+        return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    return _status_text(data)
+
+
+def cluster_status(found: dict[str, Any], clock: datetime, lease_seconds: float
+                   ) -> dict[str, Any]:
+    """What ``claims.who`` found, as ``mailer status --json`` prints it: an instance is
+    "alive" when it checked in within one lease, the leader's lease "held" until it ends."""
+    leader = found["leader"]
+    holder = leader.holder if leader is not None and leader.until and leader.until >= clock \
+        else None
+    claimed: dict[str, int] = dict(found["claims"])
+    instances = []
+    for row in found["instances"]:
+        seen = (clock - row.last_seen).total_seconds()
+        instances.append({
+            "instance": row.id, "host": row.host, "pid": row.pid, "command": row.command,
+            "started": row.started_at.isoformat(timespec="seconds"),
+            "last_seen": row.last_seen.isoformat(timespec="seconds"),
+            "seen_seconds_ago": round(max(seen, 0.0), 1), "alive": seen <= lease_seconds,
+            "leader": row.id == holder, "claimed": claimed.pop(row.id, 0)})
+    return {
+        "clock": clock.isoformat(timespec="seconds"),
+        "leader": None if holder is None else {
+            "instance": holder, "since": leader.since.isoformat(timespec="seconds"),
+            "until": leader.until.isoformat(timespec="seconds")},
+        "instances": instances,
+        # Claims of a process not registered as an instance (a bare drain, a tool).
+        "other_claims": {k or "": v for k, v in claimed.items()},
+        "pending": found["pending"]}
+
+
+def _status_text(data: dict[str, Any]) -> str:
+    lines = [f"store clock {data['clock']}; {data['pending']} message(s) pending"]
+    leader = data["leader"]
+    lines.append("leader: nobody (the next instance to check in takes the lease)"
+                 if leader is None else
+                 f"leader: {leader['instance']} since {leader['since']}, "
+                 f"lease until {leader['until']}")
+    if not data["instances"]:
+        lines.append("no instance running")
+    for i in data["instances"]:
+        holds = [*(["leader"] if i["leader"] else []),
+                 *([f"{i['claimed']} message(s) claimed"] if i["claimed"] else [])]
+        state = (f"last seen {i['seen_seconds_ago']:.0f} s ago" if i["alive"] else
+                 f"NOT SEEN for {i['seen_seconds_ago']:.0f} s (stopped without saying so; "
+                 "what it held passes to the others)")
+        lines.append(f"  {i['instance']}  mailer {i['command']} on {i['host']}, pid "
+                     f"{i['pid']}, started {i['started']}; {state}; holds: "
+                     f"{', '.join(holds) or 'nothing'}")
+    for holder, count in data["other_claims"].items():
+        lines.append(f"  {holder or '?'}  (not an instance: a drain run on its own) holds "
+                     f"{count} message(s) claimed")
+    return "\n".join(lines)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -156,12 +156,16 @@ def test_marking_sent_at_once_declines_while_another_writer_holds_the_lock(
     st.close()
 
 
-def test_reading_what_is_due_walks_one_index_and_never_sorts(tmp_path: Path) -> None:
-    """SQLite answers the drain's read of due messages from ``ix_outbox_due``, in its order."""
+def test_claiming_what_is_due_walks_one_index_and_never_sorts(tmp_path: Path) -> None:
+    """SQLite finds the rows a drain claims through ``ix_outbox_due``, in its order."""
+    from mailer import claims
+
     st = store.Store(f"sqlite:///{tmp_path}/m.db")
     st.migrate()
-    compiled = store._DUE_ROWS.compile(dialect=st.engine.dialect)
-    values = compiled.construct_params({"now": "2020-07-01 12:00:00.000000", "limit": 200})
+    compiled = claims._CLAIM.compile(dialect=st.engine.dialect)
+    values = compiled.construct_params({
+        "now": "2020-07-01 12:00:00.000000", "clock": "2026-07-01 12:00:00.000000",
+        "limit": 200, "holder": "me", "until": "2026-07-01 12:00:30.000000"})
     with st.engine.connect() as conn:
         plan = " / ".join(row[-1] for row in conn.exec_driver_sql(
             f"EXPLAIN QUERY PLAN {compiled}",
@@ -187,9 +191,12 @@ def test_an_outbox_made_before_the_due_index_keeps_its_rows_when_upgraded(
     with st.engine.connect() as conn:
         indexes = {r[1] for r in conn.exec_driver_sql("PRAGMA index_list(outbox)")}
     assert "ix_outbox_due" in indexes and "ix_outbox_status" not in indexes
+    from mailer import claims
+
     with st.transaction() as session:
-        assert [r.id for r in store.due_rows(session, NOW, 10)][0] == row
-        assert len(store.due_rows(session, NOW, 10)) == 3
+        due = claims.claim_due(session, now=NOW, clock=NOW, limit=10, holder="me",
+                               until=NOW + timedelta(seconds=30))
+    assert [r.id for r in due][0] == row and len(due) == 3
     st.close()
 
 

@@ -1,0 +1,259 @@
+"""This mailer process among others over one store: its identity, its leases and claims, the rate.
+
+Any number of ``mailer run`` and ``mailer once`` may work on one store, on one machine or
+several. Each is an *instance* (host, pid, start). One at a time is the *leader*: it reads
+the inbox, decides the replies (in arrival order: seats go first come, first served) and
+plans; every instance sends, claiming the outbox rows it sends (``Claim``), and all of
+them together keep to the mail server's rate (``SharedRate``). The SQL is in
+``mailer.claims``; this module keeps time, renews, and says what it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import structlog
+
+from mailer import claims
+from mailer.config import Settings
+from mailer.store import Store
+
+log = structlog.get_logger(__name__)
+
+# Instances not seen for this long are forgotten by the others (they died long ago).
+FORGET_AFTER = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who this instance is: ``id`` is what its claims and leases carry."""
+
+    id: str
+    host: str
+    pid: int
+    command: str
+
+    @classmethod
+    def here(cls, command: str, name: str | None = None) -> Identity:
+        host = (name or socket.gethostname() or "localhost")[:60]
+        pid = os.getpid()
+        # The random part keeps ids apart when a pid is reused on the same host.
+        return cls(f"{host}:{pid}:{uuid.uuid4().hex[:8]}", host, pid, command)
+
+
+class Cluster:
+    """This instance's view of the others: the store's clock, the leader's lease, claims.
+
+    ``register`` records the instance for ``mailer status`` (``check_in``); a bare drain
+    (tests, tools) claims under an identity of its own without registering. The blocking
+    methods run SQL: call them in a worker thread from the event loop.
+    """
+
+    def __init__(self, st: Store, settings: Settings, command: str = "run") -> None:
+        self.store = st
+        self.lease = settings.cluster.lease_seconds
+        self.renew_every = settings.cluster.renew_seconds
+        self.identity = Identity.here(command, settings.cluster.name)
+        self._skew = timedelta(0)          # the database server's clock minus ours
+        self._leading_until: float | None = None    # monotonic: when our lease runs out
+
+    @property
+    def holder(self) -> str:
+        return self.identity.id
+
+    @property
+    def margin(self) -> float:
+        """Seconds kept in hand before a lease's end: act only while surely still holding."""
+        return self.lease / 10
+
+    def clock(self) -> datetime:
+        """The database server's time, as this instance estimates it (leases are on it)."""
+        return datetime.now(timezone.utc) + self._skew
+
+    # -- this instance ------------------------------------------------------------------------
+    def check_in(self) -> None:
+        """Say this instance is alive; measure the store's clock; forget long-dead instances."""
+        with self.store.transaction() as session:
+            before = time.time()
+            server = claims.server_time(session)
+            if server is not None:
+                half_trip = (time.time() - before) / 2
+                self._skew = server - datetime.fromtimestamp(before + half_trip, timezone.utc)
+            clock = self.clock()
+            ident = self.identity
+            claims.check_in(session, instance_id=ident.id, host=ident.host, pid=ident.pid,
+                            command=ident.command, clock=clock)
+            claims.forget_gone(session, clock - FORGET_AFTER)
+
+    def leave(self) -> None:
+        """Stop on purpose: give the lease and every claim back, and forget this instance."""
+        with self.store.transaction() as session:
+            claims.give_up(session, claims.LEADER, self.holder)
+            claims.release_all_claims(session, self.holder)
+            claims.check_out(session, self.holder)
+        self._leading_until = None
+
+    # -- the leader's lease -------------------------------------------------------------------
+    def try_lead(self) -> bool:
+        """Take or renew the leader's lease; True while this instance holds it."""
+        asked = time.monotonic()
+        with self.store.transaction() as session:
+            clock = self.clock()
+            held = claims.take_lease(session, claims.LEADER, self.holder, clock=clock,
+                                     until=clock + timedelta(seconds=self.lease))
+        was = self.leading()
+        self._leading_until = asked + self.lease - self.margin if held else None
+        if held != was:
+            log.info("leader lease taken" if held else "leader lease lost",
+                     instance=self.holder)
+        return held
+
+    def leading(self) -> bool:
+        """True while this instance's lease surely still holds (by its own clock)."""
+        return self._leading_until is not None and time.monotonic() < self._leading_until
+
+    def step_down(self) -> None:
+        """Let another instance lead at once (this one keeps sending)."""
+        with self.store.transaction() as session:
+            claims.give_up(session, claims.LEADER, self.holder)
+        self._leading_until = None
+
+    def leader(self) -> str | None:
+        """The id of the instance that holds the leader's lease now, if any."""
+        with self.store.transaction() as session:
+            found = claims.lease_of(session, claims.LEADER)
+        if found is None or found.holder is None or found.until < self.clock():
+            return None
+        return str(found.holder)
+
+    # -- sending ------------------------------------------------------------------------------
+    def claim_limit(self, size: int, per_minute: float, connections: int) -> int:
+        """How many rows one claim takes: at most half a lease's worth of sending at the
+        configured rate, so claims seldom need renewing and a dead instance holds few."""
+        return max(connections, min(size, int(per_minute * self.lease / 120)))
+
+    def claim(self, ids: Sequence[int], asked: float) -> Claim:
+        """Follow (and renew, from now on) the claim just made on ``ids``; ``asked`` is the
+        monotonic time before it was made."""
+        claim = Claim(self, ids, asked)
+        claim.start()
+        return claim
+
+    def rate(self, per_minute: float, burst: int) -> SharedRate:
+        return SharedRate(self, per_minute, burst)
+
+
+class Claim:
+    """Outbox rows this instance claimed and is sending: renewed while it works, and sent
+    only while surely still held (``held``), so a row whose claim expired (this process
+    stalled, or lost the store) is left to the instance that took it."""
+
+    def __init__(self, cluster: Cluster, ids: Sequence[int], asked: float) -> None:
+        self._cluster = cluster
+        self._ids = list(ids)
+        self._until = asked + cluster.lease - cluster.margin
+        self._lost: set[int] = set()
+        self._done: set[int] = set()
+        self._renewing: asyncio.Task[None] | None = None
+
+    @property
+    def ids(self) -> list[int]:
+        return list(self._ids)
+
+    def held(self, row_id: int) -> bool:
+        """True while the claim on ``row_id`` surely still holds (by this process's clock)."""
+        return row_id not in self._lost and time.monotonic() < self._until
+
+    def held_key(self, key: str) -> bool:
+        """``held`` for a row id written as the sender's key."""
+        return self.held(int(key))
+
+    def done(self, row_id: int) -> None:
+        """The row's outcome is being recorded: no need to renew it any more."""
+        self._done.add(row_id)
+
+    def start(self) -> None:
+        """Renew the claim every ``renew_seconds`` while the rows are being sent."""
+        self._renewing = asyncio.create_task(self._renew_loop())
+
+    async def end(self, unsent: Sequence[int]) -> None:
+        """Stop renewing; give back the rows left pending (retried later, or never tried)."""
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewing
+        if unsent:
+            await asyncio.to_thread(self.release, unsent)
+
+    def release(self, ids: Sequence[int]) -> None:
+        with self._cluster.store.transaction() as session:
+            claims.release_claims(session, ids, self._cluster.holder)
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._cluster.renew_every)
+            wanted = [i for i in self._ids if i not in self._done and i not in self._lost]
+            if not wanted:
+                return
+            asked = time.monotonic()
+            try:
+                kept = await asyncio.to_thread(self._renew, wanted)
+            except Exception as exc:  # noqa: BLE001 - the claim simply runs out
+                log.warning("claims not renewed", error=str(exc), rows=len(wanted))
+                continue
+            self._lost |= set(wanted) - kept - self._done
+            self._until = asked + self._cluster.lease - self._cluster.margin
+
+    def _renew(self, ids: list[int]) -> set[int]:
+        cluster = self._cluster
+        with cluster.store.transaction() as session:
+            clock = cluster.clock()
+            return claims.renew_claims(session, ids, cluster.holder,
+                                       clock + timedelta(seconds=cluster.lease))
+
+
+class SharedRate:
+    """The mail server's rate, shared by every instance: sending slots taken from the store.
+
+    Like ``smtp.RateLimiter`` (same ``acquire``), but the slots come from one row in the
+    store (``claims.reserve_sends``), a few at a time (half a second's worth, at most 256),
+    so all instances together keep to ``per_minute`` for one UPDATE per few messages.
+    Slots left unused when a pass ends are lost, which only ever slows the total.
+    """
+
+    MAX_BLOCK = 256
+
+    def __init__(self, cluster: Cluster, per_minute: float, burst: int = 1) -> None:
+        self._cluster = cluster
+        self._interval = 60.0 / per_minute
+        self._slack = (max(burst, 1) - 1) * self._interval
+        self._block = max(1, min(self.MAX_BLOCK, math.ceil(0.5 / self._interval)))
+        self._slots: deque[datetime] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait until one more message may be sent."""
+        if not self._slots:
+            async with self._lock:
+                if not self._slots:
+                    first = await asyncio.to_thread(self._reserve)
+                    step = timedelta(seconds=self._interval)
+                    self._slots.extend(first + n * step for n in range(self._block))
+        delay = (self._slots.popleft() - self._cluster.clock()).total_seconds()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _reserve(self) -> datetime:
+        with self._cluster.store.transaction() as session:
+            return claims.reserve_sends(session, self._block, self._interval, self._slack,
+                                        self._cluster.clock())

@@ -40,6 +40,11 @@ from tests.test_series import append
 LEASE = 2.0         # the processes' cluster.lease_seconds (write_config's default)
 
 
+def readers(daemons: list[Process]) -> list[Process]:
+    """The daemons that opened the inbox (only a leader does)."""
+    return [d for d in daemons if d.logged("inbox ready")]
+
+
 def leader_of(status: dict[str, Any], daemons: list[Process]) -> Process:
     """The daemon `mailer status --json` names as the leader (it must name exactly one)."""
     (leading,) = [i for i in status["instances"] if i["leader"]]
@@ -114,6 +119,7 @@ def test_three_daemons_decide_a_wave_of_replies_as_one_process_would(
         append(dovecot, *waves[0])
         wait_until(lambda: inbound_handled(url) == 10, 30, "the first wave handled")
         first = leader_of(group.status(), daemons)
+        assert readers(daemons) == [first]          # the others never opened the inbox
 
         first.process.kill()                        # a crash: its lease simply runs out
         first.wait(10)
@@ -122,7 +128,7 @@ def test_three_daemons_decide_a_wave_of_replies_as_one_process_would(
         wait_until(lambda: inbound_handled(url) == 21, 30, "the second wave handled")
         took_over = time.monotonic() - killed
         second = leader_of(group.status(), daemons)
-        assert second is not first
+        assert second is not first and set(readers(daemons)) == {first, second}
         time.sleep(LEASE)
         gone = {i["pid"]: i for i in group.status()["instances"]}[first.pid]
         assert not gone["alive"] and not gone["leader"]
@@ -135,6 +141,7 @@ def test_three_daemons_decide_a_wave_of_replies_as_one_process_would(
         handed_over = time.monotonic() - stopped
         third = leader_of(group.status(), daemons)
         assert third not in (first, second) and third.alive()
+        assert set(readers(daemons)) == set(daemons)
         wait_until(lambda: all(status == "sent" for _, status, _ in outbox(url)), 30,
                    "every answer sent")
     print(f"after a kill, the next leader had handled a wave {took_over:.1f} s later; "

@@ -79,10 +79,14 @@ def claim_due(session: Session, *, now: datetime, clock: datetime, limit: int, h
     return sorted(rows, key=lambda r: (r.next_attempt_at, r.id))
 
 
-def any_claimable(session: Session, *, now: datetime, clock: datetime) -> bool:
-    """True when some row due at ``now`` is held by nobody at ``clock``."""
-    return session.execute(select(_c.id).where(*_CLAIMABLE).limit(1),
-                           {"now": now, "clock": clock}).first() is not None
+def unattended(session: Session, *, now: datetime, clock: datetime) -> bool:
+    """True when some row due at ``now`` was never tried, or its holder stopped renewing
+    its claim (it died): work for any instance. Rows an instance gave back after a failed
+    try are left to the retry times and ticks (no tight loop against a server that is down).
+    """
+    return session.execute(select(_c.id).where(*IS_DUE, or_(
+        _c.claimed_by.is_(None), _c.lease_until < bindparam("clock"))).limit(1),
+        {"now": now, "clock": clock}).first() is not None
 
 
 def renew_claims(session: Session, ids: Sequence[int], holder: str,

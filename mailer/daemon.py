@@ -19,6 +19,7 @@ from pathlib import Path
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.orm import Session
 
 from mailer import claims, store
 from mailer.cluster import Cluster
@@ -116,6 +117,12 @@ class Mailer:
         self.policy = replace(self.policy, leader=self.cluster.holder)
         return self.cluster.try_lead()
 
+    def as_leader(self, session: Session) -> None:
+        """Plan only as the leader: raise LeaseLost unless this instance holds the lease,
+        and keep it until ``session``'s transaction ends (see ``claims.hold``)."""
+        if self.policy.leader is not None:
+            claims.hold(session, claims.LEADER, self.policy.leader)
+
     def sender(self) -> Sender:
         """An SMTP sender that keeps, with every other instance, to the server's rate."""
         smtp = self.settings.smtp
@@ -147,8 +154,7 @@ class Mailer:
     def sync_and_plan(self, now: datetime) -> tuple[list[EventChange], Plan]:
         """Record event changes and enqueue what is due, in one transaction."""
         with self.store.transaction() as session:
-            if self.policy.leader is not None:      # planned by the leader alone
-                claims.hold(session, claims.LEADER, self.policy.leader)
+            self.as_leader(session)
             changes = sync_events(session, self.catalog, now)
             current = plan_into_outbox(session, self.catalog, self.contacts, now,
                                        self.policy.domain)
@@ -316,6 +322,7 @@ async def run_once(settings: Settings, *, now: datetime | None = None, read: boo
                     # Event versions first, so answers carry the current SEQUENCE; planning
                     # waits until the replies are in.
                     with mailer.store.transaction() as session:
+                        mailer.as_leader(session)
                         report.changes = sync_events(session, mailer.catalog, clock())
                     async with AsyncInbox(settings.imap) as inbox:
                         await mailer.read_and_answer(inbox, clock, report, sender)
@@ -339,6 +346,8 @@ async def run_once(settings: Settings, *, now: datetime | None = None, read: boo
             await asyncio.gather(alive, return_exceptions=True)
         try:
             mailer.cluster.leave()
+        except Exception as exc:  # noqa: BLE001 - its lease and claims then expire
+            log.warning("could not give back this instance's lease and claims", error=str(exc))
         finally:
             mailer.close()
     return report
@@ -482,8 +491,8 @@ class Service:
     # -- the heartbeat: this instance alive, the leader's lease, work left by others ---------
     async def heartbeat(self) -> None:
         """Every ``cluster.renew_seconds``: check in, take or renew the leader's lease, and
-        wake the worker when due messages are free to claim (those of an instance that died
-        pass to the others once its claims expire)."""
+        wake the worker when due messages wait for anyone (a burst the leader planned, or
+        the claims of an instance that died, once they expired)."""
         while not self.stopping.is_set():
             try:
                 await asyncio.to_thread(self._beat)
@@ -502,10 +511,10 @@ class Service:
         elif not leading and self.leading.is_set():
             loop_call(self.leading.clear)
         with self.mailer.store.transaction() as session:
-            waiting = claims.any_claimable(session, now=self.clock(),
-                                           clock=self.mailer.cluster.clock())
+            waiting = claims.unattended(session, now=self.clock(),
+                                        clock=self.mailer.cluster.clock())
         if waiting:
-            loop_call(self.answers.set)
+            loop_call(self.answers.set)     # send, beside the others (planning waits)
 
     # -- schedules and templates: reload on change or SIGHUP --------------------------------
     async def watcher(self) -> None:

@@ -1,6 +1,7 @@
 """Benchmark: one burst of reminders drained by 1, 2 and 3 mailer processes over one PostgreSQL.
 
-``python -m bench.shared_burst [--size 10000] [--processes 1,2,3] [--connections 4]``: the
+``python -m bench.shared_burst [--size 10000] [--processes 1,2,3] [--connections 4]
+[--store postgresql|sqlite] [--repeat N]``: the
 reminder burst's set-up (``bench.reminder_burst.set_up``: that many confirmed registrations,
 everything but their due reminders already sent) is made once in a PostgreSQL database
 used as a template; then, for each process count, a fresh copy of it is drained by that many
@@ -18,11 +19,12 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,24 +41,48 @@ from bench.reminder_burst import burst_moment, set_up
 from mailer.config import Settings, Store
 
 
-@contextlib.contextmanager
-def postgres() -> Iterator[Any]:
-    """A private PostgreSQL server, started exactly as the tests start it (fsync off)."""
-    from tests.servers import postgres as servers
+class Databases:
+    """Where the runs' stores are: databases of a private PostgreSQL server (started as the
+    tests start it, fsync off), or SQLite files; ``copy`` makes a fresh copy of the
+    template store for one run."""
 
-    start = contextlib.contextmanager(servers.postgres_server.__wrapped__)
-    with start() as server:
-        yield server
+    def __init__(self, kind: str, folder: Path) -> None:
+        self.kind = kind
+        self.folder = folder
+        self._server: Any = None
+        self._stack = contextlib.ExitStack()
 
+    def __enter__(self) -> Databases:
+        if self.kind == "postgresql":
+            from tests.servers import postgres as servers
 
-def create_database(server: Any, name: str, template: str | None = None) -> str:
-    import psycopg
+            start = contextlib.contextmanager(servers.postgres_server.__wrapped__)
+            self._server = self._stack.enter_context(start())
+        return self
 
-    with psycopg.connect(host=server.host, port=server.port, user="postgres",
-                         dbname="postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"'
-                     + (f' TEMPLATE "{template}"' if template else ""))
-    return str(server.url(name))
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def template(self) -> str:
+        if self._server is None:
+            return f"sqlite:///{self.folder}/template.db"
+        return self._create("burst_template")
+
+    def copy(self, name: str) -> str:
+        if self._server is None:
+            shutil.copy(self.folder / "template.db", self.folder / f"{name}.db")
+            return f"sqlite:///{self.folder}/{name}.db"
+        return self._create(name, "burst_template")
+
+    def _create(self, name: str, template: str | None = None) -> str:
+        import psycopg
+
+        server = self._server
+        with psycopg.connect(host=server.host, port=server.port, user="postgres",
+                             dbname="postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"'
+                         + (f' TEMPLATE "{template}"' if template else ""))
+        return str(server.url(name))
 
 
 def plan_burst(settings: Settings, now: Any) -> None:
@@ -150,23 +176,24 @@ def main(argv: list[str] | None = None) -> None:
                         help="SMTP connections per process (4)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="drain N fresh copies per process count; medians are printed")
+    parser.add_argument("--store", choices=("postgresql", "sqlite"), default="postgresql",
+                        help="where the store is (postgresql: a private server)")
     parser.add_argument("--logs", type=Path, metavar="DIR",
                         help="keep each process's log under DIR (default: thrown away)")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     counts = [int(n) for n in args.processes.split(",") if n.strip()]
-    with CountingSink() as sink, postgres() as server, \
-            tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
+    with CountingSink() as sink, tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp, \
+            Databases(args.store, Path(tmp)) as databases:
         folder = Path(tmp)
         smtp = smtp_settings(sink, args.connections)
         base = settings_for(folder, smtp)
-        template = "burst_template"
-        base = base.model_copy(update={"store": Store(url=create_database(server, template))})
+        base = base.model_copy(update={"store": Store(url=databases.template())})
         now = burst_moment(base)
         began = time.monotonic()
         setup = set_up(base, args.size, now)
         plan_burst(base, now)
-        print(f"== {args.size} confirmed registrations on PostgreSQL; "
+        print(f"== {args.size} confirmed registrations on {args.store}; "
               f"{setup['reminders_due']} reminders due; {args.connections} SMTP connections "
               f"per process; unthrottled sink ==")
         row("set-up (insert, mark earlier mail sent)", f"{time.monotonic() - began:.1f} s")
@@ -174,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         for processes in counts:
             runs = []
             for n in range(max(args.repeat, 1)):
-                url = create_database(server, f"burst_{processes}_{n}", template)
+                url = databases.copy(f"burst_{processes}_{n}")
                 settings = base.model_copy(update={"store": Store(url=url)})
                 work = (args.logs or folder) / f"p{processes}-{n}"
                 work.mkdir(parents=True)

@@ -48,13 +48,17 @@ _CLAIMED_COLUMNS = tuple(_c[name] for name in (
 # index on (status, next_attempt_at, id) gives the due rows in order; the few held by
 # other instances are skipped.
 _CLAIMABLE = (*IS_DUE, or_(_c.lease_until.is_(None), _c.lease_until < bindparam("clock")))
-_CLAIM = (update(_outbox)
-          .where(_c.id.in_(select(_c.id).where(*_CLAIMABLE)
-                           .order_by(_c.next_attempt_at, _c.id).limit(bindparam("limit"))
-                           .with_for_update(skip_locked=True)
-                           .scalar_subquery()))
-          .values(claimed_by=bindparam("holder"), lease_until=bindparam("until"))
-          .returning(*_CLAIMED_COLUMNS))
+_DUE_FIRST = (select(_c.id).where(*_CLAIMABLE).order_by(_c.next_attempt_at, _c.id)
+              .limit(bindparam("limit")).with_for_update(skip_locked=True).scalar_subquery())
+_CLAIM = {
+    # SQLite walks ix_outbox_due for the subquery and the primary key for the UPDATE.
+    "sqlite": update(_outbox).where(_c.id.in_(_DUE_FIRST)),
+    # PostgreSQL: the claimed ids as one array, so the UPDATE finds them by primary key
+    # (``id IN (subquery)`` was planned as a hash join over the whole outbox).
+    "postgresql": update(_outbox).where(_c.id == func.any(func.array(_DUE_FIRST))),
+}
+_CLAIM = {name: statement.values(claimed_by=bindparam("holder"), lease_until=bindparam("until"))
+          .returning(*_CLAIMED_COLUMNS) for name, statement in _CLAIM.items()}
 _RENEW = (update(_outbox)
           .where(_c.id.in_(bindparam("ids", expanding=True)), _c.claimed_by == bindparam("holder"),
                  _c.status == "pending")
@@ -73,10 +77,25 @@ def claim_due(session: Session, *, now: datetime, clock: datetime, limit: int, h
     ``now`` is the pass's moment (what is due: tests and ``--now`` travel in time);
     ``clock`` the store's real time (whose claims have expired).
     """
-    rows = session.execute(_CLAIM, {"now": now, "clock": clock, "limit": limit,
-                                    "holder": holder, "until": until}).all()
+    dialect = walk_the_index(session)
+    rows = session.execute(_CLAIM[dialect], {"now": now, "clock": clock, "limit": limit,
+                                             "holder": holder, "until": until}).all()
     # RETURNING gives the rows in no promised order.
     return sorted(rows, key=lambda r: (r.next_attempt_at, r.id))
+
+
+def walk_the_index(session: Session) -> str:
+    """Make the claim take the due rows in the index's order, never sorted; return the
+    dialect's name.
+
+    On PostgreSQL, with statistics older than a burst (autovacuum analyses a minute
+    later), the planner sorted every pending row at each claim: 42 ms for 200 rows of a
+    20,000 burst, against 4 ms. SQLite always walks the index.
+    """
+    dialect = str(session.get_bind().dialect.name)
+    if dialect == "postgresql":
+        session.execute(text("SET LOCAL enable_sort = off"))
+    return dialect
 
 
 def unattended(session: Session, *, now: datetime, clock: datetime) -> bool:

@@ -162,7 +162,7 @@ def test_claiming_what_is_due_walks_one_index_and_never_sorts(tmp_path: Path) ->
 
     st = store.Store(f"sqlite:///{tmp_path}/m.db")
     st.migrate()
-    compiled = claims._CLAIM.compile(dialect=st.engine.dialect)
+    compiled = claims._CLAIM["sqlite"].compile(dialect=st.engine.dialect)
     values = compiled.construct_params({
         "now": "2020-07-01 12:00:00.000000", "clock": "2026-07-01 12:00:00.000000",
         "limit": 200, "holder": "me", "until": "2026-07-01 12:00:30.000000"})

@@ -240,18 +240,34 @@ class SharedRate:
         self._block = max(1, min(self.MAX_BLOCK, math.ceil(0.5 / self._interval)))
         self._slots: deque[datetime] = deque()
         self._lock = asyncio.Lock()
+        self._ahead: asyncio.Future[None] | None = None
 
     async def acquire(self) -> None:
         """Wait until one more message may be sent."""
         if not self._slots:
-            async with self._lock:
-                if not self._slots:
-                    first = await asyncio.to_thread(self._reserve)
-                    step = timedelta(seconds=self._interval)
-                    self._slots.extend(first + n * step for n in range(self._block))
+            await self._refill()
+        elif len(self._slots) <= self._block // 2 and self._ahead is None:
+            # Half the block used: take the next one meanwhile, so no connection waits for
+            # the store (only at high rates: a block of one is taken when needed).
+            self._ahead = asyncio.ensure_future(self._refill())
+            self._ahead.add_done_callback(self._refilled)
         delay = (self._slots.popleft() - self._cluster.clock()).total_seconds()
         if delay > 0:
             await asyncio.sleep(delay)
+
+    async def _refill(self) -> None:
+        async with self._lock:
+            if len(self._slots) > self._block // 2:
+                return                      # the block taken ahead arrived meanwhile
+            first = await asyncio.to_thread(self._reserve)
+            step = timedelta(seconds=self._interval)
+            self._slots.extend(first + n * step for n in range(self._block))
+
+    def _refilled(self, task: asyncio.Future[None]) -> None:
+        self._ahead = None
+        if not task.cancelled() and task.exception() is not None:
+            # The connections take a block themselves when this one is used up.
+            log.warning("sending slots not taken ahead", error=str(task.exception()))
 
     def _reserve(self) -> datetime:
         with self._cluster.store.transaction() as session:

@@ -126,7 +126,7 @@ class Mailer:
     def sync_and_plan(self, now: datetime) -> tuple[list[EventChange], Plan]:
         """Record event changes and enqueue what is due, in one transaction."""
         with self.store.transaction() as session:
-            changes = sync_events(session, self.catalog, now)
+            changes = sync_events(session, self.catalog, now, self.settings.paths.packs)
             current = plan_into_outbox(session, self.catalog, self.contacts, now,
                                        self.policy.domain)
         return changes, current

@@ -10,9 +10,11 @@ decided as if it came alone.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from email.utils import parsedate_tz
 from typing import Any
 
 import structlog
@@ -253,7 +255,13 @@ def _settle(session: Session, catalog: Catalog, arrival: Arrival, understood: In
     decision = decide(intent, event, snapshot, sequence=sequence, now=now,
                       staff_address=policy.staff_address)
     answers = _ration(session, decision.answers, intent, now, policy)
-    _apply(session, decision, intent, event.series.id if event else "", sequence, now)
+    # The zone the sender writes from (their Date header) shows their local time.
+    utc_offset = date_offset(arrival.raw)
+    if utc_offset is not None:
+        answers = [replace(out, context={**out.context, "utc_offset": utc_offset})
+                   for out in answers]
+    _apply(session, decision, intent, event.series.id if event else "", sequence, now,
+           utc_offset)
     store.enqueue(session, answers, now=now, domain=policy.domain)
     store.record_inbound(session, message_id=message_id, outcome="handled", now=now,
                          sender=intent.sender, intent=str(intent.kind),
@@ -284,6 +292,28 @@ def _infer_event(session: Session, catalog: Catalog, intent: Intent, now: dateti
     return intent
 
 
+_DATE = re.compile(rb"^date:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def date_offset(raw: bytes) -> int | None:
+    """The UTC offset in minutes of a message's Date header ("-0700" -> -420), or None.
+
+    Read from the header block alone; "-0000" (RFC 5322: the zone is not known) and a
+    missing or unreadable Date give None.
+    """
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        end = raw.find(b"\n\n")
+    found = _DATE.search(raw[:end if end >= 0 else 65536])
+    if found is None:
+        return None
+    parsed = parsedate_tz(found.group(1).decode("ascii", "replace"))
+    if parsed is None or parsed[9] is None or b"-0000" in found.group(1):
+        return None
+    minutes = parsed[9] // 60
+    return minutes if -14 * 60 <= minutes <= 14 * 60 else None
+
+
 # Only these can free a seat, so only their decisions read a country's waiting list.
 _FREEING = frozenset({IntentKind.CANCELLATION, IntentKind.CALENDAR_REPLY})
 
@@ -298,7 +328,7 @@ def _snapshot_queries() -> dict[tuple[str, bool], Select[Any]]:
     Reg = store.Registration
     # What the rules read of a registration: columns, not ORM objects, which cost more.
     columns = (Reg.id, Reg.email, Reg.country, Reg.status, Reg.created_at, Reg.name,
-               Reg.language, Reg.certificate_requested)
+               Reg.language, Reg.certificate_requested, Reg.sequence_offset)
     event = Reg.event_id == bindparam("event_id")
     named = Reg.email.in_(bindparam("emails", expanding=True))
     queries: dict[tuple[str, bool], Select[Any]] = {}
@@ -347,7 +377,8 @@ def _snapshot(session: Session, event_id: str, intent: Intent) -> list[Registere
     ordered = sorted(rows.values(), key=lambda r: (r.created_at, r.id))
     return [Registered(id=r.id, email=r.email, country=r.country, status=Status(r.status),
                        created_at=r.created_at, name=r.name, language=r.language,
-                       certificate_requested=r.certificate_requested) for r in ordered]
+                       certificate_requested=r.certificate_requested,
+                       sequence_offset=r.sequence_offset or 0) for r in ordered]
 
 
 def _ration(session: Session, answers: tuple[Outgoing, ...], intent: Intent, now: datetime,
@@ -385,7 +416,7 @@ _INSERT_REGISTRATION = insert(store.Registration.__table__)
 
 
 def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
-           sequence: int, now: datetime) -> None:
+           sequence: int, now: datetime, utc_offset: int | None = None) -> None:
     for email in decision.suppress:
         store.suppress(session, email, f"bounce {intent.message_id}", now)
     if decision.event_id is None:
@@ -402,7 +433,8 @@ def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
                       certificate_requested=new.certificate, registered_by=intent.sender,
                       source_message_id=intent.message_id, updated_at=now,
                       confirmed_at=now if confirmed else None,
-                      sequence_seen=sequence if confirmed else 0)
+                      sequence_seen=sequence if confirmed else 0,
+                      sequence_offset=new.sequence_offset, utc_offset=utc_offset)
         if new.revive_id is not None and new.revive_id in by_id:
             # Someone who cancelled and registers again queues anew: a fresh row (and id)
             # puts them behind everyone already waiting, even at the same instant.
@@ -416,6 +448,8 @@ def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
         row = by_id[change.registration_id]
         row.status = str(change.status)
         row.updated_at = now
+        if change.sequence_offset is not None:
+            row.sequence_offset = change.sequence_offset
         if change.status is Status.CONFIRMED:
             row.confirmed_at = now
             row.sequence_seen = sequence

@@ -90,6 +90,12 @@ class Registration(Base):
     certificate_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     attended: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     sequence_seen: Mapped[int] = mapped_column(Integer, default=0)
+    # How far their own withdrawals and re-registrations raised their calendar entry's
+    # SEQUENCE above the event's (migration 0005); their messages carry event + offset.
+    sequence_offset: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The UTC offset in minutes of the Date header of the reply that registered them: it
+    # picks their zone in a country with several (None: not known).
+    utc_offset: Mapped[int | None] = mapped_column(Integer, nullable=True)
     registered_by: Mapped[str] = mapped_column(String(320), default="")
     source_message_id: Mapped[str] = mapped_column(String(998), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -159,6 +165,10 @@ class EventVersionRow(Base):
     cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
     last_end: Mapped[datetime] = mapped_column(UtcDateTime())
     changed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # What participants saw of each version ({"1": {"start": ..., "join_url": ...}}), so an
+    # update says what changed; and per language the pack files' [digest, version].
+    shown: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    packs: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Cursor(Base):

@@ -53,7 +53,7 @@ def plan_view(settings: Settings, now: datetime | None, *, as_json: bool,
     moment = _now(now)
     contacts, _ = catalog_contacts(catalog, settings.paths.packs, settings.paths.contacts)
     with store.command_transaction(settings.store.url) as session:
-        sync_events(session, catalog, moment)
+        sync_events(session, catalog, moment, settings.paths.packs)
         current = current_plan(session, catalog, contacts, moment)
         session.rollback()
     rows = [r for r in current.summary() if not event_id or r["event_id"] == event_id]

@@ -9,12 +9,17 @@ shows them.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import vobject
+from sqlalchemy import select
 
+from mailer import store
+from mailer.schedule import Catalog, load_catalog
+from mailer.sync import plan_into_outbox, sync_events
 from tests.servers.imap import ImapServer
 from tests.servers.smtp import SmtpSink
 from tests.test_series import AWA, KOFI, append, reply, run, settings_for, utc, write_schedule
@@ -147,3 +152,93 @@ def test_edits_say_what_changed_send_the_pack_once_and_raise_each_persons_sequen
     for person, seen in sequences.items():
         changes = [sequence for kind, sequence in seen if kind != "reminder"]
         assert changes == sorted(set(changes)), person
+
+
+# --- the pack's files, not the event's time, decide whether the pack goes again -----------
+
+PACK_SCHEDULE = """
+[series]
+id = "s"
+title = "Series"
+pack_at = "3d"
+[series.pack]
+factsheet = "factsheet.{lang}.pdf"
+
+[[event]]
+id = "ev"
+start = 2020-07-09T08:00:00Z
+end = 2020-07-09T09:45:00Z
+language = "fr"
+invited = ["SN"]
+join_url = "https://zoom.us/j/1"
+"""
+
+
+def _pack_keys(st: store.Store, catalog: Catalog, packs: Path, now: datetime) -> list[str]:
+    """Sync (reading the pack files) and plan at ``now``; the pack keys in the outbox."""
+    with st.transaction() as session:
+        sync_events(session, catalog, now, packs)
+        plan_into_outbox(session, catalog, [], now, "example.org")
+        return sorted(session.scalars(select(store.OutboxRow.key)
+                                      .where(store.OutboxRow.kind == "pack")))
+
+
+def test_new_pack_files_send_the_pack_once_more_to_their_language_only(
+        st: store.Store, tmp_path: Path) -> None:
+    (tmp_path / "schedules").mkdir()
+    (tmp_path / "schedules" / "s.toml").write_text(PACK_SCHEDULE, encoding="utf-8")
+    for lang in ("fr", "en"):
+        (tmp_path / f"factsheet.{lang}.pdf").write_bytes(f"%PDF {lang} v1".encode())
+    catalog = load_catalog(tmp_path / "schedules")
+    now = datetime(2020, 7, 6, 9, 0, tzinfo=timezone.utc)
+    with st.transaction() as session:
+        for email, lang in (("awa@gov.sn", "fr"), ("kofi@gov.sn", "en")):
+            session.add(store.Registration(
+                event_id="ev", series_id="s", email=email, name="x", country="SN",
+                language=lang, status="confirmed", created_at=now, updated_at=now,
+                confirmed_at=datetime(2020, 6, 1, tzinfo=timezone.utc)))
+    first = _pack_keys(st, catalog, tmp_path, now)
+    assert first == ["pack|ev|0|awa@gov.sn", "pack|ev|0|kofi@gov.sn"]
+    # The same files again, and the event moved: nothing more.
+    moved = load_catalog_text(tmp_path, PACK_SCHEDULE.replace("08:00", "09:00"))
+    assert _pack_keys(st, moved, tmp_path, now) == first
+    # New French slides: the French participant gets the pack once more, then never again.
+    (tmp_path / "factsheet.fr.pdf").write_bytes(b"%PDF fr v2, corrected")
+    second = _pack_keys(st, moved, tmp_path, now)
+    assert second == sorted([*first, "pack|ev|1|awa@gov.sn"])
+    assert _pack_keys(st, moved, tmp_path, now) == second
+
+
+def load_catalog_text(folder: Path, text: str) -> Catalog:
+    (folder / "schedules" / "s.toml").write_text(text, encoding="utf-8")
+    return load_catalog(folder / "schedules")
+
+
+def test_upgrading_keeps_the_packs_already_sent_as_sent(tmp_path: Path) -> None:
+    """A store from before 0005 keyed packs by the event's start; after the upgrade the
+    planner's key is the renamed row's, so nobody gets the pack again."""
+    from alembic import command
+    from alembic.config import Config
+
+    st = store.Store(f"sqlite:///{tmp_path}/m.db")
+    config = Config()
+    config.set_main_option("script_location", str(Path(store.__file__).parent / "migrations"))
+    with st.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+    now = datetime(2020, 7, 6, 9, 0, tzinfo=timezone.utc)
+    with st.engine.begin() as conn:
+        for key in ("pack|ev|0|awa@gov.sn|2020-07-08T08:00:00+00:00",
+                    "pack|ev|0|awa@gov.sn|2020-07-09T08:00:00+00:00",
+                    "reminder|ev|0|awa@gov.sn|7d@2020-07-09T08:00:00+00:00"):
+            conn.execute(store.OutboxRow.__table__.insert().values(
+                key=key, kind=key.split("|")[0], event_id="ev", recipient="awa@gov.sn",
+                name="", language="fr", sequence=0, context={}, message_id="<m>",
+                status="sent", attempts=1, next_attempt_at=now, last_error="",
+                created_at=now))
+    st.migrate()
+    with st.transaction() as session:
+        keys = set(session.scalars(select(store.OutboxRow.key)))
+    st.close()
+    assert keys == {"pack|ev|0|awa@gov.sn", "pack|ev|0|awa@gov.sn|2020-07-08T08:00:00+00:00",
+                    "reminder|ev|0|awa@gov.sn|7d@2020-07-09T08:00:00+00:00"}

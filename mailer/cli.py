@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
-from mailer.config import Settings, config_path, load_settings
+from mailer.config import Settings, config_source, load_settings
 from mailer.errors import InvalidInput, MailerError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,18 +58,17 @@ def guarded(func: F) -> F:
 
 
 def config_option(func: F) -> F:
-    """``--config PATH`` on every command (default: config.toml, then MAILER_CONFIG)."""
+    """``--config PATH`` on every command (else $MAILER_CONFIG, else config.toml)."""
     return click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
-                        help="configuration file (default: config.toml, or $MAILER_CONFIG)")(func)
+                        help="configuration file (else $MAILER_CONFIG, else config.toml)")(func)
 
 
 def settings_from(ctx: click.Context, given: str | None) -> Settings:
     """The configuration, with logging set up as it says."""
     from mailer.logs import configure
 
-    path = config_path(given or ctx.obj.get("config"))
-    explicit = bool(given or ctx.obj.get("config"))
-    settings = load_settings(path, required=explicit)
+    path, required = config_source(given or ctx.obj.get("config"))
+    settings = load_settings(path, required=required)
     configure(settings.log.format, settings.log.level)
     return settings
 
@@ -86,20 +85,29 @@ def cli(ctx: click.Context, config: str | None) -> None:
 
 @cli.command()
 @config_option
+@click.option("--now", help="check as at this moment (ISO 8601): which events are close")
 @click.pass_context
 @guarded
-def check(ctx: click.Context, config: str | None) -> None:
-    """Validate the configuration, schedules, pack files, contacts and templates."""
-    from mailer.check import check as run_check
+def check(ctx: click.Context, config: str | None, now: str | None) -> None:
+    """Validate the configuration, schedules, pack files, contacts and templates.
 
-    given = config or ctx.obj.get("config")
-    path = config_path(given)
-    # Without --config, a missing config.toml means the embedded defaults, as for the daemon.
-    problems = run_check(path if given or path.exists() else None)
-    if problems:
-        raise InvalidInput(problems)
-    what = path if given or path.exists() else "the default configuration"
-    click.echo(f"ok: {what} and everything it names are valid")
+    Every problem of every file is listed in one run; warnings alone exit 0.
+    """
+    from mailer.check import check as run_check
+    from mailer.check import format_problems
+
+    path, required = config_source(config or ctx.obj.get("config"))
+    # Without --config or MAILER_CONFIG, a missing config.toml means the embedded defaults,
+    # as for the daemon.
+    chosen = path if required or path.exists() else None
+    problems = run_check(chosen, parse_now(now))
+    if any(not p.warning for p in problems):
+        _fail(format_problems(problems), 2)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    what = chosen if chosen is not None else "the default configuration"
+    click.echo(f"ok: {what} and everything it names are valid"
+               + (f" ({len(problems)} warning(s) above)" if problems else ""))
 
 
 @cli.command()
@@ -236,24 +244,38 @@ def attendance() -> None:
 @guarded
 def attendance_import(ctx: click.Context, config: str | None, report: str, event_id: str,
                       min_minutes: int) -> None:
-    """Import a Zoom participant report (CSV export) for one event."""
+    """Import a Zoom participant report (CSV export) for one event.
+
+    A report that cannot be read (empty, binary, no participant table, a duration that is
+    not a number) is refused whole with exit code 2, naming the line and column; nothing
+    is marked.
+    """
     from mailer import store
-    from mailer.attendance import import_attendance, read_attendance
+    from mailer.attendance import import_report
     from mailer.views import load
 
     settings = settings_from(ctx, config)
     catalog = load(settings)
     if event_id not in catalog.events:
         raise UsageError(f"--event: no event {event_id!r} (known: {', '.join(catalog.events)})")
-    attendees, problems = read_attendance(Path(report))
-    for problem in problems:
-        click.echo(f"warning: {problem}", err=True)
     with store.command_transaction(settings.store.url) as session:
-        result = import_attendance(session, event_id, attendees, min_minutes=min_minutes)
+        result = import_report(session, event_id, Path(report), min_minutes=min_minutes)
+    for problem in result.warnings[:_SHOWN]:
+        click.echo(f"warning: {problem}", err=True)
+    if len(result.warnings) > _SHOWN:
+        click.echo(f"warning: {len(result.warnings) - _SHOWN} more rows without an email "
+                   "address", err=True)
+    unknown = len(result.unknown) + result.unknown_more
     click.echo(f"{event_id}: {result.matched} present, {result.absent} absent, "
-               f"{result.too_short} too short, {len(result.unknown)} not registered")
-    for email in result.unknown:
+               f"{result.too_short} too short, {unknown} not registered")
+    for email in result.unknown[:_SHOWN]:
         click.echo(f"  not registered: {email}")
+    if unknown > _SHOWN:
+        click.echo(f"  and {unknown - _SHOWN} more")
+
+
+# How many warnings and unknown addresses an import lists before it only counts them.
+_SHOWN = 20
 
 
 @cli.command()

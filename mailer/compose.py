@@ -546,7 +546,10 @@ class Composer:
     def check_templates(self, catalog: Catalog | None = None) -> list[Problem]:
         """Every template missing for a language the events use, or failing to render."""
         catalog = catalog if catalog is not None else self.catalog
-        langs = sorted({"en"} | {e.language for e in catalog.events.values()})
+        # Participants get their own language whatever the event's: every language folder
+        # staff keep is checked, besides English and the events' languages.
+        langs = sorted({"en"} | {e.language for e in catalog.events.values()}
+                       | {lang for lang in LANGUAGES if (self.root / lang).is_dir()})
         wanted = [(lang, kind, ("subject.txt", "txt", "html"))
                   for lang in langs for kind in PARTICIPANT_KINDS]
         wanted += [("staff", kind, ("subject.txt", "txt")) for kind in STAFF_KINDS]

@@ -46,6 +46,7 @@ def check(settings_path: Path | None, now: datetime | None = None) -> list[Probl
     catalog, found = read_catalog(settings.paths.schedules)
     problems += found
     problems += check_links(catalog, settings, now or datetime.now(timezone.utc))
+    problems += check_organisers(catalog)
     problems += check_packs(catalog, settings)
     problems += check_contacts(catalog, settings,
                                str(settings_path) if settings_path else "environment")
@@ -107,6 +108,35 @@ def check_links(catalog: Catalog, settings: Settings, now: datetime) -> list[Pro
         line = _event_key_line(text, event.id, "join_url" if url else "id")
         problems.append(Problem(str(event.file), f"event {event.id}.join_url", what, line,
                                 warning=not close))
+    return problems
+
+
+_LANGUAGE_NAMES = {"en": "English", "fr": "French", "es": "Spanish"}
+
+
+def check_organisers(catalog: Catalog) -> list[Problem]:
+    """Organisers are named in sentences ("Organisé par l’Union européenne"): a warning for
+    a series whose participants' languages lack their own list. Participants get their own
+    language whatever the event's, so every language counts."""
+    problems: list[Problem] = []
+    for series in catalog.series.values():
+        named = series.spec.organisers
+        if not named:
+            continue
+        line = _key_line(_text(series.file), "organisers")
+        if isinstance(named, list):
+            problems.append(Problem(
+                str(series.file), "series.organisers", "one list for every language: it "
+                "reads \"Organisé par " + " et ".join(named) + "\" in French; give one list "
+                "per language, each as it reads after \"by\" (fr = [\"l’Union européenne\", "
+                "...])", line, warning=True))
+            continue
+        missing = [_LANGUAGE_NAMES[lang] for lang in LANGUAGES if lang not in named]
+        if missing:
+            problems.append(Problem(str(series.file), "series.organisers", "no list in "
+                                    f"{' or '.join(missing)}: those messages and certificates "
+                                    "name the organisers in another language", line,
+                                    warning=True))
     return problems
 
 

@@ -150,22 +150,22 @@ def parse(ctx: click.Context, config: str | None, file: str, as_json: bool,
 @click.option("--to", "to", default="participant@example.org", show_default=True)
 @click.option("--name", default="Awa Diop", show_default=True)
 @click.option("--country", default=None, help="participant's country (ISO code), for local time")
-@click.option("--out", type=click.Path(dir_okay=False), help="write the .eml here")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="write the exact bytes (.eml) here")
 @click.option("--now", help="the message's date (ISO 8601)")
 @click.pass_context
 @guarded
 def preview(ctx: click.Context, config: str | None, kind: str, event_id: str, lang: str, to: str,
             name: str, country: str | None, out: str | None, now: str | None) -> None:
-    """Render one message exactly as it would be sent, as a .eml."""
-    from mailer.views import preview_message
+    """Render one message as it would be sent: readable here, the exact .eml with --out."""
+    from mailer.views import preview_message, readable_message
 
     settings = settings_from(ctx, config)
     data = preview_message(settings, kind, event_id, lang, to, name, country, parse_now(now))
+    click.echo(readable_message(data), nl=False)
     if out:
         Path(out).write_bytes(data)
-        click.echo(f"wrote {out} ({len(data)} bytes)")
-    else:
-        sys.stdout.buffer.write(data)
+        click.echo(f"\nwrote {out} ({len(data):,} bytes, exactly as sent)")
 
 
 @cli.command()

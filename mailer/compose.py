@@ -250,10 +250,11 @@ def attachments_for(out: Outgoing, catalog: Catalog, settings: Settings
                 attached.append((path.name, _MIME.get(path.suffix, "application/octet-stream"),
                                  path.read_bytes()))
     if out.kind is Kind.CERTIFICATE:
-        from mailer.certificate import certificate_pdf
+        from mailer.certificate import certificate_file_name, certificate_pdf
 
         pdf = certificate_pdf(out.name, event, out.language)
-        attached.append((f"certificate-{event.id}.pdf", "application/pdf", pdf))
+        attached.append((certificate_file_name(event.id, out.language), "application/pdf",
+                         pdf))
     return attached, links
 
 

@@ -77,6 +77,7 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
     "reason": "", "candidates": [], "text": "", "missing": [], "sender": "", "subject": "",
     "problems": [], "status": "", "previous_start": None, "previous_end": None,
     "previous_join_url": None, "previous_title": None, "unread_countries": [],
+    "policy": "on_request",
 }
 # Kinds sent to someone who holds a place: cancelling gives it to someone else. Others
 # (waiting list, review) only withdraw a request.
@@ -485,6 +486,8 @@ class Composer:
             alternative.append(wire.text(html, "html"))
         parts: list[wire.Part] = []
         method = _method(out.kind)
+        if out.kind is Kind.WITHDRAWAL and ctx.get("status") not in ("confirmed", "", None):
+            method = None       # a waiting or reviewed request had no calendar entry
         if method and event is not None:
             ics = build_calendar(event, method=method, attendee_email=out.recipient,
                                  attendee_name=safe_display_name(out.name),

@@ -295,7 +295,7 @@ def subject_words(templates: Path) -> Words:
             except OSError:
                 text = kind
             fixed = re.split(r"{[{%]", text, maxsplit=1)[0].strip()
-            fixed = re.sub(r"(?:\s+for|[:,])$", "", fixed).strip()
+            fixed = re.sub(r"(?:\s+(?:for|from)|[:,])$", "", fixed).strip()
             cache[kind] = fixed or kind
         return cache[kind]
 

@@ -231,7 +231,7 @@ def _cancel(b: _Builder, event: Event, registered: Sequence[Registered], now: da
         offset = r.sequence_offset + 1
         b.changed.append(StatusChange(r.id, Status.CANCELLED, offset))
         b.answer(Kind.WITHDRAWAL, r.email, name=r.name, country=r.country,
-                 language=r.language, once=True, offset=offset)
+                 language=r.language, once=True, offset=offset, status=str(r.status))
         b.notes.append(f"{r.email} cancelled")
         if r.status is Status.CONFIRMED:
             freed[r.country] = freed.get(r.country, 0) + 1

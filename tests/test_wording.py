@@ -132,3 +132,22 @@ def test_the_demo_tells_its_story_in_the_templates_words() -> None:
     assert kinds_line(sent, words) == (
         "1 “Registration confirmed”, 1 “Waiting list”, 1 “Registration request received”, "
         "1 “Registration confirmed: a place is available”")
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "es"])
+def test_a_withdrawal_from_the_waiting_list_removes_no_calendar_entry(
+        composer: Composer, lang: str) -> None:
+    calendar = {"en": "calendar", "fr": "agenda", "es": "agenda"}[lang]
+    waiting = _message(composer, Kind.WITHDRAWAL, lang, status="waiting")
+    assert calendar not in _text(waiting)
+    assert not [p for p in waiting.walk() if p.get_content_type() == "text/calendar"]
+    confirmed = _message(composer, Kind.WITHDRAWAL, lang, status="confirmed")
+    assert calendar in _text(confirmed)
+    assert [p for p in confirmed.walk() if p.get_content_type() == "text/calendar"]
+
+
+def test_the_certificate_note_says_attendance_counts_only_where_it_does(
+        composer: Composer) -> None:
+    on_request = _text(_message(composer, Kind.CERTIFICATE_NOTED, "en", policy="on_request"))
+    attendees = _text(_message(composer, Kind.CERTIFICATE_NOTED, "en", policy="attendees"))
+    assert "who attended" not in on_request and "who attended" in attendees

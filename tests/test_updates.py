@@ -20,6 +20,7 @@ from sqlalchemy import select
 from mailer import store
 from mailer.schedule import Catalog, load_catalog
 from mailer.sync import plan_into_outbox, sync_events
+from tests.builders import store_at
 from tests.servers.imap import ImapServer
 from tests.servers.smtp import SmtpSink
 from tests.test_series import AWA, KOFI, append, reply, run, settings_for, utc, write_schedule
@@ -217,15 +218,7 @@ def load_catalog_text(folder: Path, text: str) -> Catalog:
 def test_upgrading_keeps_the_packs_already_sent_as_sent(tmp_path: Path) -> None:
     """A store from before 0005 keyed packs by the event's start; after the upgrade the
     planner's key is the renamed row's, so nobody gets the pack again."""
-    from alembic import command
-    from alembic.config import Config
-
-    st = store.Store(f"sqlite:///{tmp_path}/m.db")
-    config = Config()
-    config.set_main_option("script_location", str(Path(store.__file__).parent / "migrations"))
-    with st.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0002")
+    st = store_at(f"sqlite:///{tmp_path}/m.db", "0002")
     now = datetime(2020, 7, 6, 9, 0, tzinfo=timezone.utc)
     with st.engine.begin() as conn:
         for key in ("pack|ev|0|awa@gov.sn|2020-07-08T08:00:00+00:00",

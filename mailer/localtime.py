@@ -261,14 +261,3 @@ def local_span(start: datetime, end: datetime, lang: str, country: str | None,
         text = f"{format_day(start, lang, zone)}, {text}"
     note = OTHER_ZONES.get(lang, OTHER_ZONES["en"]) if local.how == "capital" else ""
     return LocalSpan(text, note)
-
-
-def format_span_local(start: datetime, end: datetime, lang: str, zone_name: str | None) -> str:
-    """The span in a named zone, "10:00–11:45 (heure de Paris)", or "" for UTC/unknown."""
-    zone = zone_for(zone_name)
-    if zone is None:
-        return ""
-    text = f"{_hours(start, end, zone, lang)} ({zone_label(zone, lang)})"
-    if start.astimezone(zone).date() != start.astimezone(timezone.utc).date():
-        text = f"{format_day(start, lang, zone)}, {text}"
-    return text

@@ -41,6 +41,7 @@ from mailer.domain import (
 from mailer.errors import PermanentSendError, Problem, ScheduleError, TemplateError, UsageError
 from mailer.localtime import format_day, format_span_local, format_span_utc
 from mailer.schedule import LANGUAGES, Catalog, Event
+from mailer.understand.message import valid_address
 
 Attachment = tuple[str, str, bytes]     # (filename, MIME type, content)
 Link = tuple[str, str]                  # (label, URL) for files too large to attach
@@ -127,8 +128,16 @@ def plus_address(address: str, event_id: str | None) -> str:
 
 
 def _address(name: str, addr: str) -> Address:
+    addr = addr.strip()
     try:
-        return Address(display_name=safe_display_name(name), addr_spec=addr.strip())
+        if not addr.isascii():
+            # Address's parser refuses a non-ASCII local part; an internationalised address
+            # (RFC 6531, sent with SMTPUTF8) that is one valid address is built from its parts.
+            if valid_address(addr) is None:
+                raise ValueError("not one valid address")
+            local, _at, domain = addr.rpartition("@")
+            return Address(display_name=safe_display_name(name), username=local, domain=domain)
+        return Address(display_name=safe_display_name(name), addr_spec=addr)
     except (ValueError, IndexError, HeaderParseError) as exc:
         # A recipient that cannot be written into a header can never be delivered to.
         raise PermanentSendError(f"invalid address: {exc}", recipient=addr) from None

@@ -64,8 +64,13 @@ def _ends_with_verb(folded: str) -> bool:
     return False
 
 
+_WROTE_PADDED = tuple(f" {verb} " for verb in _WROTE)
+
+
 def has_verb(folded: str) -> bool:
-    return any(f" {verb} " in folded for verb in _WROTE) or any(v in folded for v in _WROTE_CJK)
+    """Whether a casefolded line has an attribution's verb as a word."""
+    return any(verb in folded for verb in _WROTE_PADDED) or any(
+        verb in folded for verb in _WROTE_CJK)
 
 
 def is_attribution(line: str) -> bool:

@@ -26,6 +26,7 @@ from mailer.understand.language import language_of
 from mailer.understand.message import (
     bounded,
     clean_header,
+    clean_text,
     digest_id,
     header_text,
     message_id_of,
@@ -33,6 +34,7 @@ from mailer.understand.message import (
     references_of,
     safe_bytes,
     sender_of,
+    valid_address,
 )
 from mailer.understand.wants import classify
 from mailer.understand.written import reply_text
@@ -122,6 +124,9 @@ def _understand(msg: EmailMessage, catalog: Catalog, now: datetime, inbox: str, 
     header_event = event_from_headers(msg, catalog, inbox, subject, references)
     if automatic is not None:
         return _automatic_intent(base, automatic, header_event)
+    if not sender:
+        # Nothing to answer: quarantined with the reason (read), never answered.
+        return _with(base, reason=f"{UNREADABLE}the From header holds no single valid address")
 
     text = reply_text(msg)[:MAX_ANALYSED]
     folded = fold(text)
@@ -156,8 +161,20 @@ def _finish(base: Intent, catalog: Catalog, found: EventChoice, language: str | 
         reason = f"{reason}; {found.why}"
     event = catalog.events.get(found.event_id) if found.event_id else None
     lang = language or (event.language if event else None) or "en"
+    if "participants" in changes:  # stored and printed: no control characters in them
+        changes["participants"] = tuple(_clean(p) for p in changes["participants"])
     return _with(base, event_id=found.event_id, candidates=found.candidates, language=lang,
                  reason=reason, **changes)
+
+
+def _clean(participant: Participant) -> Participant:
+    """A participant with control characters (terminal escapes, bidi overrides) removed from
+    the names and texts that are stored and printed by ``mailer registrations``."""
+    email = (valid_address(participant.email) or "") if participant.email else ""
+    return replace(participant, email=email, name=clean_text(participant.name),
+                   organisation=clean_text(participant.organisation),
+                   position=clean_text(participant.position),
+                   country_text=clean_text(participant.country_text))
 
 
 def _with(intent: Intent, **changes: object) -> Intent:

@@ -142,7 +142,8 @@ def _may_wrap(first: str, second: str) -> bool:
     """
     stripped = first.strip()
     folded = stripped.casefold()
-    if not re.search(r"\d", stripped) and not markers.has_verb(folded):
+    digit = any(ch.isdigit() for ch in stripped)
+    if not digit and not markers.has_verb(folded):
         return False
     nxt = second.strip()
     return (markers.starts_attribution(stripped) or markers.has_verb(folded)

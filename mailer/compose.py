@@ -149,8 +149,12 @@ def _format_address(address: Address) -> str:
 
 
 def _name_and_address(name: str, addr: str) -> str:
-    if name.isascii():
+    if name.isascii() and addr.isascii():
         return formataddr((name, addr))     # quotes the name when it needs it
+    if name.isascii():
+        # formataddr refuses an internationalised address; Address quotes the name alike.
+        local, _at, domain = addr.rpartition("@")
+        return str(Address(display_name=name, username=local, domain=domain))
     # Not formataddr's charset path: it writes one encoded word however long the name,
     # past the 75 characters RFC 2047 allows; Header splits it into several.
     return f"{Header(name, 'utf-8', maxlinelen=76, header_name='To').encode()} <{addr}>"

@@ -32,13 +32,13 @@ _WROTE = (
     "escreveu", "escrevia", "ha scritto", "scritto", "schrieb", "geschrieben", "schreef",
     "het volgende geschreven", "skrev", "kirjoitti", "napisał(a)", "napisał", "napisała",
     "napisal", "pisze", "napsal(a)", "napsal", "napísal", "написал(а)", "написал", "написала",
-    "пишет", "пише", "написав", "написала:", "yazdı", "menulis", "写道", "寫道", "のメッセージ",
-    "작성", "كتب", "έγραψε", "írta", "a scris", "het volgende geschreven",
+    "пишет", "пише", "написав", "yazdı", "menulis", "写道", "寫道", "のメッセージ",
+    "작성", "كتب", "έγραψε", "írta", "a scris",
 )
 _WROTE_CJK = ("写道", "寫道", "のメッセージ", "작성", "كتب")
 # The word an attribution starts with ("On", "Le", "El", "Em", "Am", "Op", "Den", "W dniu"...).
 _ON = ("on ", "at ", "le ", "el ", "em ", "il ", "in data ", "am ", "op ", "den ", "w dniu ",
-       "dnia ", "dňa ", "dne ", "в ", "在 ", "el día ", "o ")
+       "dnia ", "dňa ", "dne ", "в ", "在 ", "el día ")
 _DIGIT = re.compile(r"\d")
 _ANGLE_ADDRESS = re.compile(
     r"[<(\[] ?(?:mailto:)?[^<>()\[\]\s@]{1,64}@[^<>()\[\]\s@]{1,255} ?[>)\]]")

@@ -1,8 +1,12 @@
 """What the sender of a reply wrote: its text without the quoted original, signature, disclaimer.
 
 ``body_text`` picks the message's text (plain part first, else HTML with its quoted sections
-removed); ``reply_text`` keeps only what the sender wrote above (or, bottom-posting, below) the
-quote. Both are pure functions of the message and never raise on bad charsets or broken HTML.
+removed); ``reply_text`` keeps only what the sender wrote above the quote, below it when they
+bottom-posted, and between its ">" lines when they answered inside it. Where the quote starts
+is read line by line from the markers clients write (``markers``: attributions, quoted header
+blocks, separators, phone and list footers, in many languages), in time linear in the text.
+Sign-offs ("Regards, Awa Diop, Ministry of Justice") are kept: ``who`` reads names there.
+Both are pure functions of the message and never raise on bad charsets or broken HTML.
 """
 
 from __future__ import annotations

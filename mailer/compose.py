@@ -41,6 +41,7 @@ from mailer.domain import (
 from mailer.errors import PermanentSendError, Problem, ScheduleError, TemplateError, UsageError
 from mailer.localtime import format_day, format_span_utc, local_span
 from mailer.schedule import LANGUAGES, Catalog, Event
+from mailer.understand.message import valid_address
 
 Attachment = tuple[str, str, bytes]     # (filename, MIME type, content)
 Link = tuple[str, str]                  # (label, URL) for files too large to attach
@@ -132,8 +133,16 @@ def plus_address(address: str, event_id: str | None) -> str:
 
 
 def _address(name: str, addr: str) -> Address:
+    addr = addr.strip()
     try:
-        return Address(display_name=safe_display_name(name), addr_spec=addr.strip())
+        if not addr.isascii():
+            # Address's parser refuses a non-ASCII local part; an internationalised address
+            # (RFC 6531, sent with SMTPUTF8) that is one valid address is built from its parts.
+            if valid_address(addr) is None:
+                raise ValueError("not one valid address")
+            local, _at, domain = addr.rpartition("@")
+            return Address(display_name=safe_display_name(name), username=local, domain=domain)
+        return Address(display_name=safe_display_name(name), addr_spec=addr)
     except (ValueError, IndexError, HeaderParseError) as exc:
         # A recipient that cannot be written into a header can never be delivered to.
         raise PermanentSendError(f"invalid address: {exc}", recipient=addr) from None
@@ -145,8 +154,12 @@ def _format_address(address: Address) -> str:
 
 
 def _name_and_address(name: str, addr: str) -> str:
-    if name.isascii():
+    if name.isascii() and addr.isascii():
         return formataddr((name, addr))     # quotes the name when it needs it
+    if name.isascii():
+        # formataddr refuses an internationalised address; Address quotes the name alike.
+        local, _at, domain = addr.rpartition("@")
+        return str(Address(display_name=name, username=local, domain=domain))
     # Not formataddr's charset path: it writes one encoded word however long the name,
     # past the 75 characters RFC 2047 allows; Header splits it into several.
     return f"{Header(name, 'utf-8', maxlinelen=76, header_name='To').encode()} <{addr}>"

@@ -452,9 +452,14 @@ def test_every_kind_goes_as_short_seven_bit_crlf_lines(composer: Composer, kind:
 
 def test_unusual_but_valid_addresses_pass_and_invalid_ones_fail_for_good(
         composer: Composer) -> None:
-    """An address off the fast path goes through the full parser; an unsendable one is refused."""
+    """An address off the fast path goes through the full parser; an unsendable one is refused.
+
+    An internationalised address is composed (SMTP then needs the server's SMTPUTF8)."""
     msg = composer.compose(outgoing(Kind.REMINDER, recipient="o'brien@justice.gov.ie"), now=NOW)
     assert parse(msg)["To"].addresses[0].addr_spec == "o'brien@justice.gov.ie"
-    for bad in ("awa@@gouv.sn", '"awa diop@gouv.sn', "josé@justicia.gob.es"):
+    msg = composer.compose(outgoing(Kind.REMINDER, recipient="josé@justicia.gob.es"), now=NOW)
+    assert msg.recipient == "josé@justicia.gob.es"
+    for bad in ("awa@@gouv.sn", '"awa diop@gouv.sn', "josé@@justicia.gob.es",
+                "josé@justicia.gob.es\x1b[31m"):
         with pytest.raises(PermanentSendError, match="invalid address"):
             composer.compose(outgoing(Kind.REMINDER, recipient=bad), now=NOW)

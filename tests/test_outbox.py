@@ -382,3 +382,47 @@ def test_a_drain_records_every_accepted_message_on_either_database(
         marked = session.execute(select(store.OutboxRow.status, store.OutboxRow.sent_at,
                                         store.OutboxRow.attempts)).all()
     assert {tuple(m) for m in marked} == {("sent", NOW, 1)}
+
+
+def _answer_reply_from(address: str, tmp_path: Path, sink: SmtpSink,
+                       catalog: Catalog) -> tuple[DrainReport, list[store.OutboxRow]]:
+    """A registration by reply from ``address``, handled, then its answer drained over SMTP."""
+    settings = settings_for(tmp_path, sink)
+    st = store.Store(settings.store.url)
+    st.migrate()
+    raw = (f"From: José Pérez <{address}>\r\nTo: webinars+africa-fr@secretariat.example\r\n"
+           "Subject: Re: [africa-fr]\r\nMessage-ID: <jose-1@client.example>\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+           "Nom : José Pérez\r\nPays : Sénégal\r\nFonction : Procureur\r\n").encode()
+    policy = Policy(inbox_address=INBOX, staff_address="staff@secretariat.example",
+                    domain="secretariat.example", answers_per_day=3)
+    assert handle(st, catalog, raw, now=NOW, policy=policy).outcome == "handled"
+
+    async def go() -> DrainReport:
+        async with Sender(settings.smtp) as sender:
+            return await drain(st, Composer(settings, catalog).compose, sender,
+                               catalog=catalog, settings=settings, now=NOW)
+    report = asyncio.run(go())
+    with st.transaction() as session:
+        rows = list(session.scalars(select(store.OutboxRow)))
+    st.close()
+    return report, rows
+
+
+def test_an_internationalised_address_is_stored_and_answered_over_smtputf8(
+        tmp_path: Path, catalog: Catalog, smtp_sink_utf8: SmtpSink) -> None:
+    """A reply from josé@... is registered under that address and answered with SMTPUTF8."""
+    report, rows = _answer_reply_from("josé@correo.example.sn", tmp_path, smtp_sink_utf8,
+                                      catalog)
+    assert report.sent == 1 and [r.recipient for r in rows] == ["josé@correo.example.sn"]
+    [received] = smtp_sink_utf8.messages
+    assert received.rcpt_tos == ("josé@correo.example.sn",)
+
+
+def test_an_internationalised_address_fails_clearly_without_smtputf8(
+        tmp_path: Path, catalog: Catalog, smtp_sink: SmtpSink) -> None:
+    """A server without SMTPUTF8 cannot take it: the answer fails for good, saying why."""
+    _report, rows = _answer_reply_from("josé@correo.example.sn", tmp_path, smtp_sink, catalog)
+    [row] = rows
+    assert row.status == "failed" and "SMTPUTF8" in (row.last_error or "")
+    assert not smtp_sink.messages

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from mailer.config import Settings, config_source, load_settings
-from mailer.errors import InvalidInput, MailerError, UsageError
+from mailer.errors import InboxError, InvalidInput, MailerError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +54,13 @@ def guarded(func: F) -> F:
             _fail(f"error: {exc}", 1)
         except OSError as exc:
             _fail(f"error: {exc}", 1)
+        except Exception as exc:
+            from mailer.store import store_error
+
+            error = store_error(exc)    # the database's failure, in its own words
+            if error is None:
+                raise
+            _fail(f"error: {error}", 1)
     return wrapper  # type: ignore[return-value]
 
 
@@ -188,6 +195,8 @@ def once(ctx: click.Context, config: str | None, now: str | None, no_read: bool,
                f"{report.planned}, missed "
                f"{report.missed}; sent {report.drain.sent}, retrying {report.drain.retried}, "
                f"failed {report.drain.failed}")
+    if report.inbox_error:
+        raise InboxError(f"the inbox was not read: {report.inbox_error}")
 
 
 @cli.command()

@@ -24,7 +24,7 @@ from mailer import store
 from mailer.config import Settings
 from mailer.contacts import catalog_contacts
 from mailer.domain import Intent
-from mailer.errors import Problem, ScheduleError
+from mailer.errors import InboxError, Problem, ScheduleError
 from mailer.handling import (
     GROUP,
     Arrival,
@@ -49,6 +49,18 @@ from mailer.workers import Workers
 log = structlog.get_logger(__name__)
 
 
+# After a failed pass (a store refusing writes, a server down) the daemon waits this long,
+# then twice as long after each failure in a row, up to the maximum.
+FIRST_RETRY_SECONDS = 1.0
+MAX_RETRY_SECONDS = 300.0
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one log line: a database's in its own words, without SQL or data."""
+    error = store.store_error(exc)
+    return str(error if error is not None else exc)
+
+
 def utcnow() -> datetime:
     """The real clock; everything below it takes ``now`` as a parameter."""
     return datetime.now(timezone.utc)
@@ -68,6 +80,7 @@ class PassReport:
     drain: DrainReport = field(default_factory=DrainReport)
     changes: list[EventChange] = field(default_factory=list)
     outcomes: list[Handled] = field(default_factory=list)
+    inbox_error: str = ""          # why the inbox could not be read (the rest still ran)
 
 
 class Mailer:
@@ -263,6 +276,9 @@ class Mailer:
                            workers=self.workers)
 
     def close(self) -> None:
+        if self.store.unrecorded:
+            log.error("sent messages could not be recorded before the mailer stopped: they "
+                      "may be sent again", messages=len(self.store.unrecorded))
         self.workers.close()
         self.store.close()
 
@@ -288,8 +304,14 @@ async def run_once(settings: Settings, *, now: datetime | None = None, read: boo
                 # until the replies are in.
                 with mailer.store.transaction() as session:
                     report.changes = sync_events(session, mailer.catalog, clock())
-                async with AsyncInbox(settings.imap) as inbox:
-                    await mailer.read_and_answer(inbox, clock, report, sender)
+                try:
+                    async with AsyncInbox(settings.imap) as inbox:
+                        await mailer.read_and_answer(inbox, clock, report, sender)
+                except InboxError as exc:
+                    # What is due still goes (reminders must not wait for the IMAP server);
+                    # the command says the inbox failed and exits 1.
+                    report.inbox_error = str(exc)
+                    log.error("inbox failed; planning and sending anyway", error=str(exc))
             moment = clock()
             changes, current = mailer.sync_and_plan(moment)
             report.changes += changes
@@ -329,6 +351,7 @@ class Service:
 
     # -- the worker: plan what is due and send it -------------------------------------------
     async def worker(self) -> None:
+        delay = FIRST_RETRY_SECONDS
         async with Sender(self.settings.smtp,
                           envelope_from=self.settings.organiser.address) as sender:
             while not self.stopping.is_set():
@@ -346,7 +369,14 @@ class Service:
                         self.answers.clear()
                         await self.mailer.drain(self.clock(), sender, stop=self.stopping.is_set)
                 except Exception as exc:  # noqa: BLE001 - log, back off, keep running
-                    log.error("pass failed; retrying on the next tick", error=str(exc))
+                    # A store refusing writes or a server down: each try waits twice as long
+                    # as the one before (the wake-ups meanwhile are kept, not lost).
+                    log.error("pass failed; retrying", error=one_line(exc), retry_in=delay)
+                    await self._sleep(delay)
+                    delay = min(delay * 2, MAX_RETRY_SECONDS)
+                    self.wake.set()
+                else:
+                    delay = FIRST_RETRY_SECONDS
 
     async def step(self, sender: Sender) -> Plan:
         """One pass: record event changes, enqueue what is due, send it, book the next wake-up."""
@@ -380,17 +410,19 @@ class Service:
     # -- the inbox: IDLE (or poll), handle, wake the worker ---------------------------------
     async def inbox(self) -> None:
         imap = self.settings.imap
-        delay = 1.0
+        delay = FIRST_RETRY_SECONDS
         while not self.stopping.is_set():
             try:
                 async with AsyncInbox(imap) as box:
-                    delay = 1.0
                     log.info("inbox ready", folder=imap.folder,
                              idle=imap.idle and "IDLE" in box.inbox.capabilities)
                     while not self.stopping.is_set():
                         report = PassReport()
                         await self.mailer.read_inbox(box, self.clock, report,
                                                      on_batch=self.answers.set)
+                        # Only a pass read to its end proves the fault over: a connect alone
+                        # does not (a store refusing writes fails after it).
+                        delay = FIRST_RETRY_SECONDS
                         if report.read:
                             self.wake.set()
                         wait = imap.idle_seconds if imap.idle else imap.poll_seconds
@@ -407,9 +439,9 @@ class Service:
                             return
                         waiter.result()
             except Exception as exc:  # noqa: BLE001 - a server fault must not stop the daemon
-                log.error("inbox failed; reconnecting", error=str(exc), retry_in=delay)
+                log.error("inbox failed; reconnecting", error=one_line(exc), retry_in=delay)
                 await self._sleep(delay)
-                delay = min(delay * 2, 300.0)
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
 
     # -- schedules and templates: reload on change or SIGHUP --------------------------------
     async def watcher(self) -> None:

@@ -4,6 +4,11 @@ A row is marked sent right after the server accepted it, and its connection send
 more until that is committed, so a crash re-sends at most the messages that were in flight
 (one per SMTP connection). Temporary failures are retried with back-off; permanent ones fail
 for good and the recipient is suppressed.
+
+When that record fails (a full disk, a database refusing writes), sending stops: the drain
+raises StoreError, the accepted messages are kept in ``Store.unrecorded``, and every later
+drain of the process records them before it sends anything else, so a store fault never
+makes the same message go again.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import structlog
@@ -24,6 +30,7 @@ from mailer import store
 from mailer.compose import carries_pack, compose_message
 from mailer.config import Settings
 from mailer.domain import Outgoing
+from mailer.errors import StoreError
 from mailer.schedule import Catalog
 from mailer.smtp import Composable, Sender, SendResult, retry_delay
 from mailer.wire import WireMessage
@@ -70,10 +77,17 @@ async def drain(st: store.Store, compose: Callable[..., WireMessage], sender: Se
     report = DrainReport()
     size = batch or settings.smtp.connections * 50
     sent = SentLog(st, now, senders=settings.smtp.connections)
+    began = time.monotonic()
+
+    def clock() -> datetime:
+        """``now`` run on by the time the drain has taken: when a failure happened."""
+        return now + timedelta(seconds=time.monotonic() - began)
+
     try:
+        await sent.recover()        # what went before the store failed, first
         return await _drain(st, compose, sender, sent, report, catalog=catalog,
                             settings=settings, now=now, size=size, stop=stop,
-                            workers=workers)
+                            workers=workers, clock=clock)
     finally:
         sent.close()
 
@@ -81,7 +95,7 @@ async def drain(st: store.Store, compose: Callable[..., WireMessage], sender: Se
 async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: Sender,
                  sent: SentLog, report: DrainReport, *, catalog: Catalog, settings: Settings,
                  now: datetime, size: int, stop: Callable[[], bool] | None,
-                 workers: Workers | None) -> DrainReport:
+                 workers: Workers | None, clock: Callable[[], datetime]) -> DrainReport:
     backlog: int | None = None      # messages due when the drain began, not yet taken
     while stop is None or not stop():
         with st.transaction() as session:
@@ -124,16 +138,17 @@ async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: S
                 await sent.record(int(result.key))
                 report.sent += 1
                 return
-            # In a worker thread: the other connections keep sending during the commit.
+            # In a worker thread: the other connections keep sending during the commit. The
+            # back-off counts from this failure, not from the drain's start.
             outcome = await asyncio.to_thread(_record_failure, st, result, tried[result.key],
-                                              now, settings)
+                                              clock(), settings)
             report.count(outcome, result)
 
         # A SendError here (no connection at all) leaves every row pending for the next pass.
         for result in await sender.send_batch(items, on_result=record):
             if result.key not in recorded:  # never attempted: the connections failed
-                report.count(_record_failure(st, result, attempts[result.key], now, settings),
-                             result)
+                report.count(_record_failure(st, result, attempts[result.key], clock(),
+                                             settings), result)
     return report
 
 
@@ -147,6 +162,9 @@ class SentLog:
     over four connections that made one commit per four messages instead of about three per
     five. The commit runs on the event loop's thread when SQLite's write lock is free this
     instant (``Store.mark_sent_now``), in a worker thread otherwise.
+
+    A commit that fails leaves its rows in ``Store.unrecorded`` and raises StoreError in
+    each waiting sender (so the drain stops); ``recover`` records them later.
     """
 
     def __init__(self, st: store.Store, now: datetime, senders: int = 1,
@@ -169,6 +187,25 @@ class SentLog:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
         await done
+
+    async def recover(self) -> None:
+        """Record the messages earlier drains could not (``Store.unrecorded``), each at the
+        moment it went; raise StoreError, having sent nothing, while the store refuses."""
+        waiting = self._st.unrecorded
+        if not waiting:
+            return
+        by_moment: dict[datetime, list[int]] = {}
+        for row, moment in waiting.items():
+            by_moment.setdefault(moment, []).append(row)
+        for moment, rows in by_moment.items():
+            try:
+                await asyncio.to_thread(self._commit, rows, moment)
+            except Exception as exc:  # noqa: BLE001 - any failure: the store still refuses
+                raise _unrecorded_error(exc, len(waiting)) from exc
+            for row in rows:
+                del waiting[row]
+        log.info("messages sent before the store failed are now recorded", messages=sum(
+            len(rows) for rows in by_moment.values()))
 
     def close(self) -> None:
         """Give the store connection back, once a commit still running (a drain that was
@@ -199,24 +236,35 @@ class SentLog:
                 # may wait for the lock (a reply being decided, a purge) or the network
                 # (PostgreSQL), and the event loop must not wait with it.
                 if not self._st.mark_sent_now(rows, self._now):
-                    await asyncio.to_thread(self._commit, rows)
+                    await asyncio.to_thread(self._commit, rows, self._now)
             except Exception as exc:  # noqa: BLE001 - handed to every waiting sender
+                # The server has these: they must never go again, so they wait here until
+                # the store takes them (``recover``), and the senders stop.
+                self._st.unrecorded.update(dict.fromkeys(rows, self._now))
+                error = _unrecorded_error(exc, len(self._st.unrecorded))
+                error.__cause__ = exc
                 for _, done in group:
                     if not done.done():  # its sender may have been cancelled meanwhile
-                        done.set_exception(exc)
+                        done.set_exception(error)
             else:
                 for _, done in group:
                     if not done.done():
                         done.set_result(None)
 
-    def _commit(self, rows: list[int]) -> None:
+    def _commit(self, rows: list[int], now: datetime) -> None:
         if self._conn is None:
             self._conn = self._st.engine.connect()
         try:
-            self._st.mark_sent(rows, self._now, self._conn)
+            self._st.mark_sent(rows, now, self._conn)
         except Exception:
             self._release()     # a connection that failed mid-commit is not reused
             raise
+
+
+def _unrecorded_error(exc: BaseException, waiting: int) -> StoreError:
+    """Why sending stopped: the store refused to record what the mail server accepted."""
+    cause = store.store_error(exc) or StoreError(f"{type(exc).__name__}: {exc}")
+    return StoreError(f"sending stopped: {waiting} sent message(s) cannot be recorded ({cause})")
 
 
 def _record_failure(st: store.Store, result: SendResult, tried: int, now: datetime,

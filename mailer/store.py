@@ -10,6 +10,7 @@ per-country limit is kept by serialising transactions that touch one event
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -42,9 +43,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from mailer.domain import Kind, Outgoing
+from mailer.errors import StoreError
 from mailer.inline_marks import InlineMarks
 
 
@@ -253,6 +256,10 @@ class Store:
         on_file = database != ":memory:" and "mode=memory" not in str(self.engine.url)
         self._inline = (InlineMarks(self.engine, _outbox)
                         if self.engine.dialect.name == "sqlite" and on_file else None)
+        # Messages the mail server accepted whose record as sent failed (a full disk, a
+        # database refusing writes), with the moment each went: ``outbox.drain`` records
+        # them before this process sends anything else.
+        self.unrecorded: dict[int, datetime] = {}
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision."""
@@ -288,6 +295,27 @@ class Store:
         if self._inline is not None:
             self._inline.close()
         self.engine.dispose()
+
+
+def store_error(exc: BaseException) -> StoreError | None:
+    """The one-line StoreError a database failure stands for; None for any other error.
+
+    SQLAlchemy's own text runs over several lines (the statement, its parameters, a link),
+    which may hold personal data; the driver's message is the part people act on
+    ("database or disk is full").
+    """
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        text = str(exc.orig)
+    elif isinstance(exc, SQLAlchemyError | sqlite3.Error):
+        text = str(exc)
+    else:
+        return None
+    lines = text.strip().splitlines()
+    error = StoreError(f"the store failed: {lines[0] if lines else type(exc).__name__}")
+    error.__cause__ = exc
+    return error
 
 
 @contextmanager

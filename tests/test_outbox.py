@@ -18,6 +18,7 @@ from mailer import store
 from mailer.compose import Composer
 from mailer.config import Limits, Organiser, Paths, Settings, Store
 from mailer.domain import Kind, Outgoing, outbox_key
+from mailer.errors import StoreError
 from mailer.handling import Policy, handle
 from mailer.outbox import DrainReport, SentLog, drain
 from mailer.schedule import Catalog, load_catalog
@@ -163,7 +164,9 @@ def test_a_temporary_refusal_is_retried_later(tmp_path: Path, catalog: Catalog,
     assert run_drain(settings, catalog).retried == 1
     with st.transaction() as session:
         (row,) = session.scalars(select(store.OutboxRow)).all()
-        assert row.status == "pending" and row.next_attempt_at == NOW + timedelta(seconds=60)
+        # A minute after the failure, which came a moment after the drain's start.
+        wait = row.next_attempt_at - NOW
+        assert row.status == "pending" and timedelta(seconds=60) < wait < timedelta(seconds=61)
     assert run_drain(settings, catalog).sent == 0                  # not yet time
     assert run_drain(settings, catalog, NOW + timedelta(minutes=2)).sent == 1
     assert len(smtp_sink.messages) == 1
@@ -269,14 +272,17 @@ async def test_rows_accepted_during_a_commit_share_the_next_one(gated: GatedStor
 
 
 async def test_a_failed_commit_raises_in_every_waiting_sender(gated: GatedStore) -> None:
-    """If the commit fails, each sender it held learns so (the drain stops, rows stay pending)."""
+    """If the commit fails, each sender it held learns so (the drain stops) and the rows wait
+    in the store's memory, to be recorded before anything else is sent."""
     gated.broken = True
     log = SentLog(gated, NOW)
     waiting = [asyncio.create_task(log.record(n)) for n in (1, 2)]
     await asyncio.sleep(0.1)
     gated.gate.set()
     results = await asyncio.gather(*waiting, return_exceptions=True)
-    assert all(isinstance(r, OperationalError) for r in results)
+    assert all(isinstance(r, StoreError) and isinstance(r.__cause__, OperationalError)
+               for r in results)
+    assert gated.unrecorded == {1: NOW, 2: NOW}
     log.close()
 
 

@@ -155,12 +155,18 @@ class Mailer:
         ``clock`` is read once per message, so a long batch stamps each at its own moment.
         ``on_batch`` is called after each fetched batch is committed and flagged: its answers
         are in the outbox, so a wave of replies can be acknowledged while it is still read.
+
+        A message whose handling failed holds the stored cursor below it, so the next pass
+        reads it again; this pass reads on past it, so a failure never holds back the mail
+        behind it (those already handled are skipped next time: flagged, or known by their
+        Message-ID).
         """
         folder = self.settings.imap.folder
+        with self.store.transaction() as session:
+            row = store.get_cursor(session, folder)
+            cursor = Cursor(folder, row.uidvalidity, row.last_uid) if row else None
+        held: Cursor | None = None      # just below the pass's first failed message
         while True:
-            with self.store.transaction() as session:
-                row = store.get_cursor(session, folder)
-                cursor = Cursor(folder, row.uidvalidity, row.last_uid) if row else None
             cursor, batch = await inbox.fetch_new(cursor)
             handled_uids: list[int] = []
             failed_uids: list[int] = []
@@ -199,12 +205,16 @@ class Mailer:
                 raise
             if handled_uids:
                 await inbox.mark_handled(handled_uids)
-            last_uid = min(failed_uids) - 1 if failed_uids else cursor.last_uid
+            if held is not None and held.uidvalidity != cursor.uidvalidity:
+                held = None             # the folder was renumbered: old UIDs mean nothing
+            if failed_uids and held is None:
+                held = Cursor(folder, cursor.uidvalidity, min(failed_uids) - 1)
             with self.store.transaction() as session:
-                store.set_cursor(session, folder, cursor.uidvalidity, last_uid)
+                store.set_cursor(session, folder, cursor.uidvalidity,
+                                 (held or cursor).last_uid)
             if handled_uids and on_batch is not None:
                 on_batch()
-            if not batch or failed_uids:
+            if not batch:
                 return
 
     def _read(self, item: tuple[bytes, int | None, str], now: datetime) -> Intent | str:
@@ -216,8 +226,8 @@ class Mailer:
         """Handle fetched messages in one group; one a pass died on is first counted, alone."""
         if crashed_before:
             (arrival,) = arrivals
-            set_aside = await asyncio.to_thread(after_crash, self.store, arrival.message_id,
-                                                arrival.now, arrival.where)
+            set_aside = await asyncio.to_thread(after_crash, self.store, self.catalog,
+                                                arrival, self.policy)
             if set_aside is not None:
                 return [set_aside]
             return [await asyncio.to_thread(handle_one, self.store, self.catalog, arrival,

@@ -72,30 +72,50 @@ def fallback_message_id(raw: bytes) -> str:
     return f"<{hashlib.sha256(raw).hexdigest()}@no-message-id>"
 
 
+MAX_ID = 998            # the store's Message-ID columns (RFC 5322's longest line)
+MAX_ADDRESS = 254       # RFC 5321's longest path (256), without its angle brackets
+
+
 def message_key(raw: bytes, message_id: str | None, folder: str = "", uidvalidity: int = 0,
                 uid: int = 0) -> str:
-    """The id a message is handled under: its Message-ID, else one made from its bytes."""
+    """The id a message is handled under: its Message-ID, else one made from its bytes.
+
+    A Message-ID the store could not keep as it is (longer than its 998 characters, with a
+    control character, or with what UTF-8 cannot encode) is replaced by a digest of it: the
+    same id always gives the same key, and two ids never share one (a cut could). On
+    PostgreSQL such an id failed the claim of its whole batch, at every pass.
+    """
     if message_id is None and raw:
         message_id = message_id_of(raw)
-    return message_id or fallback_message_id(raw or f"{folder}/{uidvalidity}/{uid}".encode())
+    key = message_id or fallback_message_id(raw or f"{folder}/{uidvalidity}/{uid}".encode())
+    if len(key) <= MAX_ID and key.isprintable() and store.storable(key) == key:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"<{digest}@unstorable-message-id>"
 
 
-def after_crash(st: store.Store, message_id: str, now: datetime,
-                where: dict[str, Any]) -> Handled | None:
+def after_crash(st: store.Store, catalog: Catalog, arrival: Arrival,
+                policy: Policy) -> Handled | None:
     """Count a try of a message a pass died handling; quarantine it after ``MAX_TRIES``.
 
     Committed before the message is handled again, so a message that kills the process
-    every time is still counted; None means "handle it again".
+    every time is still counted; None means "handle it again". A bounce set aside still
+    suppresses the addresses it names (read once the quarantine is committed, so even a
+    message that kills its reader is set aside for good).
     """
+    message_id, now = arrival.message_id, arrival.now
     with st.transaction() as session:
         tries = store.count_crash(session, message_id)
         if tries < MAX_TRIES:
             return None
         reason = f"the mailer stopped {tries} times while handling it"
         store.record_inbound(session, message_id=message_id, outcome="quarantined", now=now,
-                             reason=reason, **where)
+                             reason=reason, **arrival.where)
     log.error("message quarantined", message_id=message_id, reason=reason)
-    return Handled(message_id, "quarantined", reason=reason)
+    understood = understood_of(catalog, arrival, policy)
+    intent = understood if isinstance(understood, Intent) else None
+    _suppress_bounced(st, intent, now)
+    return Handled(message_id, "quarantined", intent, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -217,8 +237,31 @@ def _failed(st: store.Store, arrival: Arrival, understood: Intent | str,
                                  now=now, reason=f"failed {tries} times: {reason}", **where)
     log.error("message failed", message_id=message_id, tries=tries, exc_info=exc)
     if tries >= MAX_TRIES:
+        _suppress_bounced(st, intent, now)
         return Handled(message_id, "quarantined", intent, reason=reason)
     return Handled(message_id, "failed", intent, reason=reason)
+
+
+def _suppress_bounced(st: store.Store, intent: Intent | None, now: datetime) -> None:
+    """Suppress the addresses a quarantined bounce names (a permanent one), as handling it
+    would have: nothing more goes to an address the mail system says is dead.
+
+    In a transaction of its own, after the quarantine's: a failure here (logged) must not
+    undo the quarantine.
+    """
+    if intent is None or intent.kind is not IntentKind.BOUNCE or intent.bounce_temporary:
+        return
+    try:
+        with st.transaction() as session:
+            for email in intent.bounced:
+                store.suppress(session, email, f"bounce {intent.message_id} (quarantined)", now)
+    except Exception as exc:  # noqa: BLE001 - the quarantine stands; say what was not done
+        log.error("a quarantined bounce could not suppress its addresses",
+                  message_id=intent.message_id, addresses=list(intent.bounced), error=str(exc))
+        return
+    if intent.bounced:
+        log.info("a quarantined bounce suppressed its addresses",
+                 message_id=intent.message_id, addresses=list(intent.bounced))
 
 
 def _report(handled: Handled) -> None:
@@ -242,6 +285,8 @@ def _settle(session: Session, catalog: Catalog, arrival: Arrival, understood: In
     previous = store.inbound_of(session, message_id)
     if store.handled_before(previous):
         return Handled(message_id, "duplicate")
+    if isinstance(understood, Intent):
+        understood = unfit_address(understood) or understood
     if isinstance(understood, str):
         store.record_inbound(session, message_id=message_id, outcome="quarantined", now=now,
                              reason=understood, row=previous, **where)
@@ -268,6 +313,20 @@ def _settle(session: Session, catalog: Catalog, arrival: Arrival, understood: In
                          event_id=intent.event_id, reason=decision.summary, row=previous,
                          **where)
     return Handled(message_id, "handled", intent, decision, answers=len(answers))
+
+
+def unfit_address(intent: Intent) -> str | None:
+    """Why a message to be answered cannot be acted on: it names an address no mail server
+    takes (over 254 characters, or with bytes no encoding reads), which the store would have
+    to alter (and an answer would then go to another address). None when all are fine."""
+    if not intent.answerable:
+        return None
+    for address in (intent.sender, *(p.email for p in intent.participants)):
+        if len(address) > MAX_ADDRESS:
+            return f"an address longer than {MAX_ADDRESS} characters: {address[:40]}..."
+        if store.storable(address) != address:
+            return f"an address with bytes no encoding reads: {store.storable(address)[:80]}"
+    return None
 
 
 def _infer_event(session: Session, catalog: Catalog, intent: Intent, now: datetime) -> Intent:

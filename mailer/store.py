@@ -209,6 +209,48 @@ class RetainedCount(Base):
     purged_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+def storable(value: str, length: int | None = None) -> str:
+    """``value`` as every database stores it: without NUL characters (PostgreSQL refuses them
+    in text), with "?" for what UTF-8 cannot encode (lone surrogates from undecodable mail),
+    and cut to ``length`` characters (PostgreSQL refuses longer values; SQLite would keep
+    them, so both stores keep the same)."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+    return value[:length] if length is not None and len(value) > length else value
+
+
+class Storable(TypeDecorator[str]):
+    """A text column whose values are made ``storable`` on the way in, for every statement
+    (ORM or Core, written or compared), so no text from mail can make a write fail."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int | None = None, long: bool = False) -> None:
+        super().__init__(length)
+        self.long = long
+        if long:
+            self.impl = Text()      # the column's own type: migrations see no change
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        return storable(value, self.impl.length) if isinstance(value, str) else value
+
+
+# Every text column of the store, this module's and any added later, takes only what the
+# databases accept (``storable``): a message that PostgreSQL refused a value of (a NUL byte,
+# a name too long) failed every pass, and the inbox stopped behind it. Values that identify
+# something are kept within bounds before they get here (``handling.message_key``, and the
+# addresses an answer goes to), so the cut never merges two of them.
+for _table in Base.metadata.tables.values():
+    for _column in _table.columns:
+        if isinstance(_column.type, String) and not isinstance(_column.type, Storable):
+            _column.type = Storable(_column.type.length, long=isinstance(_column.type, Text))
+
 _outbox = OutboxRow.__table__
 # Built once: SQLAlchemy then finds the compiled form in its cache at every send.
 _MARK_SENT = (update(_outbox).where(_outbox.c.id.in_(bindparam("ids", expanding=True)))

@@ -20,12 +20,13 @@ from sqlalchemy import select, text
 from mailer import handling, store
 from mailer.config import Settings
 from mailer.config import Store as StoreSettings
-from mailer.daemon import PassReport, run_once
+from mailer.daemon import run_once
 from mailer.handling import Policy, handle
 from mailer.schedule import Catalog
 from tests.builders import make_catalog
 from tests.servers.imap import ImapServer
 from tests.servers.smtp import SmtpSink
+from tests.test_end_to_end import after_three_deaths
 from tests.test_series import append, reply, settings_for, utc, write_schedule
 
 NOW = utc("2020-06-10T10:00:00")
@@ -169,10 +170,6 @@ def test_a_bounce_that_keeps_failing_still_suppresses_the_addresses_it_names(
     assert bounced and suppressed(st) == set(bounced)
 
 
-class Died(BaseException):
-    """Stands for the process dying mid-message (a crash, not an error the loop catches)."""
-
-
 def test_a_bounce_that_kills_the_pass_still_suppresses_the_addresses_it_names(
         st: store.Store, tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink,
         corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,19 +179,7 @@ def test_a_bounce_that_kills_the_pass_still_suppresses_the_addresses_it_names(
     raw = (corpus / "bounces" / "postfix_01.txt").read_bytes()
     poison = email.message_from_bytes(raw)["Message-ID"]
     append(dovecot, delegate(1), raw, delegate(2))
-    real_settle = handling._settle
-
-    def dies_on_the_bounce(session: object, catalog: object, arrival: handling.Arrival,
-                           *args: object) -> object:
-        if arrival.message_id == poison:
-            raise Died
-        return real_settle(session, catalog, arrival, *args)
-
-    monkeypatch.setattr(handling, "_settle", dies_on_the_bounce)
-    for _ in range(3):
-        with pytest.raises(Died):
-            asyncio.run(run_once(settings, now=NOW))
-    report: PassReport = asyncio.run(run_once(settings, now=NOW))
+    report = after_three_deaths(settings, poison, monkeypatch, NOW)
     (set_aside,) = [o for o in report.outcomes if o.outcome == "quarantined"]
     assert set_aside.message_id == poison and set_aside.intent is not None
     assert set(set_aside.intent.bounced) == suppressed(st) != set()

@@ -168,8 +168,9 @@ async def test_the_inbox_backs_off_while_the_store_refuses_writes(
     failures = [e for e in logs if e["event"] == "inbox failed; reconnecting"]
     connects = [e for e in logs if e["event"] == "inbox ready"]
     print(f"{len(connects)} IMAP logins, {len(failures)} failures in 5.5 s")
-    assert [f["retry_in"] for f in failures] == [1.0, 2.0, 4.0]
-    assert len(connects) == 3
+    # At 0, 1 and 3 s (the next at 7 s); a slow machine may not reach the third in time.
+    waits = [f["retry_in"] for f in failures]
+    assert waits in ([1.0, 2.0], [1.0, 2.0, 4.0]) and len(connects) == len(failures)
     assert {f["error"] for f in failures} == {
         "the store failed: permission denied for table cursors"}
 

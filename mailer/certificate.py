@@ -74,6 +74,15 @@ def certificate_pdf(name: str, event: Event, lang: str, *,
     return bytes(pdf.output())
 
 
+# The file's name as the reader's language says "certificate".
+_FILE_WORD = {"en": "certificate", "fr": "certificat", "es": "certificado"}
+
+
+def certificate_file_name(event_id: str, lang: str) -> str:
+    """"certificat-africa-fr.pdf" in French, "certificado-..." in Spanish."""
+    return f"{_FILE_WORD.get(lang, _FILE_WORD['en'])}-{event_id}.pdf"
+
+
 def font_problems(font_dirs: Sequence[Path] = FONT_DIRS) -> list[Problem]:
     """What ``mailer check`` should say when certificates cannot show every name."""
     if _font_files(font_dirs) is not None:

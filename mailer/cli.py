@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import click
 
-from mailer.config import Settings, config_path, load_settings
-from mailer.errors import InvalidInput, MailerError, UsageError
+from mailer.config import Settings, config_source, load_settings
+from mailer.errors import InboxError, InvalidInput, MailerError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,22 +54,28 @@ def guarded(func: F) -> F:
             _fail(f"error: {exc}", 1)
         except OSError as exc:
             _fail(f"error: {exc}", 1)
+        except Exception as exc:
+            from mailer.store import store_error
+
+            error = store_error(exc)    # the database's failure, in its own words
+            if error is None:
+                raise
+            _fail(f"error: {error}", 1)
     return wrapper  # type: ignore[return-value]
 
 
 def config_option(func: F) -> F:
-    """``--config PATH`` on every command (default: config.toml, then MAILER_CONFIG)."""
+    """``--config PATH`` on every command (else $MAILER_CONFIG, else config.toml)."""
     return click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
-                        help="configuration file (default: config.toml, or $MAILER_CONFIG)")(func)
+                        help="configuration file (else $MAILER_CONFIG, else config.toml)")(func)
 
 
 def settings_from(ctx: click.Context, given: str | None) -> Settings:
     """The configuration, with logging set up as it says."""
     from mailer.logs import configure
 
-    path = config_path(given or ctx.obj.get("config"))
-    explicit = bool(given or ctx.obj.get("config"))
-    settings = load_settings(path, required=explicit)
+    path, required = config_source(given or ctx.obj.get("config"))
+    settings = load_settings(path, required=required)
     configure(settings.log.format, settings.log.level)
     return settings
 
@@ -86,20 +92,29 @@ def cli(ctx: click.Context, config: str | None) -> None:
 
 @cli.command()
 @config_option
+@click.option("--now", help="check as at this moment (ISO 8601): which events are close")
 @click.pass_context
 @guarded
-def check(ctx: click.Context, config: str | None) -> None:
-    """Validate the configuration, schedules, pack files, contacts and templates."""
-    from mailer.check import check as run_check
+def check(ctx: click.Context, config: str | None, now: str | None) -> None:
+    """Validate the configuration, schedules, pack files, contacts and templates.
 
-    given = config or ctx.obj.get("config")
-    path = config_path(given)
-    # Without --config, a missing config.toml means the embedded defaults, as for the daemon.
-    problems = run_check(path if given or path.exists() else None)
-    if problems:
-        raise InvalidInput(problems)
-    what = path if given or path.exists() else "the default configuration"
-    click.echo(f"ok: {what} and everything it names are valid")
+    Every problem of every file is listed in one run; warnings alone exit 0.
+    """
+    from mailer.check import check as run_check
+    from mailer.check import format_problems
+
+    path, required = config_source(config or ctx.obj.get("config"))
+    # Without --config or MAILER_CONFIG, a missing config.toml means the embedded defaults,
+    # as for the daemon.
+    chosen = path if required or path.exists() else None
+    problems = run_check(chosen, parse_now(now))
+    if any(not p.warning for p in problems):
+        _fail(format_problems(problems), 2)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    what = chosen if chosen is not None else "the default configuration"
+    click.echo(f"ok: {what} and everything it names are valid"
+               + (f" ({len(problems)} warning(s) above)" if problems else ""))
 
 
 @cli.command()
@@ -142,22 +157,22 @@ def parse(ctx: click.Context, config: str | None, file: str, as_json: bool,
 @click.option("--to", "to", default="participant@example.org", show_default=True)
 @click.option("--name", default="Awa Diop", show_default=True)
 @click.option("--country", default=None, help="participant's country (ISO code), for local time")
-@click.option("--out", type=click.Path(dir_okay=False), help="write the .eml here")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="write the exact bytes (.eml) here")
 @click.option("--now", help="the message's date (ISO 8601)")
 @click.pass_context
 @guarded
 def preview(ctx: click.Context, config: str | None, kind: str, event_id: str, lang: str, to: str,
             name: str, country: str | None, out: str | None, now: str | None) -> None:
-    """Render one message exactly as it would be sent, as a .eml."""
-    from mailer.views import preview_message
+    """Render one message as it would be sent: readable here, the exact .eml with --out."""
+    from mailer.views import preview_message, readable_message
 
     settings = settings_from(ctx, config)
     data = preview_message(settings, kind, event_id, lang, to, name, country, parse_now(now))
+    click.echo(readable_message(data), nl=False)
     if out:
         Path(out).write_bytes(data)
-        click.echo(f"wrote {out} ({len(data)} bytes)")
-    else:
-        sys.stdout.buffer.write(data)
+        click.echo(f"\nwrote {out} ({len(data):,} bytes, exactly as sent)")
 
 
 @cli.command()
@@ -183,6 +198,8 @@ def once(ctx: click.Context, config: str | None, now: str | None, no_read: bool,
     if not report.leading:
         click.echo(f"another instance ({report.leader or 'a pass that just ended'}) leads: "
                    "this pass did not read the inbox or plan, it only sent what was due")
+    if report.inbox_error:
+        raise InboxError(f"the inbox was not read: {report.inbox_error}")
 
 
 @cli.command()
@@ -252,24 +269,38 @@ def attendance() -> None:
 @guarded
 def attendance_import(ctx: click.Context, config: str | None, report: str, event_id: str,
                       min_minutes: int) -> None:
-    """Import a Zoom participant report (CSV export) for one event."""
+    """Import a Zoom participant report (CSV export) for one event.
+
+    A report that cannot be read (empty, binary, no participant table, a duration that is
+    not a number) is refused whole with exit code 2, naming the line and column; nothing
+    is marked.
+    """
     from mailer import store
-    from mailer.attendance import import_attendance, read_attendance
+    from mailer.attendance import import_report
     from mailer.views import load
 
     settings = settings_from(ctx, config)
     catalog = load(settings)
     if event_id not in catalog.events:
         raise UsageError(f"--event: no event {event_id!r} (known: {', '.join(catalog.events)})")
-    attendees, problems = read_attendance(Path(report))
-    for problem in problems:
-        click.echo(f"warning: {problem}", err=True)
     with store.command_transaction(settings.store.url) as session:
-        result = import_attendance(session, event_id, attendees, min_minutes=min_minutes)
+        result = import_report(session, event_id, Path(report), min_minutes=min_minutes)
+    for problem in result.warnings[:_SHOWN]:
+        click.echo(f"warning: {problem}", err=True)
+    if len(result.warnings) > _SHOWN:
+        click.echo(f"warning: {len(result.warnings) - _SHOWN} more rows without an email "
+                   "address", err=True)
+    unknown = len(result.unknown) + result.unknown_more
     click.echo(f"{event_id}: {result.matched} present, {result.absent} absent, "
-               f"{result.too_short} too short, {len(result.unknown)} not registered")
-    for email in result.unknown:
+               f"{result.too_short} too short, {unknown} not registered")
+    for email in result.unknown[:_SHOWN]:
         click.echo(f"  not registered: {email}")
+    if unknown > _SHOWN:
+        click.echo(f"  and {unknown - _SHOWN} more")
+
+
+# How many warnings and unknown addresses an import lists before it only counts them.
+_SHOWN = 20
 
 
 @cli.command()

@@ -65,6 +65,9 @@ class Cluster:
         self.renew_every = settings.cluster.renew_seconds
         self.identity = Identity.here(command, settings.cluster.name)
         self._skew = timedelta(0)          # the database server's clock minus ours
+        # A drain failed and could not give its claims back (the store refused writes):
+        # the next one does, before it claims (this process drains one batch at a time).
+        self.owes_release = False
         self._leading_until: float | None = None    # monotonic: when our lease runs out
 
     @property
@@ -102,6 +105,12 @@ class Cluster:
             claims.release_all_claims(session, self.holder)
             claims.check_out(session, self.holder)
         self._leading_until = None
+
+    def release_claims(self) -> None:
+        """Give back every claim this instance still holds (see ``owes_release``)."""
+        with self.store.transaction() as session:
+            claims.release_all_claims(session, self.holder)
+        self.owes_release = False
 
     # -- the leader's lease -------------------------------------------------------------------
     def try_lead(self) -> bool:

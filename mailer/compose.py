@@ -27,7 +27,7 @@ from babel.lists import format_list
 from mailer import wire
 from mailer.calendar import build_calendar
 from mailer.config import Settings
-from mailer.countries import country_name, country_timezone
+from mailer.countries import country_name
 from mailer.domain import (
     ANSWER_KINDS,
     CALENDAR_KINDS,
@@ -39,8 +39,9 @@ from mailer.domain import (
     outbox_key,
 )
 from mailer.errors import PermanentSendError, Problem, ScheduleError, TemplateError, UsageError
-from mailer.localtime import format_day, format_span_local, format_span_utc
+from mailer.localtime import format_day, format_span_utc, local_span
 from mailer.schedule import LANGUAGES, Catalog, Event
+from mailer.understand.message import valid_address
 
 Attachment = tuple[str, str, bytes]     # (filename, MIME type, content)
 Link = tuple[str, str]                  # (label, URL) for files too large to attach
@@ -76,8 +77,13 @@ _RECORDED_KINDS = frozenset({Kind.INVITATION, Kind.ACKNOWLEDGEMENT, Kind.WAITING
 CONTEXT_DEFAULTS: dict[str, Any] = {
     "reason": "", "candidates": [], "text": "", "missing": [], "sender": "", "subject": "",
     "problems": [], "status": "", "previous_start": None, "previous_end": None,
-    "unread_countries": [],
+    "previous_join_url": None, "previous_title": None, "unread_countries": [],
+    "policy": "on_request",
 }
+# Kinds sent to someone who holds a place: cancelling gives it to someone else. Others
+# (waiting list, review) only withdraw a request.
+_PLACE_KINDS = frozenset({Kind.ACKNOWLEDGEMENT, Kind.PROMOTION, Kind.REMINDER, Kind.PACK,
+                          Kind.UPDATE})
 
 # Control, format (bidi overrides, zero-width) and line/paragraph separator characters.
 _UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp"})
@@ -127,8 +133,16 @@ def plus_address(address: str, event_id: str | None) -> str:
 
 
 def _address(name: str, addr: str) -> Address:
+    addr = addr.strip()
     try:
-        return Address(display_name=safe_display_name(name), addr_spec=addr.strip())
+        if not addr.isascii():
+            # Address's parser refuses a non-ASCII local part; an internationalised address
+            # (RFC 6531, sent with SMTPUTF8) that is one valid address is built from its parts.
+            if valid_address(addr) is None:
+                raise ValueError("not one valid address")
+            local, _at, domain = addr.rpartition("@")
+            return Address(display_name=safe_display_name(name), username=local, domain=domain)
+        return Address(display_name=safe_display_name(name), addr_spec=addr)
     except (ValueError, IndexError, HeaderParseError) as exc:
         # A recipient that cannot be written into a header can never be delivered to.
         raise PermanentSendError(f"invalid address: {exc}", recipient=addr) from None
@@ -140,8 +154,12 @@ def _format_address(address: Address) -> str:
 
 
 def _name_and_address(name: str, addr: str) -> str:
-    if name.isascii():
+    if name.isascii() and addr.isascii():
         return formataddr((name, addr))     # quotes the name when it needs it
+    if name.isascii():
+        # formataddr refuses an internationalised address; Address quotes the name alike.
+        local, _at, domain = addr.rpartition("@")
+        return str(Address(display_name=name, username=local, domain=domain))
     # Not formataddr's charset path: it writes one encoded word however long the name,
     # past the 75 characters RFC 2047 allows; Header splits it into several.
     return f"{Header(name, 'utf-8', maxlinelen=76, header_name='To').encode()} <{addr}>"
@@ -179,13 +197,16 @@ def _aware(value: Any) -> datetime | None:
     return None
 
 
-def _local_zone(country: str | None) -> str | None:
-    if not country:
-        return None
-    try:
-        return country_timezone(country)
-    except (LookupError, ValueError):
-        return None
+def _in_language(values: Any, lang: str, fallback: str) -> str:
+    """One language's text of a ``{lang: text}`` value (a title, a description)."""
+    if isinstance(values, str):
+        return values
+    if not isinstance(values, dict) or not values:
+        return ""
+    for candidate in (lang, fallback, "en", *LANGUAGES):
+        if values.get(candidate):
+            return str(values[candidate])
+    return ""
 
 
 def pack_files(event: Event, lang: str, packs_dir: Path) -> list[tuple[str, Path]]:
@@ -243,10 +264,11 @@ def attachments_for(out: Outgoing, catalog: Catalog, settings: Settings
                 attached.append((path.name, _MIME.get(path.suffix, "application/octet-stream"),
                                  path.read_bytes()))
     if out.kind is Kind.CERTIFICATE:
-        from mailer.certificate import certificate_pdf
+        from mailer.certificate import certificate_file_name, certificate_pdf
 
         pdf = certificate_pdf(out.name, event, out.language)
-        attached.append((f"certificate-{event.id}.pdf", "application/pdf", pdf))
+        attached.append((certificate_file_name(event.id, out.language), "application/pdf",
+                         pdf))
     return attached, links
 
 
@@ -293,7 +315,8 @@ class Composer:
         self.env.filters["de"] = french_de
         organiser = settings.organiser
         self._from = _format_address(_address(organiser.name, organiser.address))
-        self._views: dict[tuple[int, str, str | None], tuple[Event, dict[str, Any]]] = {}
+        self._views: dict[tuple[int, str, str | None, int | None],
+                          tuple[Event, dict[str, Any]]] = {}
         self._reply_tos: dict[str | None, str] = {}
         self._folders: dict[tuple[Kind, str], str] = {}
         self._has_html: dict[str, bool] = {}
@@ -305,27 +328,33 @@ class Composer:
 
     # -- the values templates see ------------------------------------------------------------
 
-    def event_view(self, event: Event, lang: str, country: str | None = None) -> dict[str, Any]:
+    def event_view(self, event: Event, lang: str, country: str | None = None,
+                   utc_offset: int | None = None) -> dict[str, Any]:
         """What templates know of an event (``event.title``, ``event.when_utc``...).
 
-        Cached per event object, language and country: a burst of reminders formats each
-        event's dates once per language and time zone, not once per message.
+        Cached per event object, language, country and UTC offset: a burst of reminders
+        formats each event's dates once per language and time zone, not once per message.
         """
-        key = (id(event), lang, country)
+        key = (id(event), lang, country, utc_offset)
         cached = self._views.get(key)
         if cached is None or cached[0] is not event:   # an id is reused only after a reload
-            cached = self._views[key] = (event, self._event_view(event, lang, country))
+            cached = self._views[key] = (event, self._event_view(event, lang, country,
+                                                                 utc_offset))
         return dict(cached[1])
 
-    def _event_view(self, event: Event, lang: str, country: str | None) -> dict[str, Any]:
+    def _event_view(self, event: Event, lang: str, country: str | None,
+                    utc_offset: int | None) -> dict[str, Any]:
         spec = event.series.spec
+        local = local_span(event.start, event.end, lang, country, utc_offset)
         return {
             "id": event.id,
             "title": event.title(lang),
             "series_title": event.series_title(lang),
+            "description": _in_language(event.spec.description, lang, event.language),
             "day_utc": format_day(event.start, lang),
             "when_utc": format_span_utc(event.start, event.end, lang),
-            "when_local": format_span_local(event.start, event.end, lang, _local_zone(country)),
+            "when_local": local.text,
+            "local_note": local.note,
             "join_url": event.spec.join_url or "",
             "recorded": spec.recorded,
             "cancelled": event.cancelled,
@@ -340,14 +369,18 @@ class Composer:
                          links: Sequence[Link]) -> dict[str, Any]:
         """Every value a template may use; the Outgoing's context fills the extras."""
         ctx: dict[str, Any] = {**CONTEXT_DEFAULTS, **out.context}
-        view = self.event_view(event, lang, out.country) if event else None
+        offset = ctx.get("utc_offset")
+        offset = offset if isinstance(offset, int) else None
+        view = self.event_view(event, lang, out.country, offset) if event else None
         labels = FIELD_LABELS.get(lang, FIELD_LABELS["en"])
-        candidates = [self.event_view(self.catalog.events[c], lang, out.country)
+        candidates = [self.event_view(self.catalog.events[c], lang, out.country, offset)
                       for c in ctx["candidates"] if c in self.catalog.events]
         previous = ""
         start, end = _aware(ctx["previous_start"]), _aware(ctx["previous_end"])
         if start and end:
             previous = format_span_utc(start, end, lang)
+        fallback = event.language if event else lang
+        previous_title = _in_language(ctx["previous_title"], lang, fallback)
         ctx.update({
             "kind": out.kind.value,
             "lang": lang,
@@ -366,11 +399,17 @@ class Composer:
                 or (out.kind is Kind.ALREADY_REGISTERED and ctx["status"] == "confirmed")),
             "recorded": bool(view and view["recorded"] and out.kind in _RECORDED_KINDS),
             "cancel_hint": out.kind in _CANCELLABLE,
+            # Whether cancelling frees a place (else it withdraws a request).
+            "holds_place": out.kind in _PLACE_KINDS or (
+                out.kind is Kind.ALREADY_REGISTERED and ctx["status"] == "confirmed"),
             "calendar": out.kind in CALENDAR_KINDS | CANCEL_KINDS and event is not None,
             "labels": labels,
             "missing": [labels.get(m, m) for m in ctx["missing"]],
             "candidate_events": candidates,
             "previous_when_utc": previous,
+            "previous_title": safe_display_name(previous_title, _MAX_LINE),
+            "previous_join_url": (str(ctx["previous_join_url"])
+                                  if ctx["previous_join_url"] is not None else None),
             "reason": safe_display_name(str(ctx["reason"]), _MAX_LINE),
             "unread_countries": [safe_display_name(str(c), _MAX_LINE)
                                  for c in ctx["unread_countries"]][:10],
@@ -460,6 +499,8 @@ class Composer:
             alternative.append(wire.text(html, "html"))
         parts: list[wire.Part] = []
         method = _method(out.kind)
+        if out.kind is Kind.WITHDRAWAL and ctx.get("status") not in ("confirmed", "", None):
+            method = None       # a waiting or reviewed request had no calendar entry
         if method and event is not None:
             ics = build_calendar(event, method=method, attendee_email=out.recipient,
                                  attendee_name=safe_display_name(out.name),
@@ -522,7 +563,10 @@ class Composer:
     def check_templates(self, catalog: Catalog | None = None) -> list[Problem]:
         """Every template missing for a language the events use, or failing to render."""
         catalog = catalog if catalog is not None else self.catalog
-        langs = sorted({"en"} | {e.language for e in catalog.events.values()})
+        # Participants get their own language whatever the event's: every language folder
+        # staff keep is checked, besides English and the events' languages.
+        langs = sorted({"en"} | {e.language for e in catalog.events.values()}
+                       | {lang for lang in LANGUAGES if (self.root / lang).is_dir()})
         wanted = [(lang, kind, ("subject.txt", "txt", "html"))
                   for lang in langs for kind in PARTICIPANT_KINDS]
         wanted += [("staff", kind, ("subject.txt", "txt")) for kind in STAFF_KINDS]
@@ -627,6 +671,8 @@ def sample_outgoing(kind: Kind, lang: str, event: Event | None, candidates: list
         "problems": ["schedules/sample.toml:3: event[0].end: end must be after start"],
         "previous_start": previous.isoformat(),
         "previous_end": (previous + timedelta(hours=1)).isoformat(),
+        "previous_join_url": "https://zoom.us/j/0000000000",
+        "previous_title": {"en": "Former title", "fr": "Ancien titre", "es": "Título anterior"},
     }
     return Outgoing(key=outbox_key(kind, to, event_id, "sample"), kind=kind, recipient=to,
                     language=lang, event_id=event_id, name=name, country=country, sequence=1,

@@ -102,6 +102,14 @@ class Limits(_Section):
     pack_base_url: str | None = None
 
 
+class Check(_Section):
+    """What ``mailer check`` requires of schedules."""
+
+    # An event starting within this many days needs an https join_url (an error); further
+    # off, a missing or non-https link is a warning: every acknowledgement promises it.
+    link_required_days: int = Field(default=14, ge=0)
+
+
 class Workers(_Section):
     """The worker processes that read replies and write messages of big batches."""
 
@@ -166,6 +174,7 @@ class Settings(BaseSettings):
     workers: Workers = Workers()
     retention: Retention = Retention()
     cluster: Cluster = Cluster()
+    check: Check = Check()
 
     @classmethod
     def settings_customise_sources(
@@ -194,9 +203,22 @@ class Settings(BaseSettings):
 
 def config_path(given: str | os.PathLike[str] | None) -> Path:
     """The config file to read: ``--config``, then ``MAILER_CONFIG``, then ``config.toml``."""
+    return config_source(given)[0]
+
+
+def config_source(given: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+    """The config file to read and whether it must exist: ``--config`` and ``MAILER_CONFIG``
+    name a file that must be there (a typo must not fall back to the defaults silently);
+    ``config.toml`` may be missing (the embedded defaults apply)."""
     if given:
-        return Path(given)
-    return Path(os.environ.get("MAILER_CONFIG", DEFAULT_CONFIG))
+        return Path(given), True
+    named = os.environ.get("MAILER_CONFIG")
+    if named is not None:
+        if not named.strip():
+            raise ConfigError([Problem("MAILER_CONFIG", None, "set but empty: name the "
+                                       "configuration file, or unset it")])
+        return Path(named), True
+    return Path(DEFAULT_CONFIG), False
 
 
 def load_settings(path: Path | None, *, required: bool = False) -> Settings:
@@ -216,7 +238,8 @@ def load_settings(path: Path | None, *, required: bool = False) -> Settings:
         except OSError as exc:
             raise ConfigError([Problem(name, None, f"cannot read: {exc.strerror}")]) from None
     elif required:
-        raise ConfigError([Problem(name, None, "file not found")])
+        via = " (named by MAILER_CONFIG)" if os.environ.get("MAILER_CONFIG") == str(path) else ""
+        raise ConfigError([Problem(name, None, f"file not found{via}")])
     try:
         settings = Settings(**data)
     except ValidationError as exc:

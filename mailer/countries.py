@@ -207,15 +207,31 @@ _MAIN_ZONE = {
 
 
 @cache
-def _zone_tab() -> dict[str, str]:
-    """Country code → its first zone in tzdata's zone.tab."""
+def _zone_rows() -> dict[str, tuple[str, ...]]:
+    """Country code → its zones, in tzdata's zone.tab order."""
     text = (resources.files("tzdata.zoneinfo") / "zone.tab").read_text(encoding="utf-8")
-    zones: dict[str, str] = {}
+    zones: dict[str, list[str]] = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
             fields = line.split("\t")
-            zones.setdefault(fields[0], fields[2])
-    return zones
+            zones.setdefault(fields[0], []).append(fields[2])
+    return {code: tuple(found) for code, found in zones.items()}
+
+
+@cache
+def _zone_tab() -> dict[str, str]:
+    """Country code → its first zone in tzdata's zone.tab."""
+    return {code: found[0] for code, found in _zone_rows().items()}
+
+
+def country_zones(code: str) -> tuple[str, ...]:
+    """Every IANA zone of a country (zone.tab), or its one zone; () when unknown."""
+    code = code.upper() if isinstance(code, str) else ""
+    found = _zone_rows().get(code)
+    if found:
+        return found
+    main = _MAIN_ZONE.get(code)
+    return (main,) if main else ()
 
 
 def country_timezone(code: str) -> str:

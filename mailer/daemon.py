@@ -26,7 +26,7 @@ from mailer.cluster import Cluster
 from mailer.config import Settings
 from mailer.contacts import catalog_contacts
 from mailer.domain import Intent
-from mailer.errors import LeaseLost, Problem, ScheduleError
+from mailer.errors import InboxError, LeaseLost, Problem, ScheduleError
 from mailer.handling import (
     GROUP,
     Arrival,
@@ -51,6 +51,18 @@ from mailer.workers import Workers
 log = structlog.get_logger(__name__)
 
 
+# After a failed pass (a store refusing writes, a server down) the daemon waits this long,
+# then twice as long after each failure in a row, up to the maximum.
+FIRST_RETRY_SECONDS = 1.0
+MAX_RETRY_SECONDS = 300.0
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one log line: a database's in its own words, without SQL or data."""
+    error = store.store_error(exc)
+    return str(error if error is not None else exc)
+
+
 def utcnow() -> datetime:
     """The real clock; everything below it takes ``now`` as a parameter."""
     return datetime.now(timezone.utc)
@@ -70,6 +82,7 @@ class PassReport:
     drain: DrainReport = field(default_factory=DrainReport)
     changes: list[EventChange] = field(default_factory=list)
     outcomes: list[Handled] = field(default_factory=list)
+    inbox_error: str = ""          # why the inbox could not be read (the rest still ran)
     # Whether this pass led (read the inbox and planned); if not, who did.
     leading: bool = True
     leader: str | None = None
@@ -155,7 +168,7 @@ class Mailer:
         """Record event changes and enqueue what is due, in one transaction."""
         with self.store.transaction() as session:
             self.as_leader(session)
-            changes = sync_events(session, self.catalog, now)
+            changes = sync_events(session, self.catalog, now, self.settings.paths.packs)
             current = plan_into_outbox(session, self.catalog, self.contacts, now,
                                        self.policy.domain)
         return changes, current
@@ -171,12 +184,18 @@ class Mailer:
         ``clock`` is read once per message, so a long batch stamps each at its own moment.
         ``on_batch`` is called after each fetched batch is committed and flagged: its answers
         are in the outbox, so a wave of replies can be acknowledged while it is still read.
+
+        A message whose handling failed holds the stored cursor below it, so the next pass
+        reads it again; this pass reads on past it, so a failure never holds back the mail
+        behind it (those already handled are skipped next time: flagged, or known by their
+        Message-ID).
         """
         folder = self.settings.imap.folder
+        with self.store.transaction() as session:
+            row = store.get_cursor(session, folder)
+            cursor = Cursor(folder, row.uidvalidity, row.last_uid) if row else None
+        held: Cursor | None = None      # just below the pass's first failed message
         while True:
-            with self.store.transaction() as session:
-                row = store.get_cursor(session, folder)
-                cursor = Cursor(folder, row.uidvalidity, row.last_uid) if row else None
             cursor, batch = await inbox.fetch_new(cursor)
             handled_uids: list[int] = []
             failed_uids: list[int] = []
@@ -216,12 +235,16 @@ class Mailer:
                 raise
             if handled_uids:
                 await inbox.mark_handled(handled_uids)
-            last_uid = min(failed_uids) - 1 if failed_uids else cursor.last_uid
+            if held is not None and held.uidvalidity != cursor.uidvalidity:
+                held = None             # the folder was renumbered: old UIDs mean nothing
+            if failed_uids and held is None:
+                held = Cursor(folder, cursor.uidvalidity, min(failed_uids) - 1)
             with self.store.transaction() as session:
-                store.set_cursor(session, folder, cursor.uidvalidity, last_uid)
+                store.set_cursor(session, folder, cursor.uidvalidity,
+                                 (held or cursor).last_uid)
             if handled_uids and on_batch is not None:
                 on_batch()
-            if not batch or failed_uids:
+            if not batch:
                 return
 
     def _read(self, item: tuple[bytes, int | None, str], now: datetime) -> Intent | str:
@@ -233,8 +256,8 @@ class Mailer:
         """Handle fetched messages in one group; one a pass died on is first counted, alone."""
         if crashed_before:
             (arrival,) = arrivals
-            set_aside = await asyncio.to_thread(after_crash, self.store, arrival.message_id,
-                                                arrival.now, arrival.where)
+            set_aside = await asyncio.to_thread(after_crash, self.store, self.catalog,
+                                                arrival, self.policy)
             if set_aside is not None:
                 return [set_aside]
             return [await asyncio.to_thread(handle_one, self.store, self.catalog, arrival,
@@ -293,6 +316,9 @@ class Mailer:
                            workers=self.workers, cluster=self.cluster)
 
     def close(self) -> None:
+        if self.store.unrecorded:
+            log.error("sent messages could not be recorded before the mailer stopped: they "
+                      "may be sent again", messages=len(self.store.unrecorded))
         self.workers.close()
         self.store.close()
 
@@ -324,8 +350,14 @@ async def run_once(settings: Settings, *, now: datetime | None = None, read: boo
                     with mailer.store.transaction() as session:
                         mailer.as_leader(session)
                         report.changes = sync_events(session, mailer.catalog, clock())
-                    async with AsyncInbox(settings.imap) as inbox:
-                        await mailer.read_and_answer(inbox, clock, report, sender)
+                    try:
+                        async with AsyncInbox(settings.imap) as inbox:
+                            await mailer.read_and_answer(inbox, clock, report, sender)
+                    except InboxError as exc:
+                        # What is due still goes (reminders must not wait for the IMAP
+                        # server); the command says the inbox failed and exits 1.
+                        report.inbox_error = str(exc)
+                        log.error("inbox failed; planning and sending anyway", error=str(exc))
                 except LeaseLost as exc:
                     log.warning("another instance leads now: this pass only sends",
                                 reason=str(exc))
@@ -347,7 +379,8 @@ async def run_once(settings: Settings, *, now: datetime | None = None, read: boo
         try:
             mailer.cluster.leave()
         except Exception as exc:  # noqa: BLE001 - its lease and claims then expire
-            log.warning("could not give back this instance's lease and claims", error=str(exc))
+            log.warning("could not give back this instance's lease and claims",
+                        error=one_line(exc))
         finally:
             mailer.close()
     return report
@@ -360,7 +393,7 @@ async def _keep_alive(mailer: Mailer, lead: bool) -> None:
         try:
             await asyncio.to_thread(mailer.beat, lead)
         except Exception as exc:  # noqa: BLE001 - the lease then runs out; the pass goes on
-            log.warning("could not renew this instance's lease", error=str(exc))
+            log.warning("could not renew this instance's lease", error=one_line(exc))
 
 
 class Service:
@@ -395,6 +428,7 @@ class Service:
 
     # -- the worker: plan what is due and send it -------------------------------------------
     async def worker(self) -> None:
+        delay = FIRST_RETRY_SECONDS
         async with self.mailer.sender() as sender:
             while not self.stopping.is_set():
                 await self._wait(self.wake, self.answers)
@@ -411,7 +445,14 @@ class Service:
                         self.answers.clear()
                         await self.mailer.drain(self.clock(), sender, stop=self.stopping.is_set)
                 except Exception as exc:  # noqa: BLE001 - log, back off, keep running
-                    log.error("pass failed; retrying on the next tick", error=str(exc))
+                    # A store refusing writes or a server down: each try waits twice as long
+                    # as the one before (the wake-ups meanwhile are kept, not lost).
+                    log.error("pass failed; retrying", error=one_line(exc), retry_in=delay)
+                    await self._sleep(delay)
+                    delay = min(delay * 2, MAX_RETRY_SECONDS)
+                    self.wake.set()
+                else:
+                    delay = FIRST_RETRY_SECONDS
 
     async def step(self, sender: Sender) -> Plan:
         """One pass: record event changes, enqueue what is due (as the leader), send it, book
@@ -451,7 +492,7 @@ class Service:
     # -- the inbox: IDLE (or poll), handle, wake the worker ---------------------------------
     async def inbox(self) -> None:
         imap = self.settings.imap
-        delay = 1.0
+        delay = FIRST_RETRY_SECONDS
         while not self.stopping.is_set():
             # Only the leader reads: one process decides, in arrival order.
             await self._wait(self.leading)
@@ -459,13 +500,15 @@ class Service:
                 return
             try:
                 async with AsyncInbox(imap) as box:
-                    delay = 1.0
                     log.info("inbox ready", folder=imap.folder,
                              idle=imap.idle and "IDLE" in box.inbox.capabilities)
                     while not self.stopping.is_set() and self.mailer.cluster.leading():
                         report = PassReport()
                         await self.mailer.read_inbox(box, self.clock, report,
                                                      on_batch=self.answers.set)
+                        # Only a pass read to its end proves the fault over: a connect alone
+                        # does not (a store refusing writes fails after it).
+                        delay = FIRST_RETRY_SECONDS
                         if report.read:
                             self.wake.set()
                         wait = imap.idle_seconds if imap.idle else imap.poll_seconds
@@ -484,9 +527,9 @@ class Service:
             except LeaseLost:
                 continue        # the heartbeat saw it too: wait to lead again
             except Exception as exc:  # noqa: BLE001 - a server fault must not stop the daemon
-                log.error("inbox failed; reconnecting", error=str(exc), retry_in=delay)
+                log.error("inbox failed; reconnecting", error=one_line(exc), retry_in=delay)
                 await self._sleep(delay)
-                delay = min(delay * 2, 300.0)
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
 
     # -- the heartbeat: this instance alive, the leader's lease, work left by others ---------
     async def heartbeat(self) -> None:
@@ -497,7 +540,7 @@ class Service:
             try:
                 await asyncio.to_thread(self._beat)
             except Exception as exc:  # noqa: BLE001 - the store may come back
-                log.warning("heartbeat failed", error=str(exc))
+                log.warning("heartbeat failed", error=one_line(exc))
                 self.leading.clear()
             await self._sleep(self.mailer.cluster.renew_every)
 
@@ -625,7 +668,7 @@ class Service:
             try:
                 await asyncio.to_thread(self.mailer.cluster.leave)
             except Exception as exc:  # noqa: BLE001 - its leases then expire on their own
-                log.warning("could not give back this instance's leases", error=str(exc))
+                log.warning("could not give back this instance's leases", error=one_line(exc))
             self.mailer.close()
             log.info("mailer stopped")
 

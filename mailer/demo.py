@@ -279,16 +279,40 @@ def config_toml(settings: Settings) -> str:
 # --- what the demo prints ----------------------------------------------------------------------
 
 
-def kinds_line(sent: Sequence[Sent]) -> str:
-    """``3 acknowledgement, 1 waiting_list`` (in order of first appearance), or ``nothing``."""
+Words = Callable[[str], str]
+
+
+def subject_words(templates: Path) -> Words:
+    """A message kind as participants read it: the words its English subject line starts
+    with ("acknowledgement" -> "Registration confirmed"), from the templates themselves."""
+    cache: dict[str, str] = {}
+
+    def words(kind: str) -> str:
+        if kind not in cache:
+            folder = "staff" if kind.startswith("staff_") else "en"
+            try:
+                text = (templates / folder / f"{kind}.subject.txt").read_text(encoding="utf-8")
+            except OSError:
+                text = kind
+            fixed = re.split(r"{[{%]", text, maxsplit=1)[0].strip()
+            fixed = re.sub(r"(?:\s+(?:for|from)|[:,])$", "", fixed).strip()
+            cache[kind] = fixed or kind
+        return cache[kind]
+
+    return words
+
+
+def kinds_line(sent: Sequence[Sent], words: Words = str) -> str:
+    """``3 “Registration confirmed”, 1 “Waiting list”`` (in order of first appearance), or
+    ``nothing``."""
     counts = Counter(s.kind for s in sent)
-    return ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing"
+    return ", ".join(f"{n} “{words(kind)}”" for kind, n in counts.items()) or "nothing"
 
 
-def kinds_per_event_line(sent: Sequence[Sent]) -> str:
-    """``5 reminder for africa-fr, 5 pack for africa-fr``, or ``nothing``."""
+def kinds_per_event_line(sent: Sequence[Sent], words: Words = str) -> str:
+    """``5 “Reminder” for africa-fr, 5 “Information pack” for africa-fr``, or ``nothing``."""
     counts = Counter((s.kind, s.event_id) for s in sent)
-    return ", ".join(f"{n} {kind}" + (f" for {event}" if event else "")
+    return ", ".join(f"{n} “{words(kind)}”" + (f" for {event}" if event else "")
                      for (kind, event), n in counts.items()) or "nothing"
 
 
@@ -339,6 +363,7 @@ class Demo:
         self.say = say
         self.seen = 0
         self.catalog = load(settings)
+        self.words = subject_words(Path(settings.paths.templates))
 
     def series_of(self, event_id: str | None) -> str:
         event = self.catalog.events.get(event_id or "")
@@ -361,7 +386,7 @@ class Demo:
                  f"(one per event their country is invited to; from {CONTACTS})")
         others = [s for s in sent if s.kind != "invitation"]
         if others:
-            self.say(f"  also sent: {kinds_line(others)}")
+            self.say(f"  also sent: {kinds_line(others, self.words)}")
 
     def replies(self) -> None:
         self.say(heading(2, REPLIES_AT, "the replies are read and answered"))
@@ -381,7 +406,7 @@ class Demo:
         table = registrations_view(self.settings, None, "table")
         self.say("\n  registrations per event and country:")
         self.say(indent(str(table), "  "))
-        self.say(f"\n  sent in this pass: {kinds_line(sent)}")
+        self.say(f"\n  sent in this pass: {kinds_line(sent, self.words)}")
         invited = invitations_line(sent, self.series_of)
         if invited:
             self.say(f"  (the invitations: {invited}, whose registration opened meanwhile)")
@@ -390,7 +415,7 @@ class Demo:
         self.say(heading(3, PACKS_AT, "information packs and reminders before the Africa "
                                       "webinars"))
         _, sent = self.run_pass(PACKS_AT)
-        self.say(f"  sent: {kinds_per_event_line(sent)}")
+        self.say(f"  sent: {kinds_per_event_line(sent, self.words)}")
         for s in sent:
             if s.kind == "pack":
                 self.say(f"  for example {s.path.name}: {attachment_names(s.path)}")
@@ -399,7 +424,7 @@ class Demo:
     def certificates(self) -> None:
         self.say(heading(4, CERTIFICATES_AT, "after the French webinar for Africa"))
         _, sent = self.run_pass(CERTIFICATES_AT)
-        self.say(f"  sent: {kinds_per_event_line(sent)}")
+        self.say(f"  sent: {kinds_per_event_line(sent, self.words)}")
         for s in sent:
             if s.kind == "certificate":
                 # Awa Diop asked for hers in her registration (02-senegal-gmail-fr).

@@ -24,6 +24,7 @@ class Problem:
     field: str | None
     message: str
     line: int | None = None
+    warning: bool = False       # worth saying, but nothing refuses the input for it
 
     def __str__(self) -> str:
         where = self.file
@@ -31,7 +32,7 @@ class Problem:
             where += f":{self.line}"
         if self.field:
             where += f": {self.field}"
-        return f"{where}: {self.message}"
+        return f"{where}: {'warning: ' if self.warning else ''}{self.message}"
 
 
 def toml_error(exc: tomllib.TOMLDecodeError) -> tuple[str, int | None]:

@@ -10,9 +10,11 @@ decided as if it came alone.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from email.utils import parsedate_tz
 from typing import Any
 
 import structlog
@@ -74,30 +76,50 @@ def fallback_message_id(raw: bytes) -> str:
     return f"<{hashlib.sha256(raw).hexdigest()}@no-message-id>"
 
 
+MAX_ID = 998            # the store's Message-ID columns (RFC 5322's longest line)
+MAX_ADDRESS = 254       # RFC 5321's longest path (256), without its angle brackets
+
+
 def message_key(raw: bytes, message_id: str | None, folder: str = "", uidvalidity: int = 0,
                 uid: int = 0) -> str:
-    """The id a message is handled under: its Message-ID, else one made from its bytes."""
+    """The id a message is handled under: its Message-ID, else one made from its bytes.
+
+    A Message-ID the store could not keep as it is (longer than its 998 characters, with a
+    control character, or with what UTF-8 cannot encode) is replaced by a digest of it: the
+    same id always gives the same key, and two ids never share one (a cut could). On
+    PostgreSQL such an id failed the claim of its whole batch, at every pass.
+    """
     if message_id is None and raw:
         message_id = message_id_of(raw)
-    return message_id or fallback_message_id(raw or f"{folder}/{uidvalidity}/{uid}".encode())
+    key = message_id or fallback_message_id(raw or f"{folder}/{uidvalidity}/{uid}".encode())
+    if len(key) <= MAX_ID and key.isprintable() and store.storable(key) == key:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"<{digest}@unstorable-message-id>"
 
 
-def after_crash(st: store.Store, message_id: str, now: datetime,
-                where: dict[str, Any]) -> Handled | None:
+def after_crash(st: store.Store, catalog: Catalog, arrival: Arrival,
+                policy: Policy) -> Handled | None:
     """Count a try of a message a pass died handling; quarantine it after ``MAX_TRIES``.
 
     Committed before the message is handled again, so a message that kills the process
-    every time is still counted; None means "handle it again".
+    every time is still counted; None means "handle it again". A bounce set aside still
+    suppresses the addresses it names (read once the quarantine is committed, so even a
+    message that kills its reader is set aside for good).
     """
+    message_id, now = arrival.message_id, arrival.now
     with st.transaction() as session:
         tries = store.count_crash(session, message_id)
         if tries < MAX_TRIES:
             return None
         reason = f"the mailer stopped {tries} times while handling it"
         store.record_inbound(session, message_id=message_id, outcome="quarantined", now=now,
-                             reason=reason, **where)
+                             reason=reason, **arrival.where)
     log.error("message quarantined", message_id=message_id, reason=reason)
-    return Handled(message_id, "quarantined", reason=reason)
+    understood = understood_of(catalog, arrival, policy)
+    intent = understood if isinstance(understood, Intent) else None
+    _suppress_bounced(st, intent, now)
+    return Handled(message_id, "quarantined", intent, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -233,8 +255,31 @@ def _failed(st: store.Store, arrival: Arrival, understood: Intent | str,
                                  now=now, reason=f"failed {tries} times: {reason}", **where)
     log.error("message failed", message_id=message_id, tries=tries, exc_info=exc)
     if tries >= MAX_TRIES:
+        _suppress_bounced(st, intent, now)
         return Handled(message_id, "quarantined", intent, reason=reason)
     return Handled(message_id, "failed", intent, reason=reason)
+
+
+def _suppress_bounced(st: store.Store, intent: Intent | None, now: datetime) -> None:
+    """Suppress the addresses a quarantined bounce names (a permanent one), as handling it
+    would have: nothing more goes to an address the mail system says is dead.
+
+    In a transaction of its own, after the quarantine's: a failure here (logged) must not
+    undo the quarantine.
+    """
+    if intent is None or intent.kind is not IntentKind.BOUNCE or intent.bounce_temporary:
+        return
+    try:
+        with st.transaction() as session:
+            for email in intent.bounced:
+                store.suppress(session, email, f"bounce {intent.message_id} (quarantined)", now)
+    except Exception as exc:  # noqa: BLE001 - the quarantine stands; say what was not done
+        log.error("a quarantined bounce could not suppress its addresses",
+                  message_id=intent.message_id, addresses=list(intent.bounced), error=str(exc))
+        return
+    if intent.bounced:
+        log.info("a quarantined bounce suppressed its addresses",
+                 message_id=intent.message_id, addresses=list(intent.bounced))
 
 
 def _report(handled: Handled) -> None:
@@ -258,6 +303,8 @@ def _settle(session: Session, catalog: Catalog, arrival: Arrival, understood: In
     previous = store.inbound_of(session, message_id)
     if store.handled_before(previous):
         return Handled(message_id, "duplicate")
+    if isinstance(understood, Intent):
+        understood = unfit_address(understood) or understood
     if isinstance(understood, str):
         store.record_inbound(session, message_id=message_id, outcome="quarantined", now=now,
                              reason=understood, row=previous, **where)
@@ -271,13 +318,33 @@ def _settle(session: Session, catalog: Catalog, arrival: Arrival, understood: In
     decision = decide(intent, event, snapshot, sequence=sequence, now=now,
                       staff_address=policy.staff_address)
     answers = _ration(session, decision.answers, intent, now, policy)
-    _apply(session, decision, intent, event.series.id if event else "", sequence, now)
+    # The zone the sender writes from (their Date header) shows their local time.
+    utc_offset = date_offset(arrival.raw)
+    if utc_offset is not None:
+        answers = [replace(out, context={**out.context, "utc_offset": utc_offset})
+                   for out in answers]
+    _apply(session, decision, intent, event.series.id if event else "", sequence, now,
+           utc_offset)
     store.enqueue(session, answers, now=now, domain=policy.domain)
     store.record_inbound(session, message_id=message_id, outcome="handled", now=now,
                          sender=intent.sender, intent=str(intent.kind),
                          event_id=intent.event_id, reason=decision.summary, row=previous,
                          **where)
     return Handled(message_id, "handled", intent, decision, answers=len(answers))
+
+
+def unfit_address(intent: Intent) -> str | None:
+    """Why a message to be answered cannot be acted on: it names an address no mail server
+    takes (over 254 characters, or with bytes no encoding reads), which the store would have
+    to alter (and an answer would then go to another address). None when all are fine."""
+    if not intent.answerable:
+        return None
+    for address in (intent.sender, *(p.email for p in intent.participants)):
+        if len(address) > MAX_ADDRESS:
+            return f"an address longer than {MAX_ADDRESS} characters: {address[:40]}..."
+        if store.storable(address) != address:
+            return f"an address with bytes no encoding reads: {store.storable(address)[:80]}"
+    return None
 
 
 def _infer_event(session: Session, catalog: Catalog, intent: Intent, now: datetime) -> Intent:
@@ -302,6 +369,28 @@ def _infer_event(session: Session, catalog: Catalog, intent: Intent, now: dateti
     return intent
 
 
+_DATE = re.compile(rb"^date:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def date_offset(raw: bytes) -> int | None:
+    """The UTC offset in minutes of a message's Date header ("-0700" -> -420), or None.
+
+    Read from the header block alone; "-0000" (RFC 5322: the zone is not known) and a
+    missing or unreadable Date give None.
+    """
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        end = raw.find(b"\n\n")
+    found = _DATE.search(raw[:end if end >= 0 else 65536])
+    if found is None:
+        return None
+    parsed = parsedate_tz(found.group(1).decode("ascii", "replace"))
+    if parsed is None or parsed[9] is None or b"-0000" in found.group(1):
+        return None
+    minutes = parsed[9] // 60
+    return minutes if -14 * 60 <= minutes <= 14 * 60 else None
+
+
 # Only these can free a seat, so only their decisions read a country's waiting list.
 _FREEING = frozenset({IntentKind.CANCELLATION, IntentKind.CALENDAR_REPLY})
 
@@ -316,7 +405,7 @@ def _snapshot_queries() -> dict[tuple[str, bool], Select[Any]]:
     Reg = store.Registration
     # What the rules read of a registration: columns, not ORM objects, which cost more.
     columns = (Reg.id, Reg.email, Reg.country, Reg.status, Reg.created_at, Reg.name,
-               Reg.language, Reg.certificate_requested)
+               Reg.language, Reg.certificate_requested, Reg.sequence_offset)
     event = Reg.event_id == bindparam("event_id")
     named = Reg.email.in_(bindparam("emails", expanding=True))
     queries: dict[tuple[str, bool], Select[Any]] = {}
@@ -365,7 +454,8 @@ def _snapshot(session: Session, event_id: str, intent: Intent) -> list[Registere
     ordered = sorted(rows.values(), key=lambda r: (r.created_at, r.id))
     return [Registered(id=r.id, email=r.email, country=r.country, status=Status(r.status),
                        created_at=r.created_at, name=r.name, language=r.language,
-                       certificate_requested=r.certificate_requested) for r in ordered]
+                       certificate_requested=r.certificate_requested,
+                       sequence_offset=r.sequence_offset or 0) for r in ordered]
 
 
 def _ration(session: Session, answers: tuple[Outgoing, ...], intent: Intent, now: datetime,
@@ -403,7 +493,7 @@ _INSERT_REGISTRATION = insert(store.Registration.__table__)
 
 
 def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
-           sequence: int, now: datetime) -> None:
+           sequence: int, now: datetime, utc_offset: int | None = None) -> None:
     for email in decision.suppress:
         store.suppress(session, email, f"bounce {intent.message_id}", now)
     if decision.event_id is None:
@@ -420,7 +510,8 @@ def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
                       certificate_requested=new.certificate, registered_by=intent.sender,
                       source_message_id=intent.message_id, updated_at=now,
                       confirmed_at=now if confirmed else None,
-                      sequence_seen=sequence if confirmed else 0)
+                      sequence_seen=sequence if confirmed else 0,
+                      sequence_offset=new.sequence_offset, utc_offset=utc_offset)
         if new.revive_id is not None and new.revive_id in by_id:
             # Someone who cancelled and registers again queues anew: a fresh row (and id)
             # puts them behind everyone already waiting, even at the same instant.
@@ -434,6 +525,8 @@ def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
         row = by_id[change.registration_id]
         row.status = str(change.status)
         row.updated_at = now
+        if change.sequence_offset is not None:
+            row.sequence_offset = change.sequence_offset
         if change.status is Status.CONFIRMED:
             row.confirmed_at = now
             row.sequence_seen = sequence

@@ -6,6 +6,12 @@ server accepted it, and its connection sends nothing more until that is committe
 crash re-sends at most the messages that were in flight (one per SMTP connection), once
 the dead process's claims have expired. Temporary failures are retried with back-off;
 permanent ones fail for good and the recipient is suppressed.
+
+When that record fails (a full disk, a database refusing writes), sending stops: the drain
+raises StoreError, the accepted messages are kept in ``Store.unrecorded``, and every later
+drain of the process records them before it sends anything else, so a store fault never
+makes the same message go again (unless the fault outlasts the claims on them: then, as
+after a crash, another instance may send those few again).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +35,7 @@ from mailer.cluster import Claim, Cluster
 from mailer.compose import carries_pack, compose_message
 from mailer.config import Settings
 from mailer.domain import Outgoing
+from mailer.errors import StoreError
 from mailer.schedule import Catalog
 from mailer.smtp import Composable, Sender, SendResult, retry_delay
 from mailer.wire import WireMessage
@@ -74,49 +82,73 @@ async def drain(st: store.Store, compose: Callable[..., WireMessage], sender: Se
     ``cluster``'s instance (without one, for an identity of this drain's own).
     """
     report = DrainReport()
-    cluster = cluster or Cluster(st, settings, command="drain")
+    cluster = cluster or _own_identity(st, settings)
     smtp = settings.smtp
     size = cluster.claim_limit(batch or smtp.connections * 50, smtp.messages_per_minute,
                                smtp.connections)
     sent = SentLog(st, now, senders=smtp.connections)
     in_hand: list[Claim] = []
+    began = time.monotonic()
+
+    def clock() -> datetime:
+        """``now`` run on by the time the drain has taken: when a failure happened."""
+        return now + timedelta(seconds=time.monotonic() - began)
+
     try:
+        await sent.recover()        # what went before the store failed, first
+        if cluster.owes_release:    # claims a failed drain could not give back
+            await asyncio.to_thread(cluster.release_claims)
         return await _drain(st, compose, sender, sent, report, catalog=catalog,
                             settings=settings, now=now, size=size, stop=stop,
-                            workers=workers, cluster=cluster, in_hand=in_hand)
+                            workers=workers, clock=clock, cluster=cluster,
+                            in_hand=in_hand)
     except BaseException:
-        # No connection at all, or cancelled: the batch in hand stays pending, given back
-        # at once rather than when its claim would expire.
+        # No connection at all, the store refusing, or cancelled: the batch in hand stays
+        # pending, given back at once rather than when its claim would expire (but for
+        # what went and is not recorded: that waits for this process, in Store.unrecorded).
         for claim in in_hand:
-            await _give_back(claim)
+            await _give_back(claim, st, cluster)
         raise
     finally:
         sent.close()
 
 
-async def _give_back(claim: Claim) -> None:
+async def _give_back(claim: Claim, st: store.Store, cluster: Cluster) -> None:
     try:
-        await asyncio.shield(claim.end(claim.ids))
-    except Exception as exc:  # noqa: BLE001 - the claims then expire on their own
-        log.warning("claims not given back", error=str(exc), rows=len(claim.ids))
+        await asyncio.shield(claim.end([i for i in claim.ids if i not in st.unrecorded]))
+    except Exception as exc:  # noqa: BLE001 - the next drain gives them back
+        cluster.owes_release = True
+        log.warning("claims not given back", error=str(store.store_error(exc) or exc),
+                    rows=len(claim.ids))
+
+
+# The identity a drain claims under when it is given none (a drain run on its own: tests,
+# tools): one per store, so that the next drain on it gives back what a failed one could not.
+_OWN: weakref.WeakKeyDictionary[store.Store, Cluster] = weakref.WeakKeyDictionary()
+
+
+def _own_identity(st: store.Store, settings: Settings) -> Cluster:
+    if st not in _OWN:
+        _OWN[st] = Cluster(st, settings, command="drain")
+    return _OWN[st]
 
 
 async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: Sender,
                  sent: SentLog, report: DrainReport, *, catalog: Catalog, settings: Settings,
                  now: datetime, size: int, stop: Callable[[], bool] | None,
-                 workers: Workers | None, cluster: Cluster, in_hand: list[Claim]
-                 ) -> DrainReport:
+                 workers: Workers | None, clock: Callable[[], datetime], cluster: Cluster,
+                 in_hand: list[Claim]) -> DrainReport:
     backlog: int | None = None      # messages due when the drain began, not yet taken
     while stop is None or not stop():
         asked = time.monotonic()
         with st.transaction() as session:
             if backlog is None and workers is not None and workers.start_for_messages:
                 backlog = store.count_due(session, now)
-            clock = cluster.clock()
+            held_from = cluster.clock()       # the store's time, for the claims
             rows = [(r.id, store.row_to_outgoing(r), r.attempts, r.recipient)
                     for r in claims.claim_due(
-                        session, now=now, clock=clock, limit=size, holder=cluster.holder,
-                        until=clock + timedelta(seconds=cluster.lease))]
+                        session, now=now, clock=held_from, limit=size, holder=cluster.holder,
+                        until=held_from + timedelta(seconds=cluster.lease))]
             suppressed = store.suppressed_among(session, (r[3] for r in rows))
         if not rows:
             return report
@@ -155,9 +187,10 @@ async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: S
                 await sent.record(int(result.key))
                 report.sent += 1
                 return
-            # In a worker thread: the other connections keep sending during the commit.
+            # In a worker thread: the other connections keep sending during the commit. The
+            # back-off counts from this failure, not from the drain's start.
             outcome = await asyncio.to_thread(_record_failure, st, result, tried[result.key],
-                                              now, settings)
+                                              clock(), settings)
             report.count(outcome, result)
 
         # A SendError here (no connection at all) leaves every row pending for the next pass.
@@ -168,8 +201,8 @@ async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: S
             unsent += [] if result.ok else [int(result.key)]
             if result.key not in recorded and claim.held_key(result.key):
                 # never attempted: the connections failed
-                report.count(_record_failure(st, result, attempts[result.key], now, settings),
-                             result)
+                report.count(_record_failure(st, result, attempts[result.key], clock(),
+                                             settings), result)
         await claim.end(unsent)     # the rows left pending can go to any instance at once
         in_hand.clear()
     return report
@@ -185,6 +218,9 @@ class SentLog:
     over four connections that made one commit per four messages instead of about three per
     five. The commit runs on the event loop's thread when SQLite's write lock is free this
     instant (``Store.mark_sent_now``), in a worker thread otherwise.
+
+    A commit that fails leaves its rows in ``Store.unrecorded`` and raises StoreError in
+    each waiting sender (so the drain stops); ``recover`` records them later.
     """
 
     def __init__(self, st: store.Store, now: datetime, senders: int = 1,
@@ -207,6 +243,25 @@ class SentLog:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
         await done
+
+    async def recover(self) -> None:
+        """Record the messages earlier drains could not (``Store.unrecorded``), each at the
+        moment it went; raise StoreError, having sent nothing, while the store refuses."""
+        waiting = self._st.unrecorded
+        if not waiting:
+            return
+        by_moment: dict[datetime, list[int]] = {}
+        for row, moment in waiting.items():
+            by_moment.setdefault(moment, []).append(row)
+        for moment, rows in by_moment.items():
+            try:
+                await asyncio.to_thread(self._commit, rows, moment)
+            except Exception as exc:  # noqa: BLE001 - any failure: the store still refuses
+                raise _unrecorded_error(exc, len(waiting)) from exc
+            for row in rows:
+                del waiting[row]
+        log.info("messages sent before the store failed are now recorded", messages=sum(
+            len(rows) for rows in by_moment.values()))
 
     def close(self) -> None:
         """Give the store connection back, once a commit still running (a drain that was
@@ -237,24 +292,35 @@ class SentLog:
                 # may wait for the lock (a reply being decided, a purge) or the network
                 # (PostgreSQL), and the event loop must not wait with it.
                 if not self._st.mark_sent_now(rows, self._now):
-                    await asyncio.to_thread(self._commit, rows)
+                    await asyncio.to_thread(self._commit, rows, self._now)
             except Exception as exc:  # noqa: BLE001 - handed to every waiting sender
+                # The server has these: they must never go again, so they wait here until
+                # the store takes them (``recover``), and the senders stop.
+                self._st.unrecorded.update(dict.fromkeys(rows, self._now))
+                error = _unrecorded_error(exc, len(self._st.unrecorded))
+                error.__cause__ = exc
                 for _, done in group:
                     if not done.done():  # its sender may have been cancelled meanwhile
-                        done.set_exception(exc)
+                        done.set_exception(error)
             else:
                 for _, done in group:
                     if not done.done():
                         done.set_result(None)
 
-    def _commit(self, rows: list[int]) -> None:
+    def _commit(self, rows: list[int], now: datetime) -> None:
         if self._conn is None:
             self._conn = self._st.engine.connect()
         try:
-            self._st.mark_sent(rows, self._now, self._conn)
+            self._st.mark_sent(rows, now, self._conn)
         except Exception:
             self._release()     # a connection that failed mid-commit is not reused
             raise
+
+
+def _unrecorded_error(exc: BaseException, waiting: int) -> StoreError:
+    """Why sending stopped: the store refused to record what the mail server accepted."""
+    cause = store.store_error(exc) or StoreError(f"{type(exc).__name__}: {exc}")
+    return StoreError(f"sending stopped: {waiting} sent message(s) cannot be recorded ({cause})")
 
 
 def _record_failure(st: store.Store, result: SendResult, tried: int, now: datetime,

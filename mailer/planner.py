@@ -39,6 +39,8 @@ class Registrant:
     sequence_seen: int                  # SEQUENCE of the last calendar message they received
     certificate_requested: bool
     attended: bool | None
+    sequence_offset: int = 0            # added to the event's SEQUENCE (own cancellations)
+    utc_offset: int | None = None       # minutes, from the Date header of their reply
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,18 @@ class Contact:
 
 @dataclass(frozen=True)
 class EventVersion:
-    """The current version of an event: ``sequence`` is raised on every change of the event."""
+    """The current version of an event: ``sequence`` is raised on every change of the event.
+
+    ``shown`` holds what participants saw of each version (``"2"`` -> start, end, join_url,
+    title), so an update can say what changed since the version a person last received;
+    ``packs`` the version of the pack's files per language (raised when the files change).
+    """
 
     event_id: str
     sequence: int
     changed_at: datetime
+    shown: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    packs: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +151,11 @@ class _Message:
     def plan_for(self, board: _Board, email: str, name: str, language: str,
                  country: str | None, registration_id: int | None,
                  due_at: datetime | None = None, context: Mapping[str, Any] | None = None,
-                 ) -> None:
+                 offset: int = 0) -> None:
         """Put this message for one recipient on ``board`` (``due_at`` overrides the moment).
+
+        ``offset`` is added to the SEQUENCE: the person's own withdrawals and
+        re-registrations raised their calendar entry above the event's version.
 
         The first message under a key wins, so duplicate offsets ("1d" and "24h") or duplicate
         registrations never give two rows for one outbox key.
@@ -157,6 +169,7 @@ class _Message:
             self._template.__dict__, key=key, recipient=email, due_at=due_at,
             language=language if language in LANGUAGES else self._fallback, name=name,
             country=country, registration_id=registration_id,
+            sequence=self._template.sequence + offset,
             context={**self._context, **context} if context else dict(self._context))
         board.put(key, self._judge(out, due_at, board))
 
@@ -209,9 +222,14 @@ class _Facts:
     sequence: int
     changed_at: datetime | None
     reminders: tuple[_Message, ...]
-    pack: _Message | None
+    packs: Mapping[str, _Message]       # per language, keyed by that language's pack version
     update: _Message | None
     certificate: _Message | None
+    shown: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def pack_due_at(self) -> datetime | None:
+        return next(iter(self.packs.values())).due_at if self.packs else None
 
 
 def plan(catalog: Catalog, registrants: Sequence[Registrant],
@@ -270,15 +288,20 @@ def _facts(event: Event, version: EventVersion | None) -> _Facts:
     if version is not None and sequence > 0:
         update = _Message(event, sequence, Kind.UPDATE, version.changed_at, event.end,
                           "event ended", version=sequence)
-    pack = None
+    packs: dict[str, _Message] = {}
     if spec.pack is not None and spec.pack_at is not None:
-        pack = _Message(event, sequence, Kind.PACK, event.start - spec.pack_at, event.end,
-                        "event ended", extra=event.start.isoformat())
+        # Keyed by the version of the files a language gets, not by the event's time or
+        # version: moving the event, a new link or title never sends the pack again; new
+        # files send it once more (to the languages whose files changed).
+        versions = dict(version.packs) if version else {}
+        for lang in LANGUAGES:
+            packs[lang] = _Message(event, sequence, Kind.PACK, event.start - spec.pack_at,
+                                   event.end, "event ended", version=versions.get(lang, 0))
     certificate = None
     if spec.certificate != "never":
         certificate = _Message(event, sequence, Kind.CERTIFICATE, event.end, None)
-    return _Facts(event, sequence, changed_at, _reminders(event, version), pack, update,
-                  certificate)
+    return _Facts(event, sequence, changed_at, _reminders(event, version), packs, update,
+                  certificate, version.shown if version else {})
 
 
 def _reminders(event: Event, version: EventVersion | None) -> tuple[_Message, ...]:
@@ -311,20 +334,42 @@ def _reminders(event: Event, version: EventVersion | None) -> tuple[_Message, ..
 def _for_registrant(board: _Board, facts: _Facts, person: Registrant) -> None:
     """Reminders, pack, update and certificate for one registrant of a running event."""
     who = (person.email, person.name, person.language, person.country, person.id)
+    offset = person.sequence_offset
+    zone = None if person.utc_offset is None else {"utc_offset": person.utc_offset}
     if person.status is Status.CONFIRMED:
         confirmed = person.confirmed_at
         for reminder in facts.reminders:
             # Nobody is reminded of a moment that had passed when they were confirmed.
             if confirmed is None or confirmed < reminder.due_at:
-                reminder.plan_for(board, *who)
-        if facts.pack is not None:
-            # Confirmed after the pack went out: it comes with their acknowledgement.
-            late = confirmed is not None and confirmed > facts.pack.due_at
-            facts.pack.plan_for(board, *who, confirmed if late else None)
+                reminder.plan_for(board, *who, context=zone, offset=offset)
+        if facts.packs:
+            pack = facts.packs.get(person.language) or facts.packs[facts.event.language]
+            # Confirmed after the pack's moment: it goes with their acknowledgement.
+            late = confirmed is not None and confirmed > pack.due_at
+            pack.plan_for(board, *who, confirmed if late else None, context=zone)
         if facts.update is not None and _needs_update(facts, person):
-            facts.update.plan_for(board, *who)
+            facts.update.plan_for(board, *who, context={**(zone or {}),
+                                                        **_changed(facts, person)},
+                                  offset=offset)
     if facts.certificate is not None and _deserves_certificate(facts, person):
-        facts.certificate.plan_for(board, *who)
+        facts.certificate.plan_for(board, *who, context=zone, offset=offset)
+
+
+def _changed(facts: _Facts, person: Registrant) -> dict[str, Any]:
+    """What an update tells one person: the values of the version they last received that
+    differ from today's (``previous_start``, ``previous_join_url``...), JSON-ready."""
+    before = facts.shown.get(str(person.sequence_seen))
+    now = facts.shown.get(str(facts.sequence))
+    if not before or not now:
+        return {}
+    out: dict[str, Any] = {}
+    if (before.get("start"), before.get("end")) != (now.get("start"), now.get("end")):
+        out["previous_start"], out["previous_end"] = before.get("start"), before.get("end")
+    if before.get("join_url") != now.get("join_url"):
+        out["previous_join_url"] = before.get("join_url") or ""
+    if before.get("title") != now.get("title"):
+        out["previous_title"] = before.get("title") or {}
+    return out
 
 
 def _needs_update(facts: _Facts, person: Registrant) -> bool:
@@ -355,7 +400,7 @@ def _cancellations(board: _Board, event: Event, version: EventVersion | None,
     for person in people:
         if person.status in (Status.CONFIRMED, Status.WAITING):
             message.plan_for(board, person.email, person.name, person.language,
-                             person.country, person.id)
+                             person.country, person.id, offset=person.sequence_offset)
 
 
 def _invitations(board: _Board, facts: _Facts, contacts: Sequence[Contact]) -> None:

@@ -29,6 +29,7 @@ class Registered:
     name: str = ""
     language: str = "en"
     certificate_requested: bool = False
+    sequence_offset: int = 0        # their calendar's SEQUENCE is the event's plus this
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,16 @@ class NewRegistration:
     language: str
     certificate: bool = False
     revive_id: int | None = None
+    sequence_offset: int = 0
 
 
 @dataclass(frozen=True)
 class StatusChange:
-    """A stored registration whose status changes."""
+    """A stored registration whose status changes (and, for a withdrawal, its offset)."""
 
     registration_id: int
     status: Status
+    sequence_offset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,14 +79,17 @@ class _Builder:
     notes: list[str] = field(default_factory=list)
 
     def answer(self, kind: Kind, to: str, *, name: str = "", country: str | None = None,
-               language: str | None = None, once: bool = False, **context: object) -> None:
-        """Queue an answer; ``once`` makes its key independent of the message, so it goes once."""
+               language: str | None = None, once: bool = False, offset: int = 0,
+               **context: object) -> None:
+        """Queue an answer; ``once`` makes its key independent of the message, so it goes once
+        per calendar version of that person (the event's SEQUENCE plus their ``offset``)."""
         event_id = self.event.id if self.event else None
         extra = "" if once else self.intent.message_id
+        sequence = self.sequence + offset
         self.answers.append(Outgoing(
-            key=outbox_key(kind, to, event_id, self.sequence, extra), kind=kind, recipient=to,
+            key=outbox_key(kind, to, event_id, sequence, extra), kind=kind, recipient=to,
             language=language or self.intent.language, event_id=event_id, name=name,
-            country=country, sequence=self.sequence, in_reply_to=self.intent.message_id or None,
+            country=country, sequence=sequence, in_reply_to=self.intent.message_id or None,
             context=dict(context)))
 
     def build(self) -> Decision:
@@ -185,6 +191,9 @@ def _register(b: _Builder, event: Event, registered: Sequence[Registered],
                 b.certificate_for.append(earlier.id)
             continue
         revive = earlier.id if earlier is not None else None
+        # Registering again after a withdrawal: the new invitation must rise above the
+        # CANCEL they got (RFC 5546 2.1.4), so their calendar moves one step further.
+        offset = earlier.sequence_offset + 1 if earlier is not None else 0
         language = intent.language
         if p.country not in event.countries and series.not_invited != "accept":
             status = Status.REVIEW if series.not_invited == "review" else Status.REJECTED
@@ -194,8 +203,9 @@ def _register(b: _Builder, event: Event, registered: Sequence[Registered],
             status, kind = Status.CONFIRMED, Kind.ACKNOWLEDGEMENT
         else:
             status, kind = Status.WAITING, Kind.WAITING_LIST
-        b.created.append(NewRegistration(p, status, language, intent.certificate, revive))
-        b.answer(kind, p.email, name=p.name, country=p.country, once=True,
+        b.created.append(NewRegistration(p, status, language, intent.certificate, revive,
+                                         offset))
+        b.answer(kind, p.email, name=p.name, country=p.country, once=True, offset=offset,
                  registered_by=intent.sender if intent.sender != p.email else "")
         b.notes.append(f"{p.email} ({p.country}) {status}")
     if incomplete:
@@ -217,9 +227,11 @@ def _cancel(b: _Builder, event: Event, registered: Sequence[Registered], now: da
         return
     freed: dict[str | None, int] = {}
     for r in active:
-        b.changed.append(StatusChange(r.id, Status.CANCELLED))
+        # The CANCEL carries a SEQUENCE above any REQUEST they got (RFC 5546 2.1.4).
+        offset = r.sequence_offset + 1
+        b.changed.append(StatusChange(r.id, Status.CANCELLED, offset))
         b.answer(Kind.WITHDRAWAL, r.email, name=r.name, country=r.country,
-                 language=r.language, once=True)
+                 language=r.language, once=True, offset=offset, status=str(r.status))
         b.notes.append(f"{r.email} cancelled")
         if r.status is Status.CONFIRMED:
             freed[r.country] = freed.get(r.country, 0) + 1
@@ -233,7 +245,7 @@ def _cancel(b: _Builder, event: Event, registered: Sequence[Registered], now: da
         for r in waiting[:seats]:
             b.changed.append(StatusChange(r.id, Status.CONFIRMED))
             b.answer(Kind.PROMOTION, r.email, name=r.name, country=r.country,
-                     language=r.language, once=True)
+                     language=r.language, once=True, offset=r.sequence_offset)
             b.notes.append(f"{r.email} promoted from the waiting list")
 
 

@@ -23,13 +23,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from rapidfuzz import fuzz, process
 
-from mailer.countries import is_country_code
+from mailer.countries import country_name, is_country_code, resolve_country
 from mailer.durations import parse_duration
 from mailer.errors import Problem, ScheduleError, toml_error
 
@@ -141,6 +143,12 @@ class ScheduleFile(_Spec):
     series: SeriesSpec | None = None
     event: list[EventSpec] = []
     groups: dict[str, list[str]] = {}
+    # Where each event stands in the file, when invalid ones were left out (``_salvaged``).
+    _positions: list[int] | None = PrivateAttr(default=None)
+
+    def positions(self) -> list[int]:
+        """The index in the file's ``[[event]]`` list of each event kept."""
+        return self._positions if self._positions is not None else list(range(len(self.event)))
 
     @model_validator(mode="after")
     def _events_need_series(self) -> ScheduleFile:
@@ -279,9 +287,8 @@ def read_catalog(folder: Path) -> tuple[Catalog, list[Problem]]:
                 continue
             bad = [m for m in members if not m.startswith("@") and not is_country_code(m)]
             for code in bad:
-                problems.append(Problem(str(path), f"groups.{name}",
-                                        f"unknown country code {code!r} (use ISO 3166 alpha-2, "
-                                        "like \"SN\")", _line_of(text, f'"{code}"')))
+                problems.append(Problem(str(path), f"groups.{name}", _unknown_code(code),
+                                        _line_of(text, f'"{code}"')))
             group_files[name] = path
             catalog.groups[name] = frozenset(members)
     _expand_groups(catalog, group_files, problems)
@@ -296,16 +303,16 @@ def read_catalog(folder: Path) -> tuple[Catalog, list[Problem]]:
             continue
         series = Series(parsed.series, path)
         catalog.series[series.id] = series
-        for index, spec in enumerate(parsed.event):
+        for index, spec in zip(parsed.positions(), parsed.event, strict=True):
             where = f"event[{index}]"
+            countries = _invited(spec.invited, catalog.groups, str(path), f"{where}.invited",
+                                 text, problems)
             if spec.id in catalog.events:
                 other = catalog.events[spec.id].file.name
                 problems.append(Problem(str(path), f"{where}.id",
                                         f"duplicate event id {spec.id!r} (also in {other})",
                                         _line_of(text, f'"{spec.id}"')))
                 continue
-            countries = _invited(spec.invited, catalog.groups, str(path), f"{where}.invited",
-                                 text, problems)
             catalog.events[spec.id] = Event(spec, series, countries, path)
     return catalog, problems
 
@@ -331,6 +338,41 @@ def _read_file(path: Path, problems: list[Problem]) -> ScheduleFile | None:
             message = message.removeprefix("Value error, ")
             problems.append(Problem(str(path), field_name or None, message,
                                     _line_for(text, data, err["loc"])))
+    # Keep what is valid, so the rest of the file (its countries, packs, templates) is
+    # still checked and every mistake shows in one run, not one kind per fix. A file with
+    # problems is never used to send anything: the caller refuses it.
+    return _salvaged(data)
+
+
+def _salvaged(data: dict[str, Any]) -> ScheduleFile:
+    """The valid parts of a file that failed validation (problems already reported)."""
+    raw_series = data.get("series")
+    series = _salvage(SeriesSpec, raw_series) if isinstance(raw_series, dict) else None
+    raw_events = data.get("event")
+    kept = [(index, _salvage(EventSpec, raw)) for index, raw in
+            enumerate(raw_events if isinstance(raw_events, list) else [])
+            if isinstance(raw, dict)]
+    kept = [(index, event) for index, event in kept if event is not None and series]
+    groups = data.get("groups")
+    if not (isinstance(groups, dict) and all(
+            isinstance(v, list) and all(isinstance(m, str) for m in v) for v in groups.values())):
+        groups = {}
+    salvaged = ScheduleFile.model_construct(series=series, event=[e for _, e in kept],
+                                            groups=groups)
+    salvaged._positions = [index for index, _ in kept]
+    return salvaged
+
+
+def _salvage(model: type[_Spec], raw: dict[str, Any]) -> Any:
+    """``raw`` validated as ``model`` without the keys it fails on (their defaults apply);
+    None when a required key is wrong."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+    try:
+        return model.model_validate({k: v for k, v in raw.items() if k not in bad})
+    except ValidationError:
         return None
 
 
@@ -410,13 +452,30 @@ def _invited(members: list[str], groups: dict[str, frozenset[str]], file: str, w
             if member[1:] in groups:
                 out |= groups[member[1:]]
             else:
-                known = ", ".join("@" + g for g in sorted(groups)) or "none defined"
-                problems.append(Problem(file, where, f"unknown country group {member!r} "
-                                        f"(known: {known})", _line_of(text, f'"{member}"')))
+                problems.append(Problem(file, where, _unknown_group(member, groups),
+                                        _line_of(text, f'"{member}"')))
         elif is_country_code(member):
             out.add(member)
         else:
-            problems.append(Problem(file, where, f"unknown country code {member!r} (use ISO "
-                                    "3166 alpha-2 like \"SN\", or a group like \"@africa\")",
+            problems.append(Problem(file, where, _unknown_code(member, groups=True),
                                     _line_of(text, f'"{member}"')))
     return frozenset(out)
+
+
+def _unknown_code(code: str, *, groups: bool = False) -> str:
+    """"unknown country code 'Senegall': did you mean SN (Senegal)?" (rapidfuzz on CLDR
+    names, as replies are read), else how codes are written."""
+    found = code.upper() if is_country_code(code.upper()) else resolve_country(code)
+    if found is not None:
+        return f"unknown country code {code!r}: did you mean {found} ({country_name(found)})?"
+    also = ', or a group like "@africa"' if groups else ""
+    return f'unknown country code {code!r} (use ISO 3166 alpha-2 like "SN"{also})'
+
+
+def _unknown_group(member: str, groups: dict[str, frozenset[str]]) -> str:
+    """"unknown country group '@afrika': did you mean @africa?", else the known groups."""
+    best = process.extractOne(member[1:], list(groups), scorer=fuzz.ratio, score_cutoff=70)
+    if best is not None:
+        return f"unknown country group {member!r}: did you mean @{best[0]}?"
+    known = ", ".join("@" + g for g in sorted(groups)) or "none defined"
+    return f"unknown country group {member!r} (known: {known})"

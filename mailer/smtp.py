@@ -155,6 +155,7 @@ class _Batch:
     held: Callable[[str], bool] | None = None
     attempted: bool = False
     errors: list[SendError] = field(default_factory=list)
+    halted: bool = False        # an ``on_result`` failed: no connection sends another
 
 
 class Sender:
@@ -218,7 +219,9 @@ class Sender:
 
         Raises SendError (``permanent`` for a refused login or a server that lacks what the
         configuration asks for, TemporarySendError otherwise) only when not one message could
-        be attempted, so no result of a message that went is ever lost.
+        be attempted, so no result of a message that went is ever lost. When ``on_result``
+        raises (the caller cannot record what went), no connection starts another message,
+        and once each has finished the one in hand, that exception is raised.
         """
         if not items:
             return []
@@ -226,7 +229,13 @@ class Sender:
             batch = _Batch(items, deque(range(len(items))), [None] * len(items), on_result,
                            held)
             workers = min(len(self._slots), len(items))
-            await asyncio.gather(*(self._work(slot, batch) for slot in range(workers)))
+            # Every connection's task ends before this returns or raises: none is left
+            # sending on a connection the next batch uses.
+            ended = await asyncio.gather(*(self._work(slot, batch) for slot in range(workers)),
+                                         return_exceptions=True)
+            for outcome in ended:
+                if isinstance(outcome, BaseException):
+                    raise outcome
             if not batch.attempted:
                 raise batch.errors[0]
             reason = str(batch.errors[0]) if batch.errors else "not attempted"
@@ -237,7 +246,7 @@ class Sender:
         """One worker: take messages from the batch and send them over connection ``slot``."""
         recording: asyncio.Future[None] | None = None   # on_result of the previous message
         try:
-            while batch.pending:
+            while batch.pending and not batch.halted:
                 index = batch.pending.popleft()
                 try:
                     await self._connection(slot)
@@ -274,10 +283,25 @@ class Sender:
                 if batch.on_result is not None:
                     if recording is not None:
                         await recording
-                    recording = asyncio.ensure_future(batch.on_result(result))
+                    recording = asyncio.ensure_future(self._report(batch, result))
+        except BaseException:
+            # Maybe mid-transaction (an envelope sent, its DATA not): a new connection
+            # starts clean.
+            self._discard(slot)
+            raise
         finally:
             if recording is not None:
                 await recording
+
+    @staticmethod
+    async def _report(batch: _Batch, result: SendResult) -> None:
+        """Hand ``result`` to the batch's ``on_result``; if that fails, halt the batch."""
+        assert batch.on_result is not None
+        try:
+            await batch.on_result(result)
+        except BaseException:
+            batch.halted = True
+            raise
 
     async def _deliver(self, slot: int, key: str, msg: WireMessage,
                        previous: Awaitable[None] | None = None) -> SendResult:

@@ -10,6 +10,7 @@ per-country limit is kept by serialising transactions that touch one event
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -42,9 +43,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from mailer.domain import Kind, Outgoing
+from mailer.errors import StoreError
 from mailer.inline_marks import InlineMarks
 
 
@@ -90,6 +93,12 @@ class Registration(Base):
     certificate_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     attended: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     sequence_seen: Mapped[int] = mapped_column(Integer, default=0)
+    # How far their own withdrawals and re-registrations raised their calendar entry's
+    # SEQUENCE above the event's (migration 0005); their messages carry event + offset.
+    sequence_offset: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The UTC offset in minutes of the Date header of the reply that registered them: it
+    # picks their zone in a country with several (None: not known).
+    utc_offset: Mapped[int | None] = mapped_column(Integer, nullable=True)
     registered_by: Mapped[str] = mapped_column(String(320), default="")
     source_message_id: Mapped[str] = mapped_column(String(998), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -164,6 +173,10 @@ class EventVersionRow(Base):
     cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
     last_end: Mapped[datetime] = mapped_column(UtcDateTime())
     changed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # What participants saw of each version ({"1": {"start": ..., "join_url": ...}}), so an
+    # update says what changed; and per language the pack files' [digest, version].
+    shown: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    packs: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Cursor(Base):
@@ -239,6 +252,48 @@ class RetainedCount(Base):
     purged_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+def storable(value: str, length: int | None = None) -> str:
+    """``value`` as every database stores it: without NUL characters (PostgreSQL refuses them
+    in text), with "?" for what UTF-8 cannot encode (lone surrogates from undecodable mail),
+    and cut to ``length`` characters (PostgreSQL refuses longer values; SQLite would keep
+    them, so both stores keep the same)."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+    return value[:length] if length is not None and len(value) > length else value
+
+
+class Storable(TypeDecorator[str]):
+    """A text column whose values are made ``storable`` on the way in, for every statement
+    (ORM or Core, written or compared), so no text from mail can make a write fail."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int | None = None, long: bool = False) -> None:
+        super().__init__(length)
+        self.long = long
+        if long:
+            self.impl = Text()      # the column's own type: migrations see no change
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        return storable(value, self.impl.length) if isinstance(value, str) else value
+
+
+# Every text column of the store, this module's and any added later, takes only what the
+# databases accept (``storable``): a message that PostgreSQL refused a value of (a NUL byte,
+# a name too long) failed every pass, and the inbox stopped behind it. Values that identify
+# something are kept within bounds before they get here (``handling.message_key``, and the
+# addresses an answer goes to), so the cut never merges two of them.
+for _table in Base.metadata.tables.values():
+    for _column in _table.columns:
+        if isinstance(_column.type, String) and not isinstance(_column.type, Storable):
+            _column.type = Storable(_column.type.length, long=isinstance(_column.type, Text))
+
 _outbox = OutboxRow.__table__
 # Built once: SQLAlchemy then finds the compiled form in its cache at every send.
 _MARK_SENT = (update(_outbox).where(_outbox.c.id.in_(bindparam("ids", expanding=True)))
@@ -286,6 +341,10 @@ class Store:
         on_file = database != ":memory:" and "mode=memory" not in str(self.engine.url)
         self._inline = (InlineMarks(self.engine, _outbox)
                         if self.engine.dialect.name == "sqlite" and on_file else None)
+        # Messages the mail server accepted whose record as sent failed (a full disk, a
+        # database refusing writes), with the moment each went: ``outbox.drain`` records
+        # them before this process sends anything else.
+        self.unrecorded: dict[int, datetime] = {}
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision."""
@@ -321,6 +380,27 @@ class Store:
         if self._inline is not None:
             self._inline.close()
         self.engine.dispose()
+
+
+def store_error(exc: BaseException) -> StoreError | None:
+    """The one-line StoreError a database failure stands for; None for any other error.
+
+    SQLAlchemy's own text runs over several lines (the statement, its parameters, a link),
+    which may hold personal data; the driver's message is the part people act on
+    ("database or disk is full").
+    """
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        text = str(exc.orig)
+    elif isinstance(exc, SQLAlchemyError | sqlite3.Error):
+        text = str(exc)
+    else:
+        return None
+    lines = text.strip().splitlines()
+    error = StoreError(f"the store failed: {lines[0] if lines else type(exc).__name__}")
+    error.__cause__ = exc
+    return error
 
 
 @contextmanager

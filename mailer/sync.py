@@ -1,16 +1,21 @@
 """Bringing the store in line with the schedules and the clock: event versions and the plan.
 
 ``sync_events`` records each event's version (raising SEQUENCE when what participants see
-changes, and moving registrations of countries no longer invited to review);
-``plan_into_outbox`` runs the pure planner on the store's facts and enqueues what is due.
+changes, keeping what each version showed so updates can say what changed, raising the
+pack's version when its files change, and moving registrations of countries no longer
+invited to review); ``plan_into_outbox`` runs the pure planner on the store's facts and
+enqueues what is due.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -19,7 +24,7 @@ from sqlalchemy.orm import Session
 from mailer import store
 from mailer.domain import Status
 from mailer.planner import Contact, EventVersion, Plan, Planned, Registrant, State, plan
-from mailer.schedule import Catalog, Event
+from mailer.schedule import LANGUAGES, Catalog, Event
 
 log = structlog.get_logger(__name__)
 
@@ -34,19 +39,27 @@ class EventChange:
     to_review: int = 0             # registrations moved to review (country no longer invited)
 
 
-def sync_events(session: Session, catalog: Catalog, now: datetime) -> list[EventChange]:
-    """Record every event's current version; return what is new or changed."""
+def sync_events(session: Session, catalog: Catalog, now: datetime,
+                packs: Path | None = None) -> list[EventChange]:
+    """Record every event's current version; return what is new or changed.
+
+    ``packs`` is the folder pack files are read from (``paths.packs``): with it, a change
+    of an event's pack files raises that language's pack version, which sends the pack
+    once more. Without it, pack versions are left as they are.
+    """
     changes: list[EventChange] = []
     rows = {r.event_id: r for r in session.scalars(select(store.EventVersionRow))}
     for event in catalog.events.values():
         fingerprint = event.fingerprint()
         countries = sorted(event.countries)
+        digests = pack_digests(event, packs) if packs is not None else None
         row = rows.get(event.id)
         if row is None:
             session.add(store.EventVersionRow(
                 event_id=event.id, series_id=event.series.id, sequence=0,
                 fingerprint=fingerprint, countries=countries, cancelled=event.cancelled,
-                last_end=event.end, changed_at=now))
+                last_end=event.end, changed_at=now, shown={"0": shown(event)},
+                packs=_pack_versions(None, digests)))
             changes.append(EventChange(event.id, 0, "new"))
             continue
         moved = 0
@@ -54,11 +67,22 @@ def sync_events(session: Session, catalog: Catalog, now: datetime) -> list[Event
         if removed:
             moved = _to_review(session, event.id, removed, now)
         row.countries = countries
+        if digests is not None:
+            versions = _pack_versions(row.packs, digests)
+            if versions != row.packs:
+                if row.packs:
+                    log.info("pack files changed", event_id=event.id)
+                row.packs = versions
+        if row.shown is None and row.fingerprint == fingerprint:
+            # A row from before migration 0005: what it shows now is its current version.
+            row.shown = {str(row.sequence): shown(event)}
         if row.fingerprint != fingerprint:
             row.sequence += 1
             row.fingerprint = fingerprint
             row.changed_at = now
             row.last_end = event.end
+            # A new dict, not an update in place: the JSON column is saved on assignment.
+            row.shown = {**(row.shown or {}), str(row.sequence): shown(event)}
             what = "cancelled" if event.cancelled and not row.cancelled else "changed"
             row.cancelled = event.cancelled
             changes.append(EventChange(event.id, row.sequence, what, moved))
@@ -69,6 +93,65 @@ def sync_events(session: Session, catalog: Catalog, now: datetime) -> list[Event
             log.warning("countries no longer invited: registrations moved to review",
                         event_id=event.id, countries=sorted(removed), moved=moved)
     return changes
+
+
+def shown(event: Event) -> dict[str, Any]:
+    """What participants see of an event's version: what an update compares (JSON-ready)."""
+    return {"start": event.start.isoformat(), "end": event.end.isoformat(),
+            "join_url": event.spec.join_url or "", "title": dict(event.spec.title)}
+
+
+# (path, size, mtime) -> sha256 of the file: a pass hashes each pack file once while it is
+# unchanged (a daemon syncs every few minutes).
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def pack_digests(event: Event, packs: Path) -> dict[str, str]:
+    """Per language, a digest of the pack files a participant in it receives (names and
+    bytes); empty when the series has no pack."""
+    from mailer.compose import pack_files  # the composer's own choice of files per language
+
+    if event.series.spec.pack is None:
+        return {}
+    out: dict[str, str] = {}
+    for lang in LANGUAGES:
+        total = hashlib.sha256()
+        for item, path in pack_files(event, lang, packs):
+            total.update(f"{item}\0{path.name}\0{_file_digest(path)}\0".encode())
+        out[lang] = total.hexdigest()[:16]
+    return out
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        status = path.stat()
+    except OSError:
+        return "missing"
+    key = (str(path), status.st_size, status.st_mtime_ns)
+    found = _FILE_DIGESTS.get(key)
+    if found is None:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        found = _FILE_DIGESTS[key] = digest.hexdigest()
+    return found
+
+
+def _pack_versions(stored: Mapping[str, Any] | None, digests: Mapping[str, str] | None
+                   ) -> dict[str, Any] | None:
+    """``{lang: [digest, version]}``: a language's version is raised when its digest changes."""
+    if digests is None:
+        return dict(stored) if stored is not None else None
+    stored = stored or {}
+    out: dict[str, Any] = {}
+    for lang, digest in digests.items():
+        before = stored.get(lang)
+        if before is None:
+            out[lang] = [digest, 0]
+        else:
+            out[lang] = [digest, before[1] + (before[0] != digest)]
+    return out
 
 
 def _to_review(session: Session, event_id: str, countries: set[str], now: datetime) -> int:
@@ -83,7 +166,9 @@ def _to_review(session: Session, event_id: str, countries: set[str], now: dateti
 
 def versions(session: Session) -> dict[str, EventVersion]:
     """The stored version of every event, as the planner takes it."""
-    return {r.event_id: EventVersion(r.event_id, r.sequence, r.changed_at)
+    return {r.event_id: EventVersion(
+                r.event_id, r.sequence, r.changed_at, r.shown or {},
+                {lang: int(found[1]) for lang, found in (r.packs or {}).items()})
             for r in session.scalars(select(store.EventVersionRow))}
 
 
@@ -93,13 +178,15 @@ def registrants(session: Session, catalog: Catalog) -> list[Registrant]:
     Reg = store.Registration
     query = (select(Reg.id, Reg.event_id, Reg.email, Reg.name, Reg.language, Reg.country,
                     Reg.status, Reg.confirmed_at, Reg.sequence_seen,
-                    Reg.certificate_requested, Reg.attended)
+                    Reg.certificate_requested, Reg.attended, Reg.sequence_offset,
+                    Reg.utc_offset)
              .where(Reg.event_id.in_(list(catalog.events)))
              .order_by(Reg.event_id, Reg.created_at, Reg.id))
     return [Registrant(id=r.id, event_id=r.event_id, email=r.email, name=r.name,
                        language=r.language, country=r.country, status=Status(r.status),
                        confirmed_at=r.confirmed_at, sequence_seen=r.sequence_seen,
-                       certificate_requested=r.certificate_requested, attended=r.attended)
+                       certificate_requested=r.certificate_requested, attended=r.attended,
+                       sequence_offset=r.sequence_offset or 0, utc_offset=r.utc_offset)
             for r in session.execute(query)]
 
 
@@ -154,7 +241,9 @@ def plan_into_outbox(session: Session, catalog: Catalog, contacts: Sequence[Cont
         for reason in sorted({p.reason for p in missed}):
             store.enqueue(session, [p.out for p in missed if p.reason == reason], now=now,
                           domain=domain, status="missed", reason=reason)
-        seen = {out.registration_id: out.sequence for out in due
+        # The event's version each of them now has (their SEQUENCE adds their own offset).
+        version = known[event.id].sequence if event.id in known else 0
+        seen = {out.registration_id: version for out in due
                 if out.registration_id is not None and out.kind in _CALENDAR_SEEN}
         if seen:
             for reg in session.scalars(select(store.Registration)

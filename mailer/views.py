@@ -53,7 +53,7 @@ def plan_view(settings: Settings, now: datetime | None, *, as_json: bool,
     moment = _now(now)
     contacts, _ = catalog_contacts(catalog, settings.paths.packs, settings.paths.contacts)
     with store.command_transaction(settings.store.url) as session:
-        sync_events(session, catalog, moment)
+        sync_events(session, catalog, moment, settings.paths.packs)
         current = current_plan(session, catalog, contacts, moment)
         session.rollback()
     rows = [r for r in current.summary() if not event_id or r["event_id"] == event_id]
@@ -141,9 +141,52 @@ def preview_message(settings: Settings, kind: str, event_id: str, lang: str, to:
         raise UsageError(f"--event: no event {event_id!r} (known: {', '.join(catalog.events)})")
     if lang not in ("en", "fr", "es"):
         raise UsageError(f"--lang: {lang!r} is not one of en, fr, es")
+    country = _country_option(country)
     return Composer(settings, catalog).preview(
         kind, event_id, lang, to, name, _now(now), country=country,
         attach=lambda out: attachments_for(out, catalog, settings))
+
+
+def _country_option(value: str | None) -> str | None:
+    """``--country`` as an ISO code, or UsageError (with the nearest country, if any)."""
+    from mailer.countries import is_country_code, resolve_country
+
+    if value is None:
+        return None
+    code = value.strip().upper()
+    if is_country_code(code):
+        return code
+    found = resolve_country(value)
+    hint = (f": did you mean {found} ({country_name(found)})?" if found
+            else " (give an ISO 3166 alpha-2 code like SN)")
+    raise UsageError(f"--country: unknown country {value!r}{hint}")
+
+
+def readable_message(data: bytes) -> str:
+    """A message as staff read it in a terminal: its headers and text parts decoded, the
+    other parts named (``mailer preview``; the bytes themselves go to ``--out``)."""
+    import email
+    import email.policy
+
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    lines = [f"{name}: {msg[name]}" for name in ("From", "To", "Reply-To", "Subject", "Date",
+                                                "Content-Language") if msg[name]]
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        kind = part.get_content_type()
+        name = part.get_filename()
+        if name:
+            size = len(part.get_payload(decode=True) or b"")
+            lines += ["", f"--- attachment {name} ({kind}, {size:,} bytes) ---"]
+        elif kind == "text/html":
+            lines += ["", f"--- {kind}: {len(part.get_content()):,} characters, as mail "
+                      "clients show it (--out FILE.eml keeps it) ---"]
+        elif part.get_content_maintype() == "text":
+            method = part.get_param("method")
+            lines += ["", f"--- {kind}" + (f" (METHOD:{method})" if method else "") + " ---",
+                      part.get_content().replace("\r\n", "\n").rstrip("\n")]
+    return "\n".join(lines) + "\n"
 
 
 COLUMNS = ("event", "country", "country_name", "status", "name", "email", "organisation",

@@ -14,11 +14,17 @@ of replies and kept; a drain starts it only for ``workers.start_for_messages`` m
 "Benchmarks"), but uses it while it runs. Until it is ready, and whenever it is gone
 (killed, crashed), the work is done in the daemon's process as before. A reload replaces it,
 so it always works from the schedules and templates the daemon uses.
+
+A worker ends the moment the daemon's process is gone, however it went (SIGKILL, an
+out-of-memory kill, under cron as under systemd): it watches a pipe only the daemon writes
+to (``_exit_with_parent``), and once no worker is left, multiprocessing's resource tracker
+sees its own pipe close and exits too. No process outlives the daemon (DESIGN.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -26,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
+from multiprocessing.connection import Connection
 from typing import Any, Generic, TypeVar
 
 import structlog
@@ -54,16 +61,35 @@ MAX_FAILURES = 3
 _STATE: dict[str, Any] = {}
 
 
-def _start(settings: Settings, catalog: Catalog) -> None:
+def _start(settings: Settings, catalog: Catalog, lifeline: Connection) -> None:
     """The worker's initializer: the same settings, catalog and templates as the daemon."""
     from mailer.compose import Composer
 
+    _exit_with_parent(lifeline)
     # Lower priority than the daemon's process: what the worker writes is needed a few
     # chunks later, while every SMTP and IMAP round trip of the daemon (and the server's
     # side of it, on the same machine) waits for a core at once (README, "Benchmarks").
     if settings.workers.nice and hasattr(os, "nice"):
         os.nice(settings.workers.nice)
     _STATE.update(settings=settings, catalog=catalog, composer=Composer(settings, catalog))
+
+
+def _exit_with_parent(lifeline: Connection) -> None:
+    """End this process as soon as the daemon's process is gone, whatever it is doing.
+
+    The daemon holds the only writing end of ``lifeline`` and never writes: the read returns
+    (EOF) only when the kernel closes that end, which it does when the daemon dies, even by
+    SIGKILL. Otherwise a worker waits on its job queue forever, reparented to PID 1, and
+    keeps the resource tracker alive with it (the tracker exits when the last process
+    holding its pipe is gone). A pipe rather than ``PR_SET_PDEATHSIG``: that signal comes
+    when the *thread* that spawned the worker ends, not the process, and only on Linux.
+    """
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv_bytes()
+        os._exit(0)     # at once: no clean-up of a pool whose owner is gone
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
 
 
 def _compose_chunk(outs: list[Outgoing], now: datetime) -> list[WireMessage | WorkerError]:
@@ -106,6 +132,7 @@ class Workers:
         self.jobs = 0                   # jobs whose results came back
         self._pool: ProcessPoolExecutor | None = None
         self._ready: Future[int] | None = None
+        self._lifeline: Connection | None = None   # the daemon's end: see _exit_with_parent
         # A reload replaces the worker from another thread while the event loop may start
         # one: starting and stopping never interleave.
         self._lock = threading.Lock()
@@ -127,9 +154,13 @@ class Workers:
         with self._lock:
             if self._pool is not None or self.processes == 0:
                 return
+            context = multiprocessing.get_context("spawn")
+            # Spawned workers inherit no descriptor but those passed to them: the write end
+            # stays the daemon's alone.
+            watched, self._lifeline = context.Pipe(duplex=False)
             self._pool = ProcessPoolExecutor(
-                self.processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start, initargs=(self.settings, self.catalog))
+                self.processes, mp_context=context,
+                initializer=_start, initargs=(self.settings, self.catalog, watched))
             self._ready = self._pool.submit(os.getpid)
         log.info("worker process starting", processes=self.processes)
 
@@ -153,8 +184,11 @@ class Workers:
         """Stop the worker; jobs already queued are dropped (their callers fall back)."""
         with self._lock:
             pool, self._pool, self._ready = self._pool, None, None
+            lifeline, self._lifeline = self._lifeline, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if lifeline is not None:
+            lifeline.close()        # after the shutdown: the workers ended on their own
 
     def compose(self, outs: Sequence[Outgoing], now: datetime,
                 inline: Callable[[Outgoing], WireMessage], backlog: int | None = None

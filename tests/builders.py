@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mailer import store as store_module
 from mailer.schedule import Catalog, load_catalog
+from mailer.store import Store
 
 SERIES = """
 [groups]
@@ -50,6 +52,21 @@ def write_schedule(folder: Path, *, limit: int = 4, not_invited: str = "review",
         "{not_invited}", not_invited).replace("{{", "{").replace("}}", "}")
     (schedules / "test.toml").write_text(body, encoding="utf-8")
     return schedules
+
+
+def store_at(url: str, revision: str) -> Store:
+    """A store at an older Alembic revision, to test what an upgrade does to its rows."""
+    from alembic import command
+    from alembic.config import Config
+
+    st = Store(url)
+    config = Config()
+    config.set_main_option("script_location", str(Path(store_module.__file__).parent
+                                                  / "migrations"))
+    with st.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    return st
 
 
 def make_catalog(folder: Path, **kwargs: object) -> Catalog:

@@ -9,7 +9,8 @@ import pytest
 
 from mailer import store
 
-pytest_plugins = ["tests.servers.imap", "tests.servers.smtp", "tests.servers.postgres"]
+pytest_plugins = ["tests.servers.imap", "tests.servers.smtp", "tests.servers.postgres",
+                  "tests.servers.disk"]
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"

@@ -149,8 +149,9 @@ def test_out_of_office_subjects(subject: str) -> None:
 
 @pytest.mark.parametrize(("name", "value"), [
     ("X_Autoreply", "yes"), ("X_Autorespond", "yes"), ("Precedence", "junk"),
-    ("Precedence", "list"), ("Precedence", "auto_reply"), ("X_Auto_Response_Suppress", "OOF"),
-    ("List_Unsubscribe", "<mailto:leave@example.net>"),
+    ("Precedence", "list"), ("Precedence", "auto_reply"),
+    ("List_Unsubscribe", "<mailto:leave@example.net>"), ("List_Subscribe", "<mailto:j@x.net>"),
+    ("X_MLServer", "fml [fml 4.0.3 release]"), ("x_amz_sns_message_id", "ad6bdf42"),
 ])
 def test_auto_reply_headers(name: str, value: str) -> None:
     """Each RFC 3834 or vendor auto-reply header alone marks an auto-reply."""
@@ -170,6 +171,12 @@ def test_human_reply_with_auto_submitted_no_is_not_automatic() -> None:
 def test_people_writing_about_absence_or_delivery_are_not_automatic(subject: str) -> None:
     """Subjects that only mention absence or delivery, written by people, are not automatic."""
     assert classify_automatic(_simple(subject)) is None
+
+
+@pytest.mark.parametrize("value", ["OOF", "All", "DR, RN, NRN, OOF, AutoReply"])
+def test_x_auto_response_suppress_alone_is_a_person(value: str) -> None:
+    """Outlook asks for no automatic answers on mail people write: that alone is no sign."""
+    assert classify_automatic(_simple("Re: Webinar", X_Auto_Response_Suppress=value)) is None
 
 
 def test_outlook_calendar_reply_asking_no_oof_is_read() -> None:
@@ -250,3 +257,163 @@ Votre message a été lu.
 """)
     result = classify_automatic(msg)
     assert result is not None and result.kind == "auto_reply"
+
+
+@pytest.mark.parametrize("sender", [
+    "noreply@example.org", "no-reply@accounts.example.com", "do-not-reply@portal.gov.xx",
+    "donotreply@example.org", "news-request@lists.example.org", "news-owner@lists.example.org",
+    "owner-news@lists.example.org", "listserv@lists.example.org", "majordomo@example.org",
+    "post_master@vtext.example.com", "news-bounces@lists.example.org",
+    "Notifications <no_reply+abc@example.com>",
+])
+def test_machine_senders_are_never_answered(sender: str) -> None:
+    """noreply and list servers' admin addresses are machines, whatever they write."""
+    msg = _simple("Your request")
+    msg.replace_header("From", sender)
+    result = classify_automatic(msg)
+    assert result is not None, sender
+
+
+@pytest.mark.parametrize("sender", [
+    "noreen@example.org", "requests.office@justice.gov.xx", "owner@smallfirm.example",
+    "mail.admin@ministry.gov.xx", "replyto.jane@example.org",
+])
+def test_people_whose_address_looks_close_are_read(sender: str) -> None:
+    """Addresses that only resemble a machine's are people's."""
+    msg = _simple("Re: Webinar")
+    msg.replace_header("From", sender)
+    assert classify_automatic(msg) is None, sender
+
+
+@pytest.mark.parametrize("sender", [
+    "webinars@example.org", "webinars+africa-fr@example.org", "WEBINARS+x@Example.org",
+])
+def test_mail_from_the_mailers_own_address_is_never_answered(sender: str) -> None:
+    """The mailer's own inbox, with any plus-tag, never gets an answer (no loop with itself)."""
+    msg = _simple("Re: Webinar")
+    msg.replace_header("From", sender)
+    result = classify_automatic(msg, "webinars@example.org")
+    assert result is not None and "own address" in result.reason
+
+
+def test_a_plus_tag_of_another_mailbox_is_a_person() -> None:
+    """Only the inbox itself counts: webinarsx@ or another domain is someone else."""
+    for sender in ("webinarsx@example.org", "webinars@example.net"):
+        msg = _simple("Re: Webinar")
+        msg.replace_header("From", sender)
+        assert classify_automatic(msg, "webinars@example.org") is None
+
+
+COMPLAINT_AS_ATTACHMENT = """\
+From: staff@hotmail.example
+To: abuse@example.org
+Subject: complaint about message from 192.0.2.1
+Content-Type: multipart/mixed; boundary="b"
+
+--b
+Content-Type: message/rfc822
+
+X-HmXmrOriginalRecipient: someone@hotmail.example
+From: Secretariat <webinars@example.org>
+To: someone@hotmail.example
+Subject: Invitation
+
+Hello
+--b--
+"""
+
+COMPLAINT_AS_TEXT = """\
+From: Feedback Loop <fbl@isp.example>
+To: abuse@example.org
+Subject: Abuse report
+Content-Type: text/plain
+
+Feedback-Type: abuse
+User-Agent: SomeGenerator/1.0
+Version: 1
+"""
+
+
+@pytest.mark.parametrize("text", [COMPLAINT_AS_ATTACHMENT, COMPLAINT_AS_TEXT])
+def test_complaint_reports_in_any_shape_are_automatic(text: str) -> None:
+    """A complaint (ARF, or Microsoft's JMRP) that is not multipart/report is automatic."""
+    result = classify_automatic(_parse(text))
+    assert result is not None and "complaint" in result.reason
+
+
+SES_BOUNCE = """\
+From: SES <no-reply@sns.amazonaws.com>
+To: ops@example.org
+Subject: AWS Notification Message
+Content-Type: text/plain
+
+{"Type" : "Notification", "Message" : "{\\"notificationType\\":\\"Bounce\\",\\"bounce\\":\
+{\\"bounceType\\":\\"Permanent\\",\\"bouncedRecipients\\":[{\\"emailAddress\\":\
+\\"awa.diop@justice.example.sn\\"}]}}"}
+"""
+
+
+def test_amazon_ses_bounce_notification_names_the_failed_address() -> None:
+    """SES's bounce notification (JSON through SNS) is a bounce naming its recipient."""
+    result = classify_automatic(_parse(SES_BOUNCE))
+    assert result is not None and result.kind == "bounce"
+    assert result.bounced == ("awa.diop@justice.example.sn",)
+
+
+DSN_WITH_JUNK = """\
+From: Mail Delivery System <mailer-daemon@mx.example.org>
+To: webinars@example.org
+Subject: Mail delivery failed
+X-Failed-Recipients: |/usr/local/bin/prog awa@example.sn
+Content-Type: multipart/report; report-type=delivery-status; boundary="b"
+
+--b
+Content-Type: text/plain
+
+The following address(es) failed:
+
+  pipe to |/usr/local/bin/prog awa@example.sn
+
+--b
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.org
+
+Final-Recipient: rfc822;/var/spool/mail/awa
+Action: failed
+Status: 5.0.0
+
+Original-Recipient: rfc822;jose.perez@example.gob.xx
+Final-Recipient: rfc822;jperez@mailhost.example.gob.xx
+Action: failed
+Status: 5.1.1
+--b--
+"""
+
+
+def test_bounced_addresses_are_validated_and_the_original_recipient_preferred() -> None:
+    """Pipes and paths are not addresses; Original-Recipient is the address we sent to."""
+    result = classify_automatic(_parse(DSN_WITH_JUNK))
+    assert result is not None and result.kind == "bounce"
+    assert result.bounced == ("jose.perez@example.gob.xx",)
+
+
+TEXT_ONLY_BOUNCE = """\
+From: MAILER-DAEMON <>
+To: webinars@example.org
+Subject: Mail delivery failed
+Content-Type: text/plain
+
+This is the DragonFly Mail Agent v0.13 at df.example.jp.
+
+There was an error delivering your mail to <grace.wanjiru@odpp.example.ke>.
+
+550 5.1.1 User unknown
+"""
+
+
+def test_bounce_in_a_text_form_flufl_misses_names_the_address() -> None:
+    """A report only in prose still yields the address it failed for, never our own."""
+    result = classify_automatic(_parse(TEXT_ONLY_BOUNCE))
+    assert result is not None and result.kind == "bounce"
+    assert result.bounced == ("grace.wanjiru@odpp.example.ke",)

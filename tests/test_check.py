@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -282,11 +283,16 @@ def test_format_problems_one_line_each_then_a_count() -> None:
 # -- configuration --------------------------------------------------------------------------
 
 
+def _of_config(problems: list[Problem]) -> list[Problem]:
+    """The problems of the configuration file itself (its folders are checked too)."""
+    return [p for p in problems if p.file in ("config.toml", "MAILER_CONFIG")]
+
+
 def test_config_bad_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An SMTP port out of range reads 'config.toml: smtp.port: ...'."""
     monkeypatch.chdir(tmp_path)
     Path("config.toml").write_text("[smtp]\nport = 70000\n", encoding="utf-8")
-    problem = _only(check(Path("config.toml")))
+    problem = _only(_of_config(check(Path("config.toml"))))
     assert str(problem).startswith("config.toml: smtp.port: ")
     assert "65535" in problem.message
 
@@ -295,14 +301,15 @@ def test_config_unknown_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     """A misspelt configuration key reads 'config.toml: smtp.hots: unknown key'."""
     monkeypatch.chdir(tmp_path)
     Path("config.toml").write_text('[smtp]\nhots = "mail.example.org"\n', encoding="utf-8")
-    assert str(_only(check(Path("config.toml")))) == "config.toml: smtp.hots: unknown key"
+    assert str(_only(_of_config(check(Path("config.toml"))))) == (
+        "config.toml: smtp.hots: unknown key")
 
 
 def test_config_syntax_error_has_a_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A TOML syntax error in the configuration names the file and the line."""
     monkeypatch.chdir(tmp_path)
     Path("config.toml").write_text('[smtp]\nhost = "localhost"\nport = = 25\n', encoding="utf-8")
-    problem = _only(check(Path("config.toml")))
+    problem = _only(_of_config(check(Path("config.toml"))))
     assert (problem.file, problem.line) == ("config.toml", 3)
 
 
@@ -321,8 +328,102 @@ def test_password_never_appears_in_problems(tmp_path: Path,
         f'password = 987654321\n', encoding="utf-8")
     monkeypatch.setenv("MAILER_SMTP__USERNAME", "webinars")
     monkeypatch.setenv("MAILER_SMTP__CONNECTIONS", SECRET)
-    problems = check(Path("config.toml"))
+    problems = _of_config(check(Path("config.toml")))
     text = format_problems(problems)
     assert len(problems) == 5, text
     assert SECRET not in text and "987654321" not in text
     assert "config.toml: imap.pasword: unknown key" in text
+
+
+def test_ten_mistakes_of_ten_kinds_are_all_listed_in_one_run(setup: Path) -> None:
+    """Schedules, packs, links, contacts and templates broken at once: one line each."""
+    cyber = setup / "schedules" / "cyber-cj-2020.toml"
+    lines = {
+        "unknown key": _edit(cyber, 'kind = "webinar"', 'knd = "webinar"'),
+        "duration": _edit(cyber, 'reminders = ["7d", "1d", "1h"]',
+                          'reminders = ["7d", "1 day", "1h"]'),
+        "end": _edit(cyber, "end = 2020-07-07T09:45:00Z", "end = 2020-07-07T07:45:00Z"),
+        "country": _edit(cyber, 'invited = ["@africa"]\njoin_url = "https://zoom.us/j/966',
+                         'invited = ["@africa", "Senegall"]\njoin_url = "https://zoom.us/j/966'),
+        "group": _edit(cyber, 'invited = ["@latin_america_caribbean"]\njoin_url = "https://'
+                       'zoom.us/j/918', 'invited = ["@latin_america_carribean"]\njoin_url = '
+                       '"https://zoom.us/j/918'),
+        "link": _edit(cyber, 'join_url = "https://zoom.us/j/98473625190"',
+                      'join_url = "zoom.us/j/98473625190"'),
+        "pack": _edit(cyber, 'slides = "packs/slides.{lang}.pptx"',
+                      'slides = "packs/slide.{lang}.pptx"'),
+    }
+    _edit(setup / "schedules" / "caribbean-2020.toml", 'id = "caribbean-kickoff-2"',
+          'id = "africa-fr"')
+    _edit(setup / "contacts" / "cyber-cj-2020.csv", "TO,Sione", "TG0,Sione")
+    template = setup / "templates" / "fr" / "reminder.txt"
+    template.write_text(template.read_text(encoding="utf-8") + "{{ event.nowhere.x }}\n",
+                        encoding="utf-8")
+
+    problems = check(setup / "config.toml", datetime(2020, 7, 10, tzinfo=timezone.utc))
+    text = format_problems(problems)
+    assert len(problems) == 10, text
+    said = "\n".join(str(p) for p in problems)
+    cyber_name = str(cyber)
+    dup_line = cyber.read_text(encoding="utf-8").splitlines().index('id = "africa-fr"') + 1
+    for expected in (
+            f"{cyber_name}:{lines['unknown key']}: event[0].knd: unknown key",
+            f"{cyber_name}:{lines['duration']}: series.reminders[1]: ",
+            f"{cyber_name}:{lines['end']}: event[1].end: end must be after start",
+            f"{cyber_name}:{lines['country']}: event[2].invited: unknown country code "
+            "'Senegall': did you mean SN (Senegal)?",
+            f"{cyber_name}:{lines['group']}: event[3].invited: unknown country group "
+            "'@latin_america_carribean': did you mean @latin_america_caribbean?",
+            f"{cyber_name}:{lines['link']}: event lac-es.join_url: join_url "
+            "'zoom.us/j/98473625190' does not start with https:// (the event starts within "
+            "14 days)",
+            f"{cyber_name}:{lines['pack']}: series.pack.slides: file not found: ",
+            # Files are read in name order: the second africa-fr is cyber-cj-2020's.
+            f"{cyber_name}:{dup_line}: event[2].id: duplicate event id 'africa-fr' (also in "
+            "caribbean-2020.toml)",
+            "cyber-cj-2020.csv:4: ",
+            "fr/reminder.txt",
+    ):
+        assert expected in said, f"{expected!r} not in:\n{text}"
+    assert text.endswith("10 problems")
+
+
+def test_a_link_missing_far_ahead_is_a_warning_and_an_error_when_close(setup: Path) -> None:
+    cyber = setup / "schedules" / "cyber-cj-2020.toml"
+    line = _edit(cyber, 'join_url = "https://zoom.us/j/98473625190"\n', "")
+    far = _only(check(setup / "config.toml", datetime(2020, 6, 1, tzinfo=timezone.utc)))
+    assert far.warning and far.line == line - 6
+    assert str(far).endswith("event lac-es.join_url: warning: no join_url: the "
+                             "acknowledgements and reminders promise the link")
+    close = _only(check(setup / "config.toml", datetime(2020, 7, 20, tzinfo=timezone.utc)))
+    assert not close.warning and "within 14 days" in close.message
+    # Once the event is over, nothing is promised any more.
+    assert check(setup / "config.toml", datetime(2020, 8, 1, tzinfo=timezone.utc)) == []
+
+
+def test_outside_the_install_folder_one_cause_is_said_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    problem = _only(check(None))
+    assert "run mailer check in the mailer's folder, or give --config PATH" in problem.message
+
+
+def test_a_configuration_error_does_not_hide_the_schedules_problems(setup: Path) -> None:
+    _edit(setup / "config.toml", "[smtp]", "[smtp]\nhots = 1")
+    _edit(setup / "schedules" / "cyber-cj-2020.toml", 'kind = "webinar"', 'knd = "webinar"')
+    said = format_problems(check(setup / "config.toml"))
+    assert "smtp.hots: unknown key" in said and "event[0].knd: unknown key" in said
+
+
+def test_mailer_config_naming_no_file_is_refused(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from mailer.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MAILER_CONFIG", str(tmp_path / "typo.toml"))
+    for command in (["check"], ["plan"]):
+        result = CliRunner().invoke(cli, command, obj={})
+        assert result.exit_code == 2, result.output
+        assert "typo.toml: file not found (named by MAILER_CONFIG)" in result.output

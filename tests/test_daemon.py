@@ -298,6 +298,83 @@ def test_a_broken_edit_keeps_the_last_good_schedule_and_alerts_staff_once(
         assert stop(daemon) == 0
 
 
+def family(root: int) -> dict[int, tuple[str, str]]:
+    """Every living descendant of process ``root``: pid -> (start time, command line)."""
+    parents: dict[int, int] = {}
+    started: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The command name (field 2) may hold spaces: the fields after it are counted
+            # from its closing parenthesis.
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue                # gone meanwhile
+        if fields[0] != "Z":        # a zombie has exited; only its parent's wait is missing
+            parents[int(entry.name)] = int(fields[1])
+            started[int(entry.name)] = fields[19]
+    found: dict[int, tuple[str, str]] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                try:
+                    cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                found[pid] = (started[pid], cmdline.replace(b"\0", b" ").decode(errors="replace"))
+                frontier.append(pid)
+    return found
+
+
+def alive(processes: dict[int, tuple[str, str]]) -> dict[int, str]:
+    """Those of ``processes`` (from ``family``) still running: same pid, same start time."""
+    left = {}
+    for pid, (started, cmdline) in processes.items():
+        try:
+            fields = (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and fields[19] == started:
+            left[pid] = cmdline
+    return left
+
+
+def test_no_child_outlives_a_killed_daemon(tmp_path: Path, live: Path, dovecot: ImapServer,
+                                            smtp_sink: SmtpSink) -> None:
+    """SIGKILL the daemon once it runs its worker: the worker process and multiprocessing's
+    resource tracker are gone within two seconds, not reparented to PID 1 for good."""
+    with live.open("a", encoding="utf-8") as config:
+        config.write("\n[workers]\nprocesses = 1\nmin_batch = 1\n")   # a reply starts it
+    children: dict[int, tuple[str, str]] = {}
+    try:
+        with running(live, tmp_path) as daemon:
+            append(dovecot, reply(AWA, "Awa Diop", "Sénégal", "fr", EVENT, now_utc()))
+            daemon.wait_for_log("worker process starting")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                children = family(daemon.process.pid)
+                commands = " ".join(cmdline for _, cmdline in children.values())
+                if "spawn_main" in commands and "resource_tracker" in commands:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail(f"no worker and resource tracker under the daemon: {children}")
+            daemon.signal(signal.SIGKILL)
+            daemon.process.wait(5)
+            killed = time.monotonic()
+            while alive(children) and time.monotonic() < killed + 2:
+                time.sleep(0.02)
+            print(f"{len(children)} children gone {time.monotonic() - killed:.2f} s "
+                  "after SIGKILL")
+            assert alive(children) == {}
+    finally:
+        for pid in alive(children):
+            os.kill(pid, signal.SIGKILL)
+
+
 # --- in process, with an injected clock ---------------------------------------------------
 
 

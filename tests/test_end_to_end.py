@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from mailer import store
 from mailer.config import Imap, Organiser, Paths, Settings, Store
-from mailer.daemon import run_once
+from mailer.daemon import PassReport, run_once
 from tests.mailgen import INBOX, wave
 from tests.servers.imap import ImapServer
 from tests.servers.smtp import SmtpSink, smtp_settings
@@ -192,17 +192,12 @@ class Died(BaseException):
     """Stands for the process dying mid-message (a crash, not an error the loop catches)."""
 
 
-def test_a_message_that_kills_the_pass_is_quarantined_after_three_deaths(
-        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Three passes die on one reply; the fourth sets it aside and answers the others once."""
+def after_three_deaths(settings: Settings, poison: str, monkeypatch: pytest.MonkeyPatch,
+                       now: datetime = NOW) -> PassReport:
+    """Three passes die handling the message ``poison`` (its Message-ID); the report of the
+    fourth."""
     from mailer import handling
 
-    messages = wave(12).messages[:6]
-    poison = email.message_from_bytes(messages[2])["Message-ID"]
-    append_all(dovecot, messages)
-    settings = settings_for(tmp_path, dovecot.settings(quarantine_folder="Quarantine"),
-                            smtp_sink)
     real_settle = handling._settle
 
     def dies_on_the_poison(session: object, catalog: object, arrival: handling.Arrival,
@@ -214,8 +209,21 @@ def test_a_message_that_kills_the_pass_is_quarantined_after_three_deaths(
     monkeypatch.setattr(handling, "_settle", dies_on_the_poison)
     for _ in range(3):
         with pytest.raises(Died):
-            asyncio.run(run_once(settings, now=NOW))
-    report = asyncio.run(run_once(settings, now=NOW))
+            asyncio.run(run_once(settings, now=now))
+    return asyncio.run(run_once(settings, now=now))
+
+
+def test_a_message_that_kills_the_pass_is_quarantined_after_three_deaths(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three passes die on one reply; the fourth sets it aside and answers the others once."""
+
+    messages = wave(12).messages[:6]
+    poison = email.message_from_bytes(messages[2])["Message-ID"]
+    append_all(dovecot, messages)
+    settings = settings_for(tmp_path, dovecot.settings(quarantine_folder="Quarantine"),
+                            smtp_sink)
+    report = after_three_deaths(settings, poison, monkeypatch)
     assert report.quarantined == 1 and report.failed == 0
     [set_aside] = [o for o in report.outcomes if o.outcome == "quarantined"]
     assert set_aside.message_id == poison

@@ -309,3 +309,39 @@ def test_a_batch_is_split_in_groups_and_a_message_a_pass_died_on_goes_alone() ->
     assert list(groups(keys, {"c"}, 3)) == [(0, 2), (2, 3), (3, 6), (6, 8)]
     assert list(groups(keys, set(), 16)) == [(0, 8)]
     assert list(groups([], set(), 16)) == []
+
+
+def test_an_encoded_line_break_in_the_from_name_answers_only_the_real_address(
+        st: store.Store, catalog: Catalog) -> None:
+    """An encoded CR/LF in the display name never yields an address from the name's text."""
+    raw = reply("awa@justice.sn", "x", "Senegal", mid="crlf").replace(
+        b"From: x <awa@justice.sn>",
+        b"From: =?utf-8?q?Awa=0D=0ABcc:_victim@evil.example?= <awa@justice.sn>")
+    result = handle(st, catalog, raw, now=NOW, policy=POLICY)
+    assert result.outcome == "handled"
+    with st.transaction() as session:
+        recipients = {row.recipient for row in session.scalars(select(store.OutboxRow))}
+    assert recipients == {"awa@justice.sn"}
+
+
+def test_mail_whose_from_holds_no_valid_address_is_quarantined(
+        st: store.Store, catalog: Catalog) -> None:
+    """No single valid sender address: quarantined with the reason, nothing answered."""
+    for n, sender in enumerate([b"Awa <awa@justice.sn>, Bob <bob@justice.sn>",
+                                b"Awa <awa@justice.sn\x1b[31m>", b"=?utf-8?b?YUBiLmM=?="]):
+        raw = reply("awa@justice.sn", "x", "Senegal", mid=f"bad{n}").replace(
+            b"x <awa@justice.sn>", sender)
+        result = handle(st, catalog, raw, now=NOW, policy=POLICY)
+        assert result.outcome == "quarantined" and "From" in result.reason, sender
+    assert count(st, store.OutboxRow) == 0 and count(st, store.Registration) == 0
+
+
+def test_names_are_stored_without_control_characters(st: store.Store,
+                                                      catalog: Catalog) -> None:
+    """Terminal escape codes and bidi overrides in a name never reach the store."""
+    raw = reply("awa@justice.sn", "Awa\x1b[2J\x1b[31m Diop\u202e", "Senegal", mid="esc")
+    assert handle(st, catalog, raw, now=NOW, policy=POLICY).outcome == "handled"
+    with st.transaction() as session:
+        (reg,) = store.registrations_of(session, "africa-fr")
+    assert "\x1b" not in reg.name and "\u202e" not in reg.name
+    assert reg.name.startswith("Awa") and reg.name.endswith("Diop")

@@ -18,6 +18,7 @@ from mailer import store
 from mailer.compose import Composer
 from mailer.config import Limits, Organiser, Paths, Settings, Store
 from mailer.domain import Kind, Outgoing, outbox_key
+from mailer.errors import StoreError
 from mailer.handling import Policy, handle
 from mailer.outbox import DrainReport, SentLog, drain
 from mailer.schedule import Catalog, load_catalog
@@ -163,7 +164,9 @@ def test_a_temporary_refusal_is_retried_later(tmp_path: Path, catalog: Catalog,
     assert run_drain(settings, catalog).retried == 1
     with st.transaction() as session:
         (row,) = session.scalars(select(store.OutboxRow)).all()
-        assert row.status == "pending" and row.next_attempt_at == NOW + timedelta(seconds=60)
+        # A minute after the failure, which came a moment after the drain's start.
+        wait = row.next_attempt_at - NOW
+        assert row.status == "pending" and timedelta(seconds=60) < wait < timedelta(seconds=61)
     assert run_drain(settings, catalog).sent == 0                  # not yet time
     assert run_drain(settings, catalog, NOW + timedelta(minutes=2)).sent == 1
     assert len(smtp_sink.messages) == 1
@@ -269,14 +272,17 @@ async def test_rows_accepted_during_a_commit_share_the_next_one(gated: GatedStor
 
 
 async def test_a_failed_commit_raises_in_every_waiting_sender(gated: GatedStore) -> None:
-    """If the commit fails, each sender it held learns so (the drain stops, rows stay pending)."""
+    """If the commit fails, each sender it held learns so (the drain stops) and the rows wait
+    in the store's memory, to be recorded before anything else is sent."""
     gated.broken = True
     log = SentLog(gated, NOW)
     waiting = [asyncio.create_task(log.record(n)) for n in (1, 2)]
     await asyncio.sleep(0.1)
     gated.gate.set()
     results = await asyncio.gather(*waiting, return_exceptions=True)
-    assert all(isinstance(r, OperationalError) for r in results)
+    assert all(isinstance(r, StoreError) and isinstance(r.__cause__, OperationalError)
+               for r in results)
+    assert gated.unrecorded == {1: NOW, 2: NOW}
     log.close()
 
 
@@ -382,3 +388,47 @@ def test_a_drain_records_every_accepted_message_on_either_database(
         marked = session.execute(select(store.OutboxRow.status, store.OutboxRow.sent_at,
                                         store.OutboxRow.attempts)).all()
     assert {tuple(m) for m in marked} == {("sent", NOW, 1)}
+
+
+def _answer_reply_from(address: str, tmp_path: Path, sink: SmtpSink,
+                       catalog: Catalog) -> tuple[DrainReport, list[store.OutboxRow]]:
+    """A registration by reply from ``address``, handled, then its answer drained over SMTP."""
+    settings = settings_for(tmp_path, sink)
+    st = store.Store(settings.store.url)
+    st.migrate()
+    raw = (f"From: José Pérez <{address}>\r\nTo: webinars+africa-fr@secretariat.example\r\n"
+           "Subject: Re: [africa-fr]\r\nMessage-ID: <jose-1@client.example>\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+           "Nom : José Pérez\r\nPays : Sénégal\r\nFonction : Procureur\r\n").encode()
+    policy = Policy(inbox_address=INBOX, staff_address="staff@secretariat.example",
+                    domain="secretariat.example", answers_per_day=3)
+    assert handle(st, catalog, raw, now=NOW, policy=policy).outcome == "handled"
+
+    async def go() -> DrainReport:
+        async with Sender(settings.smtp) as sender:
+            return await drain(st, Composer(settings, catalog).compose, sender,
+                               catalog=catalog, settings=settings, now=NOW)
+    report = asyncio.run(go())
+    with st.transaction() as session:
+        rows = list(session.scalars(select(store.OutboxRow)))
+    st.close()
+    return report, rows
+
+
+def test_an_internationalised_address_is_stored_and_answered_over_smtputf8(
+        tmp_path: Path, catalog: Catalog, smtp_sink_utf8: SmtpSink) -> None:
+    """A reply from josé@... is registered under that address and answered with SMTPUTF8."""
+    report, rows = _answer_reply_from("josé@correo.example.sn", tmp_path, smtp_sink_utf8,
+                                      catalog)
+    assert report.sent == 1 and [r.recipient for r in rows] == ["josé@correo.example.sn"]
+    [received] = smtp_sink_utf8.messages
+    assert received.rcpt_tos == ("josé@correo.example.sn",)
+
+
+def test_an_internationalised_address_fails_clearly_without_smtputf8(
+        tmp_path: Path, catalog: Catalog, smtp_sink: SmtpSink) -> None:
+    """A server without SMTPUTF8 cannot take it: the answer fails for good, saying why."""
+    _report, rows = _answer_reply_from("josé@correo.example.sn", tmp_path, smtp_sink, catalog)
+    [row] = rows
+    assert row.status == "failed" and "SMTPUTF8" in (row.last_error or "")
+    assert not smtp_sink.messages

@@ -52,8 +52,9 @@ def test_cyber_series_rules_match_the_brief(catalog: Catalog) -> None:
     assert spec.pack_at == timedelta(days=3)
     assert (spec.certificate, spec.recorded, spec.not_invited) == ("on_request", True, "review")
     event = catalog.events["africa-fr"]
-    assert event.organisers("en") == ["European Union", "Council of Europe"]
-    assert event.organisers("fr") == ["Union européenne", "Conseil de l'Europe"]
+    # As they read after "by" in each language, articles included.
+    assert event.organisers("en") == ["the European Union", "the Council of Europe"]
+    assert event.organisers("fr") == ["l’Union européenne", "le Conseil de l’Europe"]
     assert spec.pack is not None and spec.pack.slides == "packs/slides.{lang}.pptx"
     assert spec.invitation_at is not None and spec.invitation_at < _utc("2020-06-24T07:00")
 

@@ -51,12 +51,12 @@ slides = "packs/slides.{lang}.pptx"
 
 [[event]]
 id = "africa-fr"
-title = { fr = "Webinaire Afrique", en = "Africa webinar" }
+title = { fr = "@AFRICA_TITLE@", en = "Africa webinar" }
 start = @AFRICA_START@
 end = @AFRICA_END@
 language = "fr"
 invited = ["SN", "GH", "CI"]
-join_url = "https://zoom.us/j/111"
+join_url = "@AFRICA_URL@"
 cancelled = @AFRICA_CANCELLED@
 
 [[event]]
@@ -91,7 +91,9 @@ def utc(text: str) -> datetime:
 
 def write_schedule(folder: Path, *, africa_start: str = "2020-07-09T08:00:00Z",
                    africa_end: str = "2020-07-09T09:45:00Z", africa_cancelled: bool = False,
-                   lac_invited: tuple[str, ...] = ("MX", "CO")) -> None:
+                   lac_invited: tuple[str, ...] = ("MX", "CO"),
+                   africa_url: str = "https://zoom.us/j/111",
+                   africa_title: str = "Webinaire Afrique") -> None:
     """Write (or rewrite) the series TOML and its contacts CSV under ``folder``."""
     schedules = folder / "schedules"
     schedules.mkdir(exist_ok=True)
@@ -99,6 +101,7 @@ def write_schedule(folder: Path, *, africa_start: str = "2020-07-09T08:00:00Z",
     text = (SCHEDULE.replace("@CONTACTS@", str(folder / "contacts.csv"))
             .replace("@AFRICA_START@", africa_start).replace("@AFRICA_END@", africa_end)
             .replace("@AFRICA_CANCELLED@", "true" if africa_cancelled else "false")
+            .replace("@AFRICA_URL@", africa_url).replace("@AFRICA_TITLE@", africa_title)
             .replace("@LAC_INVITED@", ", ".join(f'"{c}"' for c in lac_invited)))
     # Write then rename, as an editor does: a reader never sees half a file.
     tmp = schedules / ".sim.toml.tmp"

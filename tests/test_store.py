@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from mailer import handling, store
 from mailer.domain import Kind, Outgoing, outbox_key
 from mailer.handling import Policy, handle
-from tests.builders import make_catalog
+from tests.builders import make_catalog, store_at
 
 NOW = datetime(2020, 7, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -177,15 +177,7 @@ def test_claiming_what_is_due_walks_one_index_and_never_sorts(tmp_path: Path) ->
 def test_an_outbox_made_before_the_due_index_keeps_its_rows_when_upgraded(
         tmp_path: Path) -> None:
     """Upgrading a store from revision 0001 adds the index and loses no message."""
-    from alembic import command
-    from alembic.config import Config
-
-    st = store.Store(f"sqlite:///{tmp_path}/m.db")
-    config = Config()
-    config.set_main_option("script_location", str(Path(store.__file__).parent / "migrations"))
-    with st.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
+    st = store_at(f"sqlite:///{tmp_path}/m.db", "0001")
     (row, *_) = _three_pending(st)
     st.migrate()
     with st.engine.connect() as conn:

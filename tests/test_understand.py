@@ -803,3 +803,32 @@ def test_a_message_id_the_caller_knows_names_the_intent(catalog: Catalog) -> Non
     read = understand(raw, catalog, now=NOW, inbox_address=INBOX)
     assert known.message_id == "<known@x>" and read.message_id == "<reply-1@mail.example.net>"
     assert known == replace(read, message_id="<known@x>")
+
+
+def _boom(*_args: object, **_kwargs: object) -> None:
+    raise ValueError("broken on purpose")
+
+
+def test_a_message_that_cannot_be_read_is_quarantined_not_answered(
+        catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading that fails gives the reason to quarantine, never an "unknown" to answer."""
+    from mailer.understand import reading
+    monkeypatch.setattr(reading, "reply_text", _boom)
+    raw = mail("Please register me.\nName: Awa Diop\nCountry: Senegal\n")
+    result = reading.read(raw, catalog, now=NOW, inbox_address=INBOX, max_bytes=10**6,
+                          size=None, message_id="<m1@example.org>")
+    assert isinstance(result, str) and "ValueError: broken on purpose" in result
+
+
+def test_a_machines_mail_stays_unanswered_when_reading_it_fails_later(
+        catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The automatic check comes first: an error after it cannot turn a bounce into mail
+    to answer."""
+    from mailer.understand import reading
+    monkeypatch.setattr(reading, "event_from_headers", _boom)
+    raw = mail("Your message could not be delivered.", sender="MAILER-DAEMON@mx.example.org",
+               subject="Undelivered Mail Returned to Sender")
+    result = reading.read(raw, catalog, now=NOW, inbox_address=INBOX, max_bytes=10**6,
+                          size=None, message_id="<m2@example.org>")
+    assert isinstance(result, Intent) and result.kind is IntentKind.BOUNCE
+    assert not result.answerable

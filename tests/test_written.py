@@ -275,3 +275,142 @@ def test_hostile_long_text_is_read_quickly() -> None:
     started = time.perf_counter()
     reply_text(_plain(body))
     assert time.perf_counter() - started < 3.0
+
+
+# Replies as the clients of each language write them: the reply, then the client's marker and
+# the quoted form. Each must come out as the reply alone.
+QUOTE_MARKERS = {
+    "en-gmail": "On Mon, 6 Jul 2020 at 10:00, Secretariat <webinars@example.org> wrote:",
+    "en-zoho": "---- On Mon, 06 Jul 2020 10:00:12 +0000 webinars@example.org wrote ----",
+    "en-outlook": "From: Secretariat <webinars@example.org>\nSent: Monday, July 6, 2020 10:00 AM\n"
+                  "To: Grace Wanjiru <g.wanjiru@odpp.go.ke>\nSubject: Registration",
+    "fr-outlook": "De : Secrétariat <webinars@example.org>\nEnvoyé : lundi 6 juillet 2020 10:00\n"
+                  "À : Awa Diop\nObjet : Inscription",
+    "fr-gmail": "Le lun. 6 juil. 2020 à 10:00, Secrétariat <webinars@example.org> a écrit :",
+    "es-gmail": "El lun., 6 jul. 2020 a las 10:00, Secretaría (<webinars@example.org>) escribió:",
+    "es-outlook": "De: Secretaría <webinars@example.org>\nEnviado el: lunes, 6 de julio de 2020 "
+                  "10:00\nPara: Juan Pérez\nAsunto: Inscripción",
+    "pt-gmail": "Em seg., 6 de jul. de 2020 às 10:00, Secretariado <webinars@example.org>\n"
+                "escreveu:",
+    "pt-outlook": "De: Secretariado <webinars@example.org>\nEnviada em: segunda-feira, 6 de "
+                  "julho de 2020 10:00\nPara: Ana Souza\nAssunto: Inscrição",
+    "de-outlook": "Von: Sekretariat <webinars@example.org>\nGesendet: Montag, 6. Juli 2020 "
+                  "10:00\nAn: Max Muster\nBetreff: Anmeldung",
+    "de-gmail": "Am Mo., 6. Juli 2020 um 10:00 Uhr schrieb Sekretariat <webinars@example.org>:",
+    "it-outlook": "Da: Segreteria <webinars@example.org>\nInviato: lunedì 6 luglio 2020 10:00\n"
+                  "A: Mario Rossi\nOggetto: Iscrizione",
+    "it-gmail": "Il giorno lun 6 lug 2020 alle ore 10:00 Segreteria <webinars@example.org> ha "
+                "scritto:",
+    "nl-outlook": "Van: Secretariaat <webinars@example.org>\nVerzonden: maandag 6 juli 2020 "
+                  "10:00\nAan: Jan Jansen\nOnderwerp: Registratie",
+    "nl-apple": "Op 6 jul. 2020 om 10:00 heeft Secretariaat <webinars@example.org> het "
+                "volgende geschreven:",
+    "pl-gmail": "W dniu pon., 6.07.2020 o 10:00 Sekretariat <webinars@example.org> napisał(a):",
+    "pl-outlook": "Od: Sekretariat <webinars@example.org>\nWysłano: poniedziałek, 6 lipca 2020 "
+                  "10:00\nDo: Jan Kowalski\nTemat: Rejestracja",
+    "sv-outlook": "Från: Sekretariat <webinars@example.org>\nSkickat: den 6 juli 2020 10:00\n"
+                  "Till: Anna Svensson\nÄmne: Registrering",
+    "da-gmail": "Den man. 6. jul. 2020 kl. 10.00 skrev Sekretariat <webinars@example.org>:",
+    "no-apple": "6. jul. 2020 kl. 10:00 skrev Sekretariat <webinars@example.org>:",
+    "fi-gmail": "ma 6. heinäk. 2020 klo 10.00 Sihteeristö <webinars@example.org> kirjoitti:",
+    "ru-gmail": "пн, 6 июл. 2020 г. в 10:00, Секретариат <webinars@example.org>:",
+    "ru-outlook": "От: Секретариат <webinars@example.org>\nОтправлено: 6 июля 2020 г. 10:00\n"
+                  "Кому: Иван Петров\nТема: Регистрация",
+    "ru-yandex": "06.07.2020, 10:00, \"Секретариат\" <webinars@example.org>:",
+    "tr-outlook": "Kimden: Sekreterlik <webinars@example.org>\nGönderildi: 6 Temmuz 2020 "
+                  "Pazartesi 10:00\nKime: Ayşe Yılmaz\nKonu: Kayıt",
+    "tr-gmail": "Sekreterlik <webinars@example.org>, 6 Tem 2020 Pzt, 10:00 tarihinde şunu "
+                "yazdı:",
+    "id-gmail": "Pada tanggal Sen, 6 Jul 2020 10.00, Sekretariat <webinars@example.org> "
+                "menulis:",
+    "zh-gmail": "Secretariat <webinars@example.org> 于2020年7月6日周一 上午10:00写道：",
+    "zh-outlook": "发件人: Secretariat <webinars@example.org>\n发送时间: 2020年7月6日 10:00\n"
+                  "收件人: 王伟\n主题: 注册",
+    "ja-gmail": "2020年7月6日(月) 10:00 Secretariat <webinars@example.org>:",
+    "ja-outlook": "差出人: Secretariat <webinars@example.org>\n送信日時: 2020年7月6日 10:00\n"
+                  "宛先: 山田太郎\n件名: 登録",
+    "ar-outlook": "من: Secretariat <webinars@example.org>\nأرسلت: الاثنين، 6 يوليو 2020 10:00\n"
+                  "إلى: أحمد علي\nالموضوع: تسجيل",
+    "ar-gmail": "في الاثنين، 6 يوليو 2020 10:00 ص، كتب Secretariat <webinars@example.org>:",
+    "separator-es": "-----Mensaje original-----\nDe: webinars@example.org",
+    "separator-de": "-----Ursprüngliche Nachricht-----\nVon: webinars@example.org",
+    "separator-it": "-------- Messaggio originale --------",
+    "separator-ru": "-------- Исходное сообщение --------",
+    "separator-zh": "------------------ 原始邮件 ------------------",
+    "separator-apple": "Begin forwarded message:",
+    "separator-apple-fr": "Début du message réexpédié :",
+}
+
+
+@pytest.mark.parametrize("name", sorted(QUOTE_MARKERS))
+def test_quote_markers_of_every_language_end_the_reply(name: str) -> None:
+    """Attributions, header blocks and separators in each language start the quote."""
+    body = (f"I confirm my participation.\nName: Grace Wanjiru\nCountry: Kenya\n\n"
+            f"{QUOTE_MARKERS[name]}\n\nPlease reply with:\nName:\nCountry:\n"
+            "To unsubscribe, reply UNSUBSCRIBE.\n")
+    assert reply_text(_plain(body)) == ("I confirm my participation.\nName: Grace Wanjiru\n"
+                                        "Country: Kenya")
+
+
+@pytest.mark.parametrize("footer", [
+    "Sent from my iPhone", "Envoyé de mon iPad", "Enviado desde mi teléfono Huawei",
+    "Enviado do meu iPhone", "Von meinem iPhone gesendet", "Inviato da iPhone",
+    "Verzonden vanaf mijn iPhone", "Wysłano z iPhone'a", "Skickat från min iPhone",
+    "Sendt fra min iPhone", "Lähetetty iPhonesta", "Отправлено с iPhone",
+    "iPhone'umdan gönderildi", "Dikirim dari iPhone saya", "发自我的iPhone", "iPhoneから送信",
+    "أرسلت من الـ iPhone", "Get Outlook for Android<https://aka.ms/ghei36>",
+    "Obtenir Outlook pour iOS<https://aka.ms/o0ukef>",
+])
+def test_phone_footers_in_every_language_end_the_reply(footer: str) -> None:
+    """The line a phone appends ends what the sender wrote, even with a quote under it."""
+    body = f"Yes, I will attend.\n\n{footer}\n\nPlease reply with your name.\n"
+    assert reply_text(_plain(body)) == "Yes, I will attend."
+
+
+def test_a_sentence_starting_like_a_footer_is_kept() -> None:
+    """"Sent from my desk, ..." is a sentence, not a phone's footer."""
+    body = "Here is my form.\n\nSent from my desk, which is easier than my phone.\n"
+    assert reply_text(_plain(body)) == body.strip()
+
+
+def test_text_above_an_attribution_is_never_taken_for_part_of_it() -> None:
+    """A line with an address just above "On ... wrote:" stays in the reply."""
+    body = ("Name: Awa Diop\nEmail: awa.diop@justice.gouv.sn\n"
+            "On Mon, 6 Jul 2020 at 10:00, Secretariat <webinars@example.org> wrote:\n"
+            "> Name:\n")
+    assert reply_text(_plain(body)) == "Name: Awa Diop\nEmail: awa.diop@justice.gouv.sn"
+
+
+def test_attribution_wrapped_by_the_client_is_removed_whole() -> None:
+    """Gmail and Outlook for Mac wrap long attributions; no half of one stays."""
+    for attribution in (
+            "On Mon, Jul 6, 2020 at 10:00 AM Secretariat of the Webinars <\n"
+            "webinars@example.org> wrote:",
+            "Em 6 de julho de 2020 às 10:00:35, Secretariado (\nwebinars@example.org) escreveu:",
+            "On Mon, 6 Jul 2020 at 10:00 Secretariat\n\n<\nmailto:webinars@example.org\n> wrote:"):
+        body = f"Count me in.\n\n{attribution}\n\n> Name:\n"
+        assert reply_text(_plain(body)) == "Count me in.", attribution
+
+
+def test_answers_written_inside_the_quoted_form_are_kept() -> None:
+    """A sender who answers between the quoted lines: every answer is what they wrote."""
+    body = ("Please see below.\n\n"
+            "On Mon, 6 Jul 2020 at 10:00, Secretariat <webinars@example.org> wrote:\n"
+            "> Your name:\n\nAwa Diop\n\n> Your country:\n\nSenegal\n")
+    assert reply_text(_plain(body)) == "Please see below.\n\nAwa Diop\n\nSenegal"
+
+
+def test_quoted_lines_a_client_wrapped_without_their_marks_stay_quoted() -> None:
+    """A line without ">" squeezed between quoted lines is the quote, not an answer."""
+    body = ("Yes.\n\nOn Mon, 6 Jul 2020 at 10:00, Secretariat <webinars@example.org> wrote:\n"
+            "> To cancel your registration, please reply to this message with the word\n"
+            "CANCEL\n> and your place will be offered to another participant.\n")
+    assert reply_text(_plain(body)) == "Yes."
+
+
+def test_a_mailing_list_footer_is_not_what_they_wrote() -> None:
+    """A list's footer below a rule (with its unsubscribe link) is dropped."""
+    body = ("I will attend.\nAwa Diop\n\n__\nministries mailing list\n"
+            "To unsubscribe: https://lists.example.org/listinfo/ministries\n")
+    assert reply_text(_plain(body)) == "I will attend.\nAwa Diop"
+

@@ -1,10 +1,12 @@
 """One inbound email in, one ``Intent`` out: the order in which the questions are asked.
 
-First: is it automatic (bounces, auto-replies: never answered)? Then: is it a calendar reply?
-Then what the sender wrote (quote and signature removed) says what they want (cancellation,
-registration, certificate request, question, unknown) and who; the event comes from the
-headers, else from the words. Nothing here reads the clock, the network or the database;
-malformed mail gives an ``unknown`` intent, never an exception.
+First: is it automatic (bounces, auto-replies: never answered)? That question comes before
+any other, so no error later can skip it. Then: is it a calendar reply? Then what the sender
+wrote (quote and signature removed) says what they want (cancellation, registration,
+certificate request, question, unknown) and who; the event comes from the headers, else from
+the words. Nothing here reads the clock, the network or the database. Mail that cannot be
+read is never answered: ``read`` gives the reason (the caller quarantines it), ``understand``
+an ``unknown`` intent whose reason starts with ``UNREADABLE``; neither raises.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from email.message import EmailMessage
 
 from mailer.domain import Intent, IntentKind, Participant, normalise_email
 from mailer.schedule import Catalog
-from mailer.understand.automatic import classify_automatic
+from mailer.understand.automatic import Automatic, classify_automatic
 from mailer.understand.calendar_reply import calendar_reply
 from mailer.understand.event import EventChoice, event_from_headers, event_from_text
 from mailer.understand.folding import fold
@@ -24,6 +26,7 @@ from mailer.understand.language import language_of
 from mailer.understand.message import (
     bounded,
     clean_header,
+    clean_text,
     digest_id,
     header_text,
     message_id_of,
@@ -31,12 +34,14 @@ from mailer.understand.message import (
     references_of,
     safe_bytes,
     sender_of,
+    valid_address,
 )
 from mailer.understand.wants import classify
 from mailer.understand.written import reply_text
 
 MAX_ANALYSED = 100_000      # characters of reply text analysed: keeps hostile mail linear
 MAX_TEXT = 5_000            # characters of reply text kept in the intent
+UNREADABLE = "unreadable: "  # the reason of an intent read from mail that could not be read
 
 
 def read(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str, max_bytes: int,
@@ -53,10 +58,15 @@ def read(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str, max
         return f"too large ({len(raw)} bytes, limit {max_bytes})"
     try:
         # The intent carries ``message_id``: understand never reads the header again.
-        return understand(raw, catalog, now=now, inbox_address=inbox_address,
-                          message_id=message_id)
+        intent = understand(raw, catalog, now=now, inbox_address=inbox_address,
+                            message_id=message_id)
     except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop
         return f"could not be read: {type(exc).__name__}: {exc}"[:500]
+    if intent.kind is IntentKind.UNKNOWN and intent.reason.startswith(UNREADABLE):
+        # Quarantined with its reason, never answered with a clarification: a machine's
+        # mail that breaks the parser must not get an answer either.
+        return f"could not be read: {intent.reason.removeprefix(UNREADABLE)}"[:500]
+    return intent
 
 
 def understand(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str,
@@ -89,8 +99,16 @@ def understand_message(msg: EmailMessage, catalog: Catalog, *, now: datetime,
         sender = sender_of(msg)
         message_id = known or message_id_of(msg) or fallback_id or digest_id(safe_bytes(msg))
         return _understand(bounded(msg), catalog, now, inbox_address, sender, message_id)
-    except Exception as exc:  # hostile mail: any failure to read it is an answerable "unknown"
-        return _unreadable(sender, message_id or digest_id(b""), exc)
+    except Exception as exc:  # hostile mail: a machine's stays a machine's, else unreadable
+        message_id = message_id or digest_id(b"")
+        try:
+            automatic = classify_automatic(msg, inbox_address)
+        except Exception:  # noqa: BLE001 - then it is unreadable, and quarantined
+            automatic = None
+        if automatic is not None:
+            base = Intent(kind=IntentKind.UNKNOWN, sender=sender, message_id=message_id)
+            return _automatic_intent(base, automatic, None)
+        return _unreadable(sender, message_id, exc)
 
 
 # --------------------------------------------------------------------------- the steps
@@ -98,18 +116,17 @@ def understand_message(msg: EmailMessage, catalog: Catalog, *, now: datetime,
 
 def _understand(msg: EmailMessage, catalog: Catalog, now: datetime, inbox: str, sender: str,
                 message_id: str) -> Intent:
+    automatic = classify_automatic(msg, inbox)   # first: nothing later may skip it
     subject = clean_header(header_text(msg, "Subject"))
     references = references_of(msg)
     base = Intent(kind=IntentKind.UNKNOWN, sender=sender, message_id=message_id,
                   subject=subject, references=references)
     header_event = event_from_headers(msg, catalog, inbox, subject, references)
-
-    automatic = classify_automatic(msg)
     if automatic is not None:
-        kind = IntentKind.BOUNCE if automatic.kind == "bounce" else IntentKind.AUTO_REPLY
-        return _with(base, kind=kind, event_id=header_event,
-                     bounced=tuple(normalise_email(a) for a in automatic.bounced),
-                     bounce_temporary=bool(automatic.temporary), reason=automatic.reason)
+        return _automatic_intent(base, automatic, header_event)
+    if not sender:
+        # Nothing to answer: quarantined with the reason (read), never answered.
+        return _with(base, reason=f"{UNREADABLE}the From header holds no single valid address")
 
     text = reply_text(msg)[:MAX_ANALYSED]
     folded = fold(text)
@@ -130,6 +147,13 @@ def _understand(msg: EmailMessage, catalog: Catalog, now: datetime, inbox: str, 
                    certificate=certificate, reason=reason, text=text[:MAX_TEXT])
 
 
+def _automatic_intent(base: Intent, automatic: Automatic, event_id: str | None) -> Intent:
+    kind = IntentKind.BOUNCE if automatic.kind == "bounce" else IntentKind.AUTO_REPLY
+    return _with(base, kind=kind, event_id=event_id,
+                 bounced=tuple(normalise_email(a) for a in automatic.bounced),
+                 bounce_temporary=bool(automatic.temporary), reason=automatic.reason)
+
+
 def _finish(base: Intent, catalog: Catalog, found: EventChoice, language: str | None,
             *, reason: str, **changes: object) -> Intent:
     """Add the event, the language (falling back to the event's, then English) and the reason."""
@@ -137,8 +161,20 @@ def _finish(base: Intent, catalog: Catalog, found: EventChoice, language: str | 
         reason = f"{reason}; {found.why}"
     event = catalog.events.get(found.event_id) if found.event_id else None
     lang = language or (event.language if event else None) or "en"
+    if "participants" in changes:  # stored and printed: no control characters in them
+        changes["participants"] = tuple(_clean(p) for p in changes["participants"])
     return _with(base, event_id=found.event_id, candidates=found.candidates, language=lang,
                  reason=reason, **changes)
+
+
+def _clean(participant: Participant) -> Participant:
+    """A participant with control characters (terminal escapes, bidi overrides) removed from
+    the names and texts that are stored and printed by ``mailer registrations``."""
+    email = (valid_address(participant.email) or "") if participant.email else ""
+    return replace(participant, email=email, name=clean_text(participant.name),
+                   organisation=clean_text(participant.organisation),
+                   position=clean_text(participant.position),
+                   country_text=clean_text(participant.country_text))
 
 
 def _with(intent: Intent, **changes: object) -> Intent:
@@ -149,6 +185,6 @@ def _unreadable(sender: str, message_id: str, exc: BaseException) -> Intent:
     why = f"{type(exc).__name__}: {exc}"
     why = re.sub(r"\s+", " ", why)[:200]
     return Intent(kind=IntentKind.UNKNOWN, sender=sender, message_id=message_id,
-                  reason=f"unreadable: {why}")
+                  reason=f"{UNREADABLE}{why}")
 
 

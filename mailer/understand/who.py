@@ -130,7 +130,7 @@ _LABELS: tuple[tuple[str, str], ...] = (
               r"|direccion de correo(?: electronico)?"),
 )
 _FIELD_NAMES = {name for name, _ in _LABELS}
-_BULLET = r"[ \t>*_•·◦▪-]*(?:(?:participant|participante)?\s*(?:n[o°º]\.? ?)?\d{1,2}[.)]\s+)?"
+_BULLET = r"[ \t>*_•·◦▪-]*+(?:(?:participant|participante)?\s*(?:n[o°º]\.? ?)?\d{1,2}[.)]\s+)?"
 _SEP = r"[ \t]*[*_]*[ \t]*(?:[:=]|\t|-(?= ))[ \t]*[*_]*[ \t]*"
 _LABEL_LINES = tuple(
     (name, re.compile(rf"{_BULLET}[*_]*[ \t]*(?:{labels})(?:[ \t]*\([^)]{{0,40}}\))?{_SEP}"))

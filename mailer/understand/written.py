@@ -1,8 +1,12 @@
 """What the sender of a reply wrote: its text without the quoted original, signature, disclaimer.
 
 ``body_text`` picks the message's text (plain part first, else HTML with its quoted sections
-removed); ``reply_text`` keeps only what the sender wrote above (or, bottom-posting, below) the
-quote. Both are pure functions of the message and never raise on bad charsets or broken HTML.
+removed); ``reply_text`` keeps only what the sender wrote above the quote, below it when they
+bottom-posted, and between its ">" lines when they answered inside it. Where the quote starts
+is read line by line from the markers clients write (``markers``: attributions, quoted header
+blocks, separators, phone and list footers, in many languages), in time linear in the text.
+Sign-offs ("Regards, Awa Diop, Ministry of Justice") are kept: ``who`` reads names there.
+Both are pure functions of the message and never raise on bad charsets or broken HTML.
 """
 
 from __future__ import annotations
@@ -11,12 +15,12 @@ import codecs
 import re
 from collections.abc import Iterator
 from email.message import Message
-from functools import cache
 
 import lxml.html
 from inscriptis import get_text
 from lxml import etree
-from mailparser_reply.parser import EmailMessage as _LibraryParser
+
+from mailer.understand import markers
 
 # --- Picking the text of a message ----------------------------------------------------------
 
@@ -76,6 +80,8 @@ _QUOTE_XPATH = (
     " | //*[contains(concat(' ', normalize-space(@class), ' '), ' gmail_attr ')]"
     " | //*[contains(concat(' ', normalize-space(@class), ' '), ' yahoo_quoted ')]"
     " | //*[contains(concat(' ', normalize-space(@class), ' '), ' moz-cite-prefix ')]"
+    # Gmail's signature block: what "-- " introduces in plain text.
+    " | //*[contains(concat(' ', normalize-space(@class), ' '), ' gmail_signature ')]"
     " | //*[@id='AppleOriginalContents']"
 )
 # Outlook marks where the quote starts, and the quote is everything after the marker.
@@ -100,111 +106,144 @@ def html_to_text(html: str) -> str:
     try:
         root = lxml.html.document_fromstring(html)
     except (etree.ParserError, ValueError):
-        return get_text(html)
-    markers = root.xpath(_QUOTE_START_XPATH)
-    if markers:
-        _remove_with_everything_after(markers[0])
+        return "\n".join(line.strip() for line in get_text(html).split("\n"))
+    starts = root.xpath(_QUOTE_START_XPATH)
+    if starts:
+        _remove_with_everything_after(starts[0])
     for element in root.xpath(_QUOTE_XPATH):
         if element.getparent() is not None:
             element.drop_tree()  # keeps the text that follows the element
-    return get_text(lxml.html.tostring(root, encoding="unicode"))
+    text = get_text(lxml.html.tostring(root, encoding="unicode"))
+    # Indentation in text made from HTML is layout, not something the sender typed.
+    return "\n".join(line.strip() for line in text.split("\n"))
 
 
-# --- Finding the start of the quote -----------------------------------------------------------
+# --- Where the quote starts ---------------------------------------------------------------------
 
-# What mail-parser-reply misses, found on real replies (each pattern says which client):
-_MISSED_HEADERS = [
-    # Gmail/Apple in Spanish ("El lun., 6 jul. 2020 a las 10:00, X (<x@y>) escribió:"); the
-    # library's Spanish pattern wants two spaces before "escribió". Possibly wrapped on 2 lines.
-    r"^El\s[^\n]*(?:\n[^\n]*)?\bescribi[oó]\s?:$",
-    # Gmail in French wrapped over two lines ("Le lun. 6 juil. 2020 à 10:00, X <x@y>\na écrit :");
-    # the library only finds it on one line.
-    r"^Le\s[^\n]*(?:\n[^\n]*)?\ba\s+[ée]crit\s?:$",
-    # English attribution wrapped after "wrote" or with a date only ("On 3 Apr 2012, X wrote:").
-    r"^On\s[^\n]*(?:\n[^\n]*)?\bwrote\s?:$",
-    # "-----Message d'origine-----", "-----Mensaje original-----", "--- Forwarded message ---":
-    # the library knows only the English "Original Message" separator.
-    r"^-{2,}\s*(?:original message|message d'origine|mensaje original|ursprüngliche nachricht"
-    r"|forwarded message|message transféré|mensaje reenviado)\s*-{2,}$",
-    # Outlook header blocks in the three languages ("De : X / Envoyé : ...", "De: X / Enviado
-    # el: ...", "From: X / Sent: ..."), bold when converted from HTML; the library misses
-    # "Enviado el" and "De:" without the French space before the colon.
-    r"^\**(?:From|De|Von)\**\s?:[^\n]*\n(?:[^\n]*\n){0,3}?"
-    r"\**(?:Sent|Date|Envoyé|Enviado(?: el)?|Fecha|Gesendet|Datum)\**\s?:",
-]
-_MISSED = re.compile("|".join(f"(?:{p})" for p in _MISSED_HEADERS), re.MULTILINE | re.IGNORECASE)
-
-# An attribution in any language (Android in Russian, say) is told by where it stands: the
-# line right before ">"-quoted lines, ending with ":" and carrying a date or an address. When
-# a client wrapped it, its first half ends with "<" or "," or the second half starts lower-case.
-_WRAPPED = re.compile(r"[<,(]$")
-
-# The library's patterns backtrack quadratically on long lines (a 16 kB line starting with
-# "On" takes seconds), so they search a copy whose lines are cut short (no header line is
-# long), and only the start of the text: what a person writes above a quote is far shorter.
-# Together the caps keep hostile mail well under a second.
-_LONGEST_HEADER_LINE = 300
+# What a person writes above a quote is far shorter; reading no further bounds the work.
 _LONGEST_TEXT = 64_000
+# Lines joined to read an attribution a client wrapped (Gmail wraps at 78 characters, and
+# Outlook for Mac splits "<\nmailto:x@y\n> wrote:" over four).
+_WRAPPED_LINES = 4
+# How far below a "From:" line the other labels of a quoted header block may be.
+_HEADER_BLOCK_SPAN = 6
+# Characters that mail clients and trackers leave on a line of their own: zero-width spaces,
+# byte-order marks, the "ᐧ" Gmail extensions append.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u1427"))
 
 
-def _attributions(lines: list[str]) -> list[tuple[int, int]]:
-    """(first, last) line numbers of each attribution line that introduces a ">" block."""
-    found = []
-    for i, line in enumerate(lines):
-        if not line.startswith(">") or (i and lines[i - 1].startswith(">")):
+def _is_quoted(line: str) -> bool:
+    return line.lstrip().startswith(">")
+
+
+def _may_wrap(first: str, second: str) -> bool:
+    """Whether ``first`` may be the start of an attribution that goes on in ``second``.
+
+    Only when ``first`` has the date or the verb of one, and either starts like one ("On",
+    "Le", a date) or visibly goes on: ends with "<", "(" or ",", or the next line starts with
+    the address or in lower case ("a écrit :", "volgende geschreven:"). A line of text above
+    an attribution ("Email: awa@justice.sn", "Best regards,") is not joined to it.
+    """
+    stripped = first.strip()
+    folded = stripped.casefold()
+    digit = any(ch.isdigit() for ch in stripped)
+    if not digit and not markers.has_verb(folded):
+        return False
+    nxt = second.strip()
+    return (markers.starts_attribution(stripped) or markers.has_verb(folded)
+            or stripped.endswith(("<", ",", "("))
+            or nxt[:1] in "<([>" or nxt.startswith("mailto:") or nxt[:1].islower())
+
+
+def _attribution_at(lines: list[str], i: int) -> int | None:
+    """The last line of an attribution starting at line ``i``, or None.
+
+    A wrapped one is read joined, over up to ``_WRAPPED_LINES`` lines with text (and one blank
+    line, which Outlook for Mac leaves after its first part).
+    """
+    if markers.is_attribution(lines[i]):
+        return i
+    joined = lines[i].strip()
+    parts = blanks = 0
+    k = i + 1
+    while k < len(lines) and parts < _WRAPPED_LINES - 1:
+        nxt = lines[k].strip()
+        if not nxt:
+            blanks += 1
+            if blanks > 1 or not markers.starts_attribution(joined):
+                return None
+            k += 1
             continue
-        j = i - 1
-        while j >= 0 and not lines[j]:
-            j -= 1
-        if (j < 0 or lines[j].startswith(">") or not lines[j].endswith(":")
-                or not re.search(r"[@\d]", lines[j])):
-            continue
-        first = j
-        if j and lines[j - 1] and (_WRAPPED.search(lines[j - 1]) or lines[j][:1].islower()):
-            first = j - 1
-        found.append((first, j))
-    return found
+        if parts == 0 and not _may_wrap(joined, nxt):
+            return None
+        joined = f"{joined} {nxt}"
+        parts += 1
+        if markers.is_attribution(joined):
+            return k
+        k += 1
+    return None
 
 
-@cache
-def _library_headers() -> re.Pattern[str]:
-    """mail-parser-reply's pattern for reply headers in en/fr/es/de ("On ... wrote:", Outlook)."""
-    return _LibraryParser(text="", languages=["en", "fr", "es", "de"]).HEADER_REGEX
-
-
-def _quote_start(text: str) -> tuple[int, int] | None:
-    """Where the earliest header introducing a quoted or forwarded message starts and ends."""
-    lines = text.split("\n")
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line) + 1)
-    short = "\n".join(line[:_LONGEST_HEADER_LINE] for line in lines)
-    found: list[tuple[int, int]] = []
-    for match in (_library_headers().search(short), _MISSED.search(short)):
-        if match:
-            # A match may begin on the newline before its first line.
-            begin = match.start() + (1 if short.startswith("\n", match.start()) else 0)
-            first = short.count("\n", 0, begin)
-            last = short.count("\n", 0, match.end())
-            found.append((first, last))
-    found += _attributions(lines)
-    if not found:
+def _header_block_at(lines: list[str], i: int) -> tuple[int, int] | None:
+    """(first, last) line of a quoted header block whose "From:" line is ``i``, or None."""
+    label = markers.header_label(lines[i])
+    if label not in markers.FROM_LABELS:
         return None
-    first, last = min(found)
-    return offsets[first], offsets[last + 1] - 1
+    others = {found for line in lines[i + 1:i + 1 + _HEADER_BLOCK_SPAN]
+              if (found := markers.header_label(line)) in markers.OTHER_LABELS}
+    if not others:
+        return None
+    first = i
+    while first and lines[first - 1].strip() and markers.header_label(lines[first - 1]):
+        first -= 1  # "Objet: / Date: / De: / À:" starts with what comes first
+    last = i
+    while last + 1 < len(lines) and lines[last + 1].strip():
+        last += 1
+    return first, last
+
+
+def _quote_start(lines: list[str]) -> tuple[int, int] | None:
+    """(first, last) line of the earliest attribution, header block or separator."""
+    for i, line in enumerate(lines):
+        if not line.strip() or _is_quoted(line):
+            continue
+        if markers.is_separator(line):
+            return i, i
+        block = _header_block_at(lines, i)
+        if block:
+            return block
+        last = _attribution_at(lines, i)
+        if last is not None:
+            return i, last
+    return None
+
+
+def _after_quote_block(lines: list[str], k: int) -> int:
+    """The first line after the ">" block starting at or after line ``k`` (blank lines first).
+
+    A line without ">" between two quoted lines, right under a quoted line with text, is a
+    quoted line some client wrapped without its ">", not an answer written inside the quote.
+    """
+    while k < len(lines) and not lines[k].strip():
+        k += 1
+    while k < len(lines):
+        line = lines[k]
+        if _is_quoted(line) or not line.strip():
+            k += 1
+            continue
+        previous = lines[k - 1] if k else ""
+        following = lines[k + 1] if k + 1 < len(lines) else ""
+        if (_is_quoted(previous) and previous.lstrip(" >").strip() and _is_quoted(following)):
+            k += 1
+            continue
+        break
+    # Blank lines at the end of the block belong to it, not to what follows.
+    return k
 
 
 # --- Cleaning what is left --------------------------------------------------------------------
 
-_QUOTED_LINE = re.compile(r"^>.*$\n?", re.MULTILINE)
-_SIGNATURE = re.compile(r"^--$", re.MULTILINE)
-# Lines that phones and webmail append (iPhone, Android, Outlook apps, Yahoo, Sparrow...).
-_SENT_FROM = re.compile(
-    r"^(?:sent from|sent with|sent via|get outlook for|envoyé de|envoyé depuis|envoyé avec"
-    r"|obtenir outlook pour|télécharger outlook pour|enviado desde|enviado con|obtener outlook para"
-    r"|descargar outlook para)\b.{0,80}$\n?",
-    re.MULTILINE | re.IGNORECASE,
-)
+_SIGNATURE = re.compile(r"^--\s*$")
 # The first line of the confidentiality or environment notices that mail servers append.
 _DISCLAIMER = re.compile(
     r"^(?:confidentiality notice|confidential(?:ity)?\s*:|disclaimer\s*:|avis de confidentialit"
@@ -214,52 +253,73 @@ _DISCLAIMER = re.compile(
     r"\b(?:confidential|privileged|intended (?:solely |only )?for)"
     r"|ce (?:message|courriel|mail|e-mail)\b.{0,80}\b(?:confidenti|destinés? exclusivement)"
     r"|este (?:mensaje|correo)\b.{0,80}\b(?:confidencial|dirigido exclusivamente))",
-    re.MULTILINE | re.IGNORECASE,
+    re.IGNORECASE,
 )
-_RULE = re.compile(r"^[-_=*~\s]+$")
 
 
 def _normalise(text: str) -> str:
-    """One newline style, no-break spaces as spaces, no blanks around lines (HTML indents)."""
+    """One newline style, no-break spaces as spaces, no trailing blanks, no invisible marks."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ")
-    return "\n".join(line.strip() for line in text.split("\n"))
+    return "\n".join(line.rstrip() for line in text.translate(_INVISIBLE).split("\n"))
 
 
-def _tidy(text: str) -> str:
-    """Drop stray quoted lines, the signature, phone footers and disclaimers; trim blank lines."""
-    lines = text.split("\n")
-    for first, last in reversed(_attributions(lines)):
-        del lines[first:last + 1]
-    text = _QUOTED_LINE.sub("", "\n".join(lines))
-    signature = _SIGNATURE.search(text)
-    if signature:
-        text = text[:signature.start()]
-    text = _SENT_FROM.sub("", text)
-    disclaimer = _DISCLAIMER.search(text)
-    if disclaimer and text[:disclaimer.start()].strip():
-        text = text[:disclaimer.start()]
-    lines = text.strip().split("\n")
-    while lines and _RULE.match(lines[-1]):
-        lines.pop()  # Outlook's "____" rule or a dashed line left above the quote
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+def _cut_list_footer(lines: list[str]) -> list[str]:
+    """Drop a mailing list's or forum's footer: a rule, then how to unsubscribe, to the end."""
+    words = link = False
+    cut = len(lines)
+    for i in range(len(lines) - 1, -1, -1):  # one pass from the end: linear in the text
+        if markers.is_rule(lines[i]) and words and link:
+            cut = i
+        words = words or markers.has_list_footer_words(lines[i])
+        link = link or markers.has_link(lines[i])
+    return lines[:cut]
+
+
+def _tidy(lines: list[str]) -> str:
+    """What is left of the sender's text: no quoted lines, signature, footers, disclaimers."""
+    kept: list[str] = []
+    for line in lines:
+        stripped = line.strip()
+        if _SIGNATURE.match(stripped) or markers.is_footer(stripped):
+            break  # "-- " and "Sent from my iPhone" end the text; what follows is not theirs
+        if _DISCLAIMER.match(stripped) and any(k.strip() for k in kept):
+            break
+        if not _is_quoted(line):
+            kept.append(line)
+    kept = _cut_list_footer(kept)
+    while kept and (not kept[-1].strip() or markers.is_rule(kept[-1])):
+        kept.pop()  # Outlook's "____" rule or a dashed line left above the quote
+    while kept and not kept[0].strip():
+        kept.pop(0)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept))
+
+
+def _extract(lines: list[str], depth: int = 0) -> str:
+    found = _quote_start(lines)
+    if found is None:
+        return _tidy(lines)
+    first, last = found
+    above = _tidy(lines[:first])
+    attribution = not markers.header_label(lines[first]) and not markers.is_separator(
+        lines[first])
+    after = _after_quote_block(lines, last + 1)
+    quoted = any(_is_quoted(line) for line in lines[last + 1:after])
+    if depth >= 3 or not attribution:
+        # Below an Outlook header block or a separator, the quote has no ">" to end it.
+        return above
+    if not quoted:
+        # "On ... wrote:" over unquoted text: with nothing above, that text is the reply
+        # (it was bottom-posted without ">", or forwarded); otherwise it is the original.
+        return above or _extract(lines[last + 1:], depth + 1)
+    # Text below a ">" quote: the sender answered below it (Thunderbird) or inside it.
+    below = _extract(lines[after:], depth + 1)
+    return "\n\n".join(part for part in (above, below) if part)
 
 
 def extract_reply(text: str) -> str:
-    """What the sender wrote in ``text``: above the quote, or below it when they bottom-posted."""
-    text = _normalise(text[:_LONGEST_TEXT])
-    header = _quote_start(text)
-    if header is None:
-        return _tidy(text)
-    start, end = header
-    above = _tidy(text[:start])
-    if above:
-        return above
-    # Nothing above: the sender may have written below a ">" quote (Thunderbird's default).
-    # Only a ">" quote can be told apart from the text below it; an Outlook-style quote cannot.
-    rest = text[end:]
-    if rest.lstrip().startswith(">"):
-        return extract_reply(_QUOTED_LINE.sub("", rest))
-    return ""
+    """What the sender wrote in ``text``: above the quote, below it when they bottom-posted,
+    and the answers they wrote between ">" quotes."""
+    return _extract(_normalise(text[:_LONGEST_TEXT]).split("\n"))
 
 
 def reply_text(msg: Message) -> str:

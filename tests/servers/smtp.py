@@ -22,7 +22,9 @@ Both sinks are an ``SmtpSink`` with ``.host``, ``.port``, ``.ca_file``, ``.usern
   address so; ``.fail_next(address, 451, "4.3.0 Try later")``: answer only the next one so.
   A scripted 421 also closes the connection, as real servers do;
 - ``.drop_after(n)``: accept ``n`` more messages, then abort the connection that sends the
-  next one before answering its DATA (that message is not recorded).
+  next one before answering its DATA (that message is not recorded);
+- ``.on_accept``: a function called with each message (``Received``) the server takes, in the
+  server's thread, just before it answers 250 (e.g. to make a fault happen right then).
 
 ``smtp_settings(sink, security=None, **overrides)`` returns a ``mailer.config.Smtp`` pointing
 at a sink, with its login and CA, 2 connections, a fast rate and short timeouts.
@@ -37,7 +39,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -103,6 +105,7 @@ class RecordingHandler:
         self._rcpts: list[str] = []
         self._mail_options: list[list[str]] = []
         self.fail_rcpt: dict[str, tuple[int, str]] = {}
+        self.on_accept: Callable[[Received], None] | None = None
 
     @property
     def rcpts(self) -> list[str]:
@@ -187,13 +190,15 @@ class RecordingHandler:
         # session.ssl is only set by STARTTLS; the transport knows about implicit TLS too.
         tls = server.transport is not None and (
             server.transport.get_extra_info("ssl_object") is not None)
+        received = Received(
+            mail_from=envelope.mail_from or "", rcpt_tos=tuple(envelope.rcpt_tos),
+            content=content, peer=session.peer, tls=tls,
+            authenticated=bool(session.authenticated), arrived=time.time())
         with self._lock:
-            self._messages.append(Received(
-                mail_from=envelope.mail_from or "", rcpt_tos=tuple(envelope.rcpt_tos),
-                content=content, peer=session.peer, tls=tls,
-                authenticated=bool(session.authenticated), arrived=time.time(),
-            ))
+            self._messages.append(received)
             number = len(self._messages)
+        if self.on_accept is not None:
+            self.on_accept(received)
         return f"250 2.0.0 OK queued as {number}"
 
 
@@ -277,6 +282,14 @@ class SmtpSink:
     def drop_after(self, n: int) -> None:
         """Accept ``n`` more messages, then abort the connection carrying the next one."""
         self.handler.drop_after(n)
+
+    @property
+    def on_accept(self) -> Callable[[Received], None] | None:
+        return self.handler.on_accept
+
+    @on_accept.setter
+    def on_accept(self, call: Callable[[Received], None] | None) -> None:
+        self.handler.on_accept = call
 
     def start(self) -> None:
         self._controller.start()

@@ -1,0 +1,153 @@
+"""What participants read, in three languages: organisers with their articles, files named in
+the reader's language, no "your place" to someone without one, the event's description, and
+`mailer preview` showing the message as it reads."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import io
+import shutil
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from pypdf import PdfReader
+
+from mailer.cli import cli
+from mailer.compose import Composer, attachments_for
+from mailer.config import Organiser, Paths, Settings
+from mailer.domain import Kind, Outgoing
+from mailer.schedule import load_catalog
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2020, 7, 1, 9, 0, tzinfo=timezone.utc)
+PLACE = {"en": "your place", "fr": "votre place", "es": "su plaza"}
+
+
+@pytest.fixture(scope="module")
+def composer() -> Composer:
+    settings = Settings(organiser=Organiser(),
+                        paths=Paths(schedules=ROOT / "schedules", templates=ROOT / "templates",
+                                    packs=ROOT))
+    return Composer(settings, load_catalog(ROOT / "schedules"))
+
+
+def _message(composer: Composer, kind: Kind, lang: str, event_id: str = "africa-fr",
+             **context: object) -> EmailMessage:
+    out = Outgoing(key=f"{kind}-{lang}-{event_id}", kind=kind, recipient="awa@justice.gouv.sn",
+                   language=lang, event_id=event_id, name="Awa Diop", country="SN",
+                   context=dict(context))
+    files, links = attachments_for(out, composer.catalog, composer.settings)
+    data = composer.compose(out, now=NOW, attachments=files, links=links).data
+    return email.message_from_bytes(data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+def _text(msg: EmailMessage) -> str:
+    body = msg.get_body(("plain",))
+    assert body is not None
+    return body.get_content().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "es"])
+def test_someone_on_the_waiting_list_is_never_told_of_their_place(
+        composer: Composer, lang: str) -> None:
+    for kind in (Kind.WAITING_LIST, Kind.PENDING_REVIEW):
+        text = _text(_message(composer, kind, lang))
+        assert PLACE[lang] not in text
+    # Someone confirmed gives their place up by cancelling: they are told so.
+    assert PLACE[lang] in _text(_message(composer, Kind.REMINDER, lang, offset="1d"))
+
+
+@pytest.mark.parametrize(("lang", "organised", "file"), [
+    ("en", "Organised by the European Union and the Council of Europe",
+     "certificate-africa-fr.pdf"),
+    ("fr", "Organisé par l’Union européenne et le Conseil de l’Europe",
+     "certificat-africa-fr.pdf"),
+    ("es", "Organizado por la Unión Europea y el Consejo de Europa",
+     "certificado-africa-fr.pdf"),
+])
+def test_the_certificate_names_the_organisers_with_articles_and_its_file_in_the_language(
+        composer: Composer, lang: str, organised: str, file: str) -> None:
+    msg = _message(composer, Kind.CERTIFICATE, lang)
+    (pdf,) = [p for p in msg.iter_attachments() if p.get_content_type() == "application/pdf"]
+    assert pdf.get_filename() == file
+    text = PdfReader(io.BytesIO(pdf.get_payload(decode=True))).pages[0].extract_text()
+    assert organised in " ".join(text.split())
+    footer = {"en": "On behalf of the organisers: the European Union and the Council of Europe",
+              "fr": "Au nom des organisateurs : l’Union européenne et le Conseil de l’Europe",
+              "es": "En nombre de los organizadores: la Unión Europea y el Consejo de Europa"}
+    assert footer[lang] in _text(msg)
+
+
+def test_the_events_description_is_shown_where_the_schedule_says(composer: Composer) -> None:
+    text = _text(_message(composer, Kind.ACKNOWLEDGEMENT, "en", "asia-pacific-en"))
+    assert "About 100 minutes: 10-minute presentations on each segment, then discussion." in text
+
+
+def _project(tmp_path: Path) -> Path:
+    for name in ("schedules", "templates", "packs", "contacts"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    (tmp_path / "config.toml").write_text('[store]\nurl = "sqlite:///var/m.db"\n',
+                                          encoding="utf-8")
+    return tmp_path / "config.toml"
+
+
+def test_preview_reads_as_text_and_writes_the_exact_bytes(tmp_path: Path) -> None:
+    config = _project(tmp_path)
+    out = tmp_path / "w.eml"
+    result = CliRunner().invoke(cli, ["--config", str(config), "preview", "waiting_list",
+                                      "--event", "africa-fr", "--lang", "fr", "--country", "sn",
+                                      "--out", str(out)], obj={})
+    assert result.exit_code == 0, result.output
+    shown = result.output
+    assert "Subject: Liste d’attente : Webinaire avec les pays d'Afrique [africa-fr]" in shown
+    assert "Nous vous remercions de l’intérêt" in shown and "=C3=" not in shown
+    assert "Heure locale : 08:00–09:45 (heure de Dakar)" in shown
+    sent = email.message_from_bytes(out.read_bytes(), policy=email.policy.default)
+    assert str(sent["Subject"]).startswith("Liste d’attente")
+    assert b"=C3=A9" in out.read_bytes() or b"base64" in out.read_bytes()
+
+
+def test_preview_refuses_a_country_that_does_not_exist(tmp_path: Path) -> None:
+    config = _project(tmp_path)
+    for country, hint in (("Narnia", "unknown country 'Narnia'"),
+                          ("Senegall", "did you mean SN (Senegal)?")):
+        result = CliRunner().invoke(cli, ["--config", str(config), "preview", "reminder",
+                                          "--event", "africa-fr", "--country", country], obj={})
+        assert result.exit_code == 2, result.output
+        assert hint in result.output
+
+
+def test_the_demo_tells_its_story_in_the_templates_words() -> None:
+    from mailer.demo import Sent, kinds_line, subject_words
+
+    words = subject_words(ROOT / "templates")
+    sent = [Sent(1, "acknowledgement", "africa-fr", "a@x", Path("a")),
+            Sent(2, "waiting_list", "africa-fr", "b@x", Path("b")),
+            Sent(3, "pending_review", "africa-fr", "c@x", Path("c")),
+            Sent(4, "promotion", "africa-fr", "d@x", Path("d"))]
+    assert kinds_line(sent, words) == (
+        "1 “Registration confirmed”, 1 “Waiting list”, 1 “Registration request received”, "
+        "1 “Registration confirmed: a place is available”")
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "es"])
+def test_a_withdrawal_from_the_waiting_list_removes_no_calendar_entry(
+        composer: Composer, lang: str) -> None:
+    calendar = {"en": "calendar", "fr": "agenda", "es": "agenda"}[lang]
+    waiting = _message(composer, Kind.WITHDRAWAL, lang, status="waiting")
+    assert calendar not in _text(waiting)
+    assert not [p for p in waiting.walk() if p.get_content_type() == "text/calendar"]
+    confirmed = _message(composer, Kind.WITHDRAWAL, lang, status="confirmed")
+    assert calendar in _text(confirmed)
+    assert [p for p in confirmed.walk() if p.get_content_type() == "text/calendar"]
+
+
+def test_the_certificate_note_says_attendance_counts_only_where_it_does(
+        composer: Composer) -> None:
+    on_request = _text(_message(composer, Kind.CERTIFICATE_NOTED, "en", policy="on_request"))
+    attendees = _text(_message(composer, Kind.CERTIFICATE_NOTED, "en", policy="attendees"))
+    assert "who attended" not in on_request and "who attended" in attendees

@@ -85,6 +85,9 @@ class Participant:
     organisation: str = ""
     position: str = ""
     country_text: str = ""              # what the sender wrote, for "we could not read" answers
+    # Fields guessed rather than written ("name" from the From header, "country" from a
+    # government address): the acknowledgement shows them, so a reply can correct them.
+    inferred: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,8 @@ class Intent:
             "event": self.event_id,
             "language": self.language,
             "participants": [
-                {k: v for k, v in asdict(p).items() if k != "country_text"}
+                {k: (list(v) if k == "inferred" else v) for k, v in asdict(p).items()
+                 if k != "country_text" and (k != "inferred" or v)}
                 for p in self.participants
             ],
             "certificate": self.certificate,

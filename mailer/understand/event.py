@@ -1,17 +1,22 @@
 """Which event a message is about: from its address, subject tag or thread, else from its words.
 
 The headers name an event exactly (a plus-tag, a ``[tag]``, a Message-ID of ours in the
-thread); otherwise the text is matched against the open events by date, region, session
-language and distinctive title words, and a real tie is reported as candidates.
+thread); otherwise the words are matched against the open events (and, for certificate
+requests and calendar answers, those that ended in the last ``RECENT``) by title, date,
+region, session language and distinctive title words: first what the sender wrote, then the
+subject (reply and forward prefixes removed), then the original they quote. A calendar answer
+is matched by our UID, then by its start time and summary, then by the title in its subject.
+Only a real tie is reported, as candidates.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
+from functools import cache
 
 from mailer.domain import event_of_message_id, normalise_email
 from mailer.schedule import Catalog, Event
@@ -47,14 +52,129 @@ class EventChoice:
     why: str = ""
 
 
+# How long after its end an event still counts for a certificate request or a calendar
+# answer: certificates are asked for in the weeks after a webinar, rarely later.
+RECENT = timedelta(days=60)
+
+# Reply and forward prefixes in the languages of mail clients ("RE:", "TR:", "RV:", "AW:",
+# "WG:", "SV:", "Antw:", "ENC:", "RES:", "Odp:", "PD:", "Ynt:", "İlt:", "Ответ:", "回复:"...),
+# possibly numbered ("Re[2]:") and repeated, and the tags mail gateways put in front.
+_PREFIX = re.compile(
+    r"^\s*(?:(?:re|fw|fwd|tr|rv|aw|wg|sv|vs|vl|antw|doorst|enc|res|odp|pd|ynt|ilt|fs|vb|r|rif"
+    r"|i|ref|rep|reenv|wtr|ha|отв|ответ|fwd|пересл|رد|回复|转发|答复|回覆|轉寄|件名|返信|転送)"
+    r"\s*(?:\[\d{1,3}\]|\(\d{1,3}\))?\s*[:：]\s*|\[(?:external|ext|externe|externo|spam|"
+    r"suspicious|caution)\]\s*|(?:external|externe|externo)\s*:\s*)+", re.IGNORECASE)
+
+
+def subject_topic(subject: str) -> str:
+    """The subject without reply and forward prefixes: "RE: TR: Webinar..." → "Webinar..."."""
+    return _PREFIX.sub("", subject[:1_000], count=1).strip()
+
+
+def choice_pool(catalog: Catalog, now: datetime, *, recent: bool) -> list[Event]:
+    """The events a message may be about: those not ended, and with ``recent`` those ended
+    less than ``RECENT`` ago, in start order."""
+    since = now - RECENT if recent else now
+    return sorted((e for e in catalog.events.values() if e.end > since),
+                  key=lambda e: e.start)
+
+
+Text = str | Callable[[], str]
+
+
+def event_from_text(folded: str, catalog: Catalog, now: datetime, *, subject: str = "",
+                    quoted: Callable[[], str] | None = None, recent: bool = False
+                    ) -> EventChoice:
+    """The event the words name: the sender's text first, then the subject, then the quoted
+    original; else the only event there is."""
+    texts: list[Text] = [folded]
+    if subject:
+        texts.append(fold(subject_topic(subject)))
+    if quoted is not None:
+        texts.append(lambda: fold(quoted()))
+    return choose_event(texts, choice_pool(catalog, now, recent=recent))
+
+
+def choose_event(texts: Sequence[Text], pool: list[Event]) -> EventChoice:
+    """The event of ``pool`` the texts name, each text narrowing what the ones before left.
+
+    A text that names nothing, or only events outside what is left, changes nothing; a
+    lazy text (a function) is read only when the ones before did not decide.
+    """
+    if not pool:
+        return EventChoice(None, (), "no open event")
+    candidates, applied = list(pool), False
+    for text in texts:
+        if applied and len(candidates) == 1:
+            break
+        words = (text() if callable(text) else text)[:20_000]
+        narrowed, named = _narrow(words, candidates, pool)
+        if named:
+            candidates, applied = narrowed, True
+    if applied and len(candidates) == 1:
+        return EventChoice(candidates[0].id)
+    if applied:
+        return EventChoice(None, tuple(e.id for e in candidates), "ambiguous event")
+    if len(pool) == 1:
+        return EventChoice(pool[0].id)
+    return EventChoice(None, tuple(e.id for e in pool), "event not named")
+
+
+def _narrow(text: str, candidates: list[Event], pool: list[Event]
+            ) -> tuple[list[Event], bool]:
+    """The candidates the text names, by each matcher in turn; (candidates, named any)."""
+    applied = False
+    for matcher in (_title_contained, _date_matches, _region_matches, _language_matches,
+                    _title_matches):
+        named = matcher(text, candidates, pool)
+        if named is None:
+            continue
+        kept = [e for e in candidates if e.id in named]
+        if kept:
+            candidates, applied = kept, True
+    return candidates, applied
+
+
+def event_of_calendar(event_id: str | None, start: datetime | None, summary: str,
+                      topic: str, catalog: Catalog, now: datetime) -> EventChoice | None:
+    """The event a calendar answer is about: our UID; else the event starting at its DTSTART
+    (a client that wrote its own UID), the summary telling apart events that start together;
+    else the title in its summary or subject ("Accepted: <title>"). None: nothing says."""
+    if event_id in catalog.events:
+        return EventChoice(event_id)
+    if start is not None:
+        at = _starting_at(start, catalog)
+        if len(at) == 1:
+            return EventChoice(at[0].id)
+        if at:
+            return choose_event([fold(summary), fold(topic)], at)
+    texts = [fold(t) for t in (summary, topic) if t]
+    if not texts:
+        return None
+    found = choose_event(texts, choice_pool(catalog, now, recent=True))
+    return found if found.event_id or found.why == "ambiguous event" else None
+
+
+def _starting_at(start: datetime, catalog: Catalog) -> list[Event]:
+    """Events starting at ``start``; a time without zone (a client's floating time) is
+    compared with every zone's, on the same day."""
+    if start.tzinfo is not None:
+        moment = start.astimezone(timezone.utc)
+        return sorted((e for e in catalog.events.values() if e.start == moment),
+                      key=lambda e: e.start)
+    return sorted((e for e in catalog.events.values()
+                   if abs(e.start.replace(tzinfo=None) - start) <= timedelta(hours=14)
+                   and e.start.date() == start.date()), key=lambda e: e.start)
+
+
 _REGIONS: dict[str, str] = {
     "africa": r"afri(?:ca|que|can|cans|cain|caine|cains|caines|cano|cana|canos|canas)",
     "asia-pacific": r"asia[ -]?pacific|asia and the pacific|asie[ -]?pacifique|asie et (?:le )?"
-                    r"pacifique|asia[ -]?pacifico|asia y el pacifico|asian?|asie|pacific|"
-                    r"pacifique|pacifico",
+                    r"pacifique|asia[ -]?pacifico|asia y el pacifico|asia e (?:o )?pacifico|"
+                    r"asian?|asie|pacific|pacifique|pacifico",
     "latin-america": r"latin america|latin american|amerique latine|america latina|"
                      r"latinoameric\w*|latino-americ\w*|latam",
-    "caribbean": r"caribbean|caraibes?|caribe|caribenos?|antilles",
+    "caribbean": r"caribbean|caraibes?|caribe|caribenos?|antilles|caraibas",
 }
 _ANY_REGION = re.compile("|".join(f"(?:{rx})" for rx in _REGIONS.values()))
 _REGION_WORDS = wordset("""latin latina latine america americas amerique american americain
@@ -67,11 +187,20 @@ _MONTHS: dict[str, tuple[str, ...]] = {
            "septembre", "octobre", "novembre", "decembre"),
     "es": ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
            "septiembre", "octubre", "noviembre", "diciembre"),
+    "pt": ("janeiro", "fevereiro", "marco", "abril", "maio", "junho", "julho", "agosto",
+           "setembro", "outubro", "novembro", "dezembro"),
 }
+# Abbreviations mail clients write in dates ("Tue Jul 7", "jeu. 9 juil.", "22 jul. 2020").
+_SHORT_MONTHS: tuple[tuple[str, ...], ...] = (
+    ("jan", "janv", "ene"), ("feb", "fev", "fevr"), ("mar",), ("apr", "avr", "abr"),
+    ("may", "mai"), ("jun",), ("jul", "juil"), ("aug", "ago"), ("sep", "sept", "set"),
+    ("oct", "out"), ("nov",), ("dec", "dic", "dez"))
+_ORDINAL = r"(?:st|nd|rd|th|er|eme|o|º|°)?"
+_AND = r"\s*(?:-|/|&|and|et|y|e|to|au|al|a)\s*"
 _SESSION_LANGUAGE: dict[str, str] = {
-    "fr": r"french|francais|francophone|frances|francesa",
-    "en": r"english|anglais|anglophone|ingles",
-    "es": r"spanish|espagnol|espanol|hispanophone|castellano|hispanohablante",
+    "fr": r"french|francais|francophone|frances|francesa|franceses",
+    "en": r"english|anglais|anglophone|ingles|inglesa",
+    "es": r"spanish|espagnol|espanol|hispanophone|castellano|hispanohablante|espanhol",
 }
 _GENERIC_TITLE_WORDS = wordset("""webinar webinars webinaire webinaires webinario
     webinarios workshop workshops atelier ateliers taller talleres session sessions sesion
@@ -79,44 +208,54 @@ _GENERIC_TITLE_WORDS = wordset("""webinar webinars webinaire webinaires webinari
     reunion regional""")
 
 
-def event_from_text(folded: str, catalog: Catalog, now: datetime) -> EventChoice:
-    """The open event the words name (date, region, language, title), or the only open one."""
-    open_events = catalog.upcoming(now)
-    if not open_events:
-        return EventChoice(None, (), "no open event")
-    candidates = list(open_events)
-    applied = False
-    for matcher in (_date_matches, _region_matches, _language_matches, _title_matches):
-        named = matcher(folded[:20_000], candidates, open_events)
-        if named is None:
-            continue
-        kept = [e for e in candidates if e.id in named]
-        if kept:
-            candidates, applied = kept, True
-    if applied and len(candidates) == 1:
-        return EventChoice(candidates[0].id)
-    if applied:
-        return EventChoice(None, tuple(e.id for e in candidates), "ambiguous event")
-    if len(open_events) == 1:
-        return EventChoice(open_events[0].id)
-    return EventChoice(None, tuple(e.id for e in open_events), "event not named")
+def _folded_titles(event: Event) -> list[str]:
+    return [re.sub(r"\s+", " ", fold(t)).strip() for t in event.spec.title.values()]
+
+
+def _title_contained(text: str, events: list[Event], everyone: list[Event]) -> set[str] | None:
+    """Events whose whole title (in any of its languages) the text contains; the longest
+    title wins over one it contains ("Webinar with African countries (in French)"). A series
+    title names every event of the series."""
+    text = re.sub(r"\s+", " ", text)
+    found: dict[str, str] = {}
+    for event in events:
+        for title in _folded_titles(event):
+            if len(title) >= 12 and title in text and len(title) > len(found.get(event.id, "")):
+                found[event.id] = title
+    if found:
+        longest = [t for t in found.values()
+                   if not any(t != other and t in other for other in found.values())]
+        return {e for e, t in found.items() if t in longest}
+    series = {e.id for e in events
+              for title in e.series.spec.title.values()
+              if len(title) >= 12 and re.sub(r"\s+", " ", fold(title)) in text}
+    return series or None
+
+
+@cache
+def _date_pattern(year: int, month: int, day: int) -> re.Pattern[str]:
+    names = "|".join(sorted({months[month - 1] for months in _MONTHS.values()}
+                            | set(_SHORT_MONTHS[month - 1]), key=len, reverse=True))
+    d = rf"0?{day}{_ORDINAL}"
+    other = rf"\d{{1,2}}{_ORDINAL}"
+    us = rf"|\b0?{month}/0?{day}\b" if day > 12 else ""
+    return re.compile(
+        rf"\b(?:{other}{_AND})?{d}(?:{_AND}{other})?\s+(?:of\s+|de\s+)?(?:{names})\b"
+        rf"|\b(?:{names})\.?\s+(?:{other}\s*[-–]\s*)?{d}\b"
+        rf"|\b0?{day}[/.]0?{month}\b{us}|{year:04d}-{month:02d}-{day:02d}")
+
+
+_ANY_DATE = re.compile(
+    rf"\b\d{{1,2}}{_ORDINAL}\s+(?:of\s+|de\s+)?(?:"
+    + "|".join(m for months in _MONTHS.values() for m in months) + r")\b")
 
 
 def _date_matches(text: str, events: list[Event], _all: list[Event]) -> set[str] | None:
-    named: set[str] = set()
-    said = False
-    for event in events:
-        day, month = event.start.day, event.start.month
-        names = "|".join(months[month - 1] for months in _MONTHS.values())
-        pattern = (rf"\b0?{day}(?:st|nd|rd|th|er|eme)? (?:de )?(?:{names})\b"
-                   rf"|\b(?:{names}) 0?{day}(?:st|nd|rd|th)?\b"
-                   rf"|\b0?{day}[/.]0?{month}\b|{event.start:%Y-%m-%d}")
-        if re.search(pattern, text):
-            named.add(event.id)
-    if not named:
-        every = "|".join(m for months in _MONTHS.values() for m in months)
-        said = bool(re.search(rf"\b\d{{1,2}}(?:st|nd|rd|th|er)? (?:de )?(?:{every})\b", text))
-    return named if named or said else None
+    named = {e.id for e in events
+             if _date_pattern(e.start.year, e.start.month, e.start.day).search(text)}
+    if named:
+        return named
+    return set() if _ANY_DATE.search(text) else None
 
 
 def _regions_of(event: Event) -> set[str]:
@@ -133,9 +272,9 @@ def _region_matches(text: str, events: list[Event], _all: list[Event]) -> set[st
 
 def _language_matches(text: str, events: list[Event], _all: list[Event]) -> set[str] | None:
     said = {lang for lang, rx in _SESSION_LANGUAGE.items()
-            if re.search(rf"\b(?:session|sesion|version|webinar|webinaire|webinario|in|en) "
-                         rf"(?:in |en )?(?:{rx})\b|\b(?:{rx}) (?:session|version|webinar)\b",
-                         text)}
+            if re.search(rf"\b(?:session|sesion|sessao|version|webinar|webinaire|webinario|"
+                         rf"in|en|em) (?:in |en |em )?(?:{rx})\b|\b(?:{rx})(?:-language| "
+                         rf"language)? (?:session|version|webinar)\b", text)}
     if not said:
         return None
     return {e.id for e in events if e.language in said}

@@ -78,7 +78,7 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
     "reason": "", "candidates": [], "text": "", "missing": [], "sender": "", "subject": "",
     "problems": [], "status": "", "previous_start": None, "previous_end": None,
     "previous_join_url": None, "previous_title": None, "unread_countries": [],
-    "policy": "on_request",
+    "policy": "on_request", "inferred": [],
 }
 # Kinds sent to someone who holds a place: cancelling gives it to someone else. Others
 # (waiting list, review) only withdraw a request.
@@ -414,6 +414,9 @@ class Composer:
             "unread_countries": [safe_display_name(str(c), _MAX_LINE)
                                  for c in ctx["unread_countries"]][:10],
             "sender": safe_display_name(str(ctx["sender"]), _MAX_LINE),
+            # What the mailer guessed of the participant ("name", "country"), shown so
+            # that a reply can correct it (templates/<lang>/_inferred).
+            "inferred": [f for f in ctx["inferred"] if f in ("name", "country")],
             "subject": safe_display_name(str(ctx["subject"]), _MAX_LINE),
             "attachments": [name for name, _, _ in attachments],
             "links": list(links),
@@ -665,7 +668,7 @@ def sample_outgoing(kind: Kind, lang: str, event: Event | None, candidates: list
     previous = (event.start - timedelta(days=1)) if event else SAMPLE_NOW
     context: dict[str, Any] = {
         "reason": "sample reason", "candidates": candidates, "missing": ["country"],
-        "unread_countries": ["Atlantis"],
+        "unread_countries": ["Atlantis"], "inferred": ["country"],
         "text": "Could you tell me whether the slides will be shared?",
         "sender": to, "subject": "Question about the webinar", "status": "confirmed",
         "problems": ["schedules/sample.toml:3: event[0].end: end must be after start"],

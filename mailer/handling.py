@@ -330,16 +330,18 @@ def unfit_address(intent: Intent) -> str | None:
 
 
 def _infer_event(session: Session, catalog: Catalog, intent: Intent, now: datetime) -> Intent:
-    """A cancellation or certificate request naming no event: the sender's only registration."""
+    """A cancellation, certificate request or calendar answer naming no event (or several):
+    the sender's only registration among them."""
     if intent.event_id or intent.kind not in (IntentKind.CANCELLATION,
-                                              IntentKind.CERTIFICATE_REQUEST):
+                                              IntentKind.CERTIFICATE_REQUEST,
+                                              IntentKind.CALENDAR_REPLY):
         return intent
-    wanted = ({Status.CONFIRMED, Status.WAITING, Status.REVIEW}
-              if intent.kind is IntentKind.CANCELLATION else {Status.CONFIRMED})
+    wanted = ({Status.CONFIRMED} if intent.kind is IntentKind.CERTIFICATE_REQUEST
+              else {Status.CONFIRMED, Status.WAITING, Status.REVIEW})
     mine = [r.event_id for r in session.scalars(
         select(store.Registration).where(store.Registration.email == intent.sender))
         if Status(r.status) in wanted and r.event_id in catalog.events
-        and (intent.kind is IntentKind.CERTIFICATE_REQUEST
+        and (intent.kind is not IntentKind.CANCELLATION
              or catalog.events[r.event_id].end > now)]
     if intent.candidates:
         narrowed = [e for e in mine if e in intent.candidates]
@@ -387,7 +389,8 @@ def _snapshot_queries() -> dict[tuple[str, bool], Select[Any]]:
     Reg = store.Registration
     # What the rules read of a registration: columns, not ORM objects, which cost more.
     columns = (Reg.id, Reg.email, Reg.country, Reg.status, Reg.created_at, Reg.name,
-               Reg.language, Reg.certificate_requested, Reg.sequence_offset)
+               Reg.language, Reg.certificate_requested, Reg.sequence_offset,
+               Reg.organisation, Reg.position)
     event = Reg.event_id == bindparam("event_id")
     named = Reg.email.in_(bindparam("emails", expanding=True))
     queries: dict[tuple[str, bool], Select[Any]] = {}
@@ -431,13 +434,17 @@ def _snapshot(session: Session, event_id: str, intent: Intent) -> list[Registere
             their_countries.add(r.country)
     others = their_countries - written
     if others:
-        rows.update((r.id, r) for r in session.execute(_SNAPSHOT["countries", freeing], {
+        # A person registered in another country than they now write: a correction that
+        # may free their seat there, so that country's waiting list is read too.
+        rows.update((r.id, r) for r in session.execute(_SNAPSHOT["countries", True], {
             "event_id": event_id, "countries": sorted(others)}))
     ordered = sorted(rows.values(), key=lambda r: (r.created_at, r.id))
     return [Registered(id=r.id, email=r.email, country=r.country, status=Status(r.status),
                        created_at=r.created_at, name=r.name, language=r.language,
                        certificate_requested=r.certificate_requested,
-                       sequence_offset=r.sequence_offset or 0) for r in ordered]
+                       sequence_offset=r.sequence_offset or 0,
+                       organisation=r.organisation or "", position=r.position or "")
+            for r in ordered]
 
 
 def _ration(session: Session, answers: tuple[Outgoing, ...], intent: Intent, now: datetime,
@@ -481,7 +488,8 @@ def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
     if decision.event_id is None:
         return
     wanted = ({c.registration_id for c in decision.changed} | set(decision.certificate_for)
-              | {n.revive_id for n in decision.created if n.revive_id is not None})
+              | {n.revive_id for n in decision.created if n.revive_id is not None}
+              | {u.registration_id for u in decision.updated})
     by_id = {r.id: r for r in session.scalars(select(store.Registration).where(
         store.Registration.id.in_(wanted)))} if wanted else {}
     for new in decision.created:
@@ -514,3 +522,8 @@ def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
             row.sequence_seen = sequence
     for reg_id in decision.certificate_for:
         by_id[reg_id].certificate_requested = True
+    for update in decision.updated:
+        row = by_id[update.registration_id]
+        row.name, row.organisation, row.position = (update.name, update.organisation,
+                                                    update.position)
+        row.updated_at = now

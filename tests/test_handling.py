@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from mailer import handling, store
-from mailer.domain import Kind, Status
+from mailer.domain import IntentKind, Kind, Status
 from mailer.handling import (
     Arrival,
     Policy,
@@ -205,6 +205,37 @@ def test_a_cancelled_person_registering_again_queues_anew(st: store.Store,
     assert status == {"p0@gouv.sn": "waiting", "p1@gouv.sn": "confirmed",
                       "p2@gouv.sn": "confirmed", "p3@gouv.sn": "confirmed",
                       "p9@gouv.sn": "confirmed"}
+
+
+def test_a_reply_correcting_the_country_moves_the_registration(st: store.Store,
+                                                                tmp_path: Path) -> None:
+    """ "Je suis du Ghana et non du Sénégal", answered to the acknowledgement: the registration
+    takes a Ghana seat, its Senegal seat goes to the first Senegalese waiting, and both are
+    told; the corrected person's name and address stay."""
+    catalog = make_catalog(tmp_path, limit=1)
+    handle(st, catalog, reply("ama.owusu@gmail.com", "Ama Owusu", "Sénégal", mid="ama"),
+           now=NOW, policy=POLICY)
+    handle(st, catalog, reply("bea@gouv.sn", "Bea Ndiaye", "Sénégal", mid="bea"),
+           now=NOW.replace(minute=1), policy=POLICY)
+    correction = ("From: Ama Owusu <ama.owusu@gmail.com>\r\nTo: webinars@example.org\r\n"
+                  "Subject: Re: Inscription confirmée : Webinaire Afrique [africa-fr]\r\n"
+                  "Message-ID: <fix@gmail.example>\r\n"
+                  "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+                  "Bonjour, petite correction : je suis du Ghana et non du Sénégal. Merci.\r\n"
+                  ).encode()
+    fixed = handle(st, catalog, correction, now=NOW.replace(minute=5), policy=POLICY)
+    assert fixed.intent is not None and fixed.intent.kind is IntentKind.REGISTRATION
+    with st.transaction() as session:
+        rows = {r.email: (r.name, r.country, r.status)
+                for r in store.registrations_of(session, "africa-fr")}
+        answers = [(r.kind, r.recipient) for r in session.scalars(
+            select(store.OutboxRow).order_by(store.OutboxRow.id))]
+    assert rows == {"ama.owusu@gmail.com": ("Ama Owusu", "GH", "confirmed"),
+                    "bea@gouv.sn": ("Bea Ndiaye", "SN", "confirmed")}
+    assert answers == [("acknowledgement", "ama.owusu@gmail.com"),
+                       ("waiting_list", "bea@gouv.sn"),
+                       ("acknowledgement", "ama.owusu@gmail.com"),
+                       ("promotion", "bea@gouv.sn")]
 
 
 def test_no_answer_goes_to_a_suppressed_address_but_the_others_still_go(

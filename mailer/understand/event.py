@@ -92,10 +92,11 @@ def event_from_text(folded: str, catalog: Catalog, now: datetime, *, subject: st
         texts.append(fold(subject_topic(subject)))
     if quoted is not None:
         texts.append(lambda: fold(quoted()))
-    return choose_event(texts, choice_pool(catalog, now, recent=recent))
+    return choose_event(texts, choice_pool(catalog, now, recent=recent), now)
 
 
-def choose_event(texts: Sequence[Text], pool: list[Event]) -> EventChoice:
+def choose_event(texts: Sequence[Text], pool: list[Event], now: datetime | None = None
+                 ) -> EventChoice:
     """The event of ``pool`` the texts name, each text narrowing what the ones before left.
 
     A text that names nothing, or only events outside what is left, changes nothing; a
@@ -108,7 +109,7 @@ def choose_event(texts: Sequence[Text], pool: list[Event]) -> EventChoice:
         if applied and len(candidates) == 1:
             break
         words = (text() if callable(text) else text)[:20_000]
-        narrowed, named = _narrow(words, candidates, pool)
+        narrowed, named = _narrow(words, candidates, pool, now)
         if named:
             candidates, applied = narrowed, True
     if applied and len(candidates) == 1:
@@ -120,13 +121,13 @@ def choose_event(texts: Sequence[Text], pool: list[Event]) -> EventChoice:
     return EventChoice(None, tuple(e.id for e in pool), "event not named")
 
 
-def _narrow(text: str, candidates: list[Event], pool: list[Event]
+def _narrow(text: str, candidates: list[Event], pool: list[Event], now: datetime | None
             ) -> tuple[list[Event], bool]:
     """The candidates the text names, by each matcher in turn; (candidates, named any)."""
     applied = False
     for matcher in (_title_contained, _date_matches, _region_matches, _language_matches,
-                    _title_matches):
-        named = matcher(text, candidates, pool)
+                    _title_matches, _day_matches):
+        named = matcher(text, candidates, pool, now)
         if named is None:
             continue
         kept = [e for e in candidates if e.id in named]
@@ -147,11 +148,11 @@ def event_of_calendar(event_id: str | None, start: datetime | None, summary: str
         if len(at) == 1:
             return EventChoice(at[0].id)
         if at:
-            return choose_event([fold(summary), fold(topic)], at)
+            return choose_event([fold(summary), fold(topic)], at, now)
     texts = [fold(t) for t in (summary, topic) if t]
     if not texts:
         return None
-    found = choose_event(texts, choice_pool(catalog, now, recent=True))
+    found = choose_event(texts, choice_pool(catalog, now, recent=True), now)
     return found if found.event_id or found.why == "ambiguous event" else None
 
 
@@ -212,7 +213,8 @@ def _folded_titles(event: Event) -> list[str]:
     return [re.sub(r"\s+", " ", fold(t)).strip() for t in event.spec.title.values()]
 
 
-def _title_contained(text: str, events: list[Event], everyone: list[Event]) -> set[str] | None:
+def _title_contained(text: str, events: list[Event], everyone: list[Event],
+                     _now: datetime | None = None) -> set[str] | None:
     """Events whose whole title (in any of its languages) the text contains; the longest
     title wins over one it contains ("Webinar with African countries (in French)"). A series
     title names every event of the series."""
@@ -250,7 +252,8 @@ _ANY_DATE = re.compile(
     + "|".join(m for months in _MONTHS.values() for m in months) + r")\b")
 
 
-def _date_matches(text: str, events: list[Event], _all: list[Event]) -> set[str] | None:
+def _date_matches(text: str, events: list[Event], _all: list[Event],
+                  _now: datetime | None = None) -> set[str] | None:
     named = {e.id for e in events
              if _date_pattern(e.start.year, e.start.month, e.start.day).search(text)}
     if named:
@@ -263,14 +266,19 @@ def _regions_of(event: Event) -> set[str]:
     return {region for region, rx in _REGIONS.items() if re.search(rf"\b(?:{rx})\b", words)}
 
 
-def _region_matches(text: str, events: list[Event], _all: list[Event]) -> set[str] | None:
+def _region_matches(text: str, events: list[Event], _all: list[Event],
+                    _now: datetime | None = None) -> set[str] | None:
+    """Events of the regions the text names; of all of them first ("Latin America and the
+    Caribbean" is the LAC webinar, not a workshop for the Caribbean alone)."""
     said = {region for region, rx in _REGIONS.items() if re.search(rf"\b(?:{rx})\b", text)}
     if not said:
         return None
-    return {e.id for e in events if _regions_of(e) & said}
+    every = {e.id for e in events if said <= _regions_of(e)}
+    return every or {e.id for e in events if _regions_of(e) & said}
 
 
-def _language_matches(text: str, events: list[Event], _all: list[Event]) -> set[str] | None:
+def _language_matches(text: str, events: list[Event], _all: list[Event],
+                      _now: datetime | None = None) -> set[str] | None:
     said = {lang for lang, rx in _SESSION_LANGUAGE.items()
             if re.search(rf"\b(?:session|sesion|sessao|version|webinar|webinaire|webinario|"
                          rf"in|en|em) (?:in |en |em )?(?:{rx})\b|\b(?:{rx})(?:-language| "
@@ -288,10 +296,51 @@ def _title_words(event: Event) -> set[str]:
             if not _ANY_REGION.fullmatch(w)}
 
 
-def _title_matches(text: str, events: list[Event], everyone: list[Event]) -> set[str] | None:
+def _title_matches(text: str, events: list[Event], everyone: list[Event],
+                   _now: datetime | None = None) -> set[str] | None:
     """Events whose distinctive title words (not shared by every open event) the text uses."""
     per_event = {e.id: _title_words(e) for e in everyone}
     common = set.intersection(*per_event.values()) if per_event else set()
     used = set(re.findall(r"[a-z][a-z-]{4,}", text))
     named = {e.id for e in events if (per_event[e.id] - common) & used}
+    return named or None
+
+
+_WEEKDAYS: tuple[str, ...] = (
+    r"monday|lundi|lunes|segunda(?:-feira)?", r"tuesday|mardi|martes|terca(?:-feira)?",
+    r"wednesday|mercredi|miercoles|quarta(?:-feira)?", r"thursday|jeudi|jueves|quinta(?:-feira)?",
+    r"friday|vendredi|viernes|sexta(?:-feira)?", r"saturday|samedi|sabado",
+    r"sunday|dimanche|domingo")
+_WEEKDAY_SAID = tuple(re.compile(
+    rf"\b(?:last|this|past|previous|next|coming|on|dernier|prochain|ce|pasado|proximo|este|el|"
+    rf"passad[oa]|proxim[oa]|na|no|de|du|del|do|da)\s+(?:{days})\b|\b(?:{days})(?:'s|\s+"
+    rf"(?:dernier|prochain|pasado|proximo|passad[oa]|proxim[oa]|webinar|session))\b")
+    for days in _WEEKDAYS)
+# Days said relative to the message: yesterday, today, tomorrow.
+_RELATIVE_DAYS = ((-1, re.compile(r"\b(?:yesterday|hier|ayer|ontem)\b")),
+                  (0, re.compile(r"\b(?:today|this morning|aujourd'hui|ce matin|hoy|hoje)\b")),
+                  (1, re.compile(r"\b(?:tomorrow|demain|manana|amanha)\b")))
+# A day of the month without its month ("on the 20th", "le 9", "el 22", "no dia 20").
+_DAY_ONLY = re.compile(r"\bthe (\d{1,2})(?:st|nd|rd|th)\b|\b(?:le|el|dia|du|del) (\d{1,2})\b"
+                       r"(?![/.:\d])")
+
+
+def _day_matches(text: str, events: list[Event], _all: list[Event], now: datetime | None
+                 ) -> set[str] | None:
+    """Events on a day said without a full date: "last Tuesday's webinar", "yesterday",
+    "on the 20th"; relative days need ``now`` (the moment the message is read)."""
+    named: set[str] = set()
+    if now is not None:
+        for shift, pattern in _RELATIVE_DAYS:
+            if pattern.search(text):
+                day = (now + timedelta(days=shift)).date()
+                named |= {e.id for e in events if e.start.date() == day}
+    for weekday, pattern in enumerate(_WEEKDAY_SAID):
+        if pattern.search(text):
+            on = [e for e in events if e.start.weekday() == weekday]
+            near = [e for e in on if now is None or abs(e.start - now) <= timedelta(days=8)]
+            named |= {e.id for e in near or on}
+    for match in _DAY_ONLY.finditer(text):
+        day = int(match.group(1) or match.group(2))
+        named |= {e.id for e in events if e.start.day == day}
     return named or None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 from mailer.understand.country import countries_in_text, country_in_text
-from mailer.understand.folding import fold, wordset
+from mailer.understand.folding import fold, fold_with_map, wordset
 
 MAX_SENTENCES = 400         # sentences looked at in one reply
 MAX_SENTENCE = 600          # characters of one sentence looked at
@@ -51,10 +51,10 @@ class Person:
 # Titles written before a name, dropped from it ("Atty.", "Dra.", "Mme", "Lic.").
 HONORIFICS = wordset("""mr mrs ms miss mx dr dra drs sr sra srta srs lic licda licdo ing
     atty att hon prof m mme mlle mmes me mm dª sir madam insp det sgt amb h.e s.e exmo exma
-    sn sa""")
+    sn sa abg abog""")
 _HONORIFIC = re.compile(r"(?:(?:mr|mrs|ms|miss|dr|dra|drs|sr|sra|srta|lic|licda|licdo|ing|"
-                        r"atty|hon|prof|m|mme|mlle|me|insp|det|sgt|amb|exmo|exma|h\.e|s\.e)"
-                        r"\.?|dª)$", re.IGNORECASE)
+                        r"atty|hon|prof|m|mme|mlle|me|insp|det|sgt|amb|exmo|exma|h\.e|s\.e|"
+                        r"abg|abog)\.?|dª)$", re.IGNORECASE)
 # Particles inside names ("Ana de la Cruz", "Luís da Silva", "Ibn Khaldun").
 PARTICLES = wordset("de da do dos das del della di du van von der den bin ibn al el la le y "
                     "e ben ould")
@@ -68,12 +68,9 @@ NOT_NAMES = wordset("""dear hello hi good yes no ok okay thanks thank many kind 
     querida hola si gracias saludos atentamente cordialmente favor por adjunto yo nosotros
     mi mis su sus prezado prezada prezados prezadas caro cara caros exmos exmas senhor
     senhora senhores bom boa ola sim obrigado obrigada cumprimentos atenciosamente eu meu
-    minha segue seguem em anexo january february march april may june july august september
-    october november december monday tuesday wednesday thursday friday saturday sunday
-    lundi mardi mercredi jeudi vendredi samedi dimanche janvier fevrier mars avril mai juin
-    juillet aout septembre octobre novembre decembre enero febrero marzo abril mayo junio
-    julio agosto septiembre octubre noviembre diciembre janeiro fevereiro marco maio junho
-    julho setembro outubro novembro dezembro webinar webinaire webinario workshop atelier
+    minha segue seguem em anexo monday tuesday wednesday thursday friday saturday sunday
+    lundi mardi mercredi jeudi vendredi samedi dimanche lunes miercoles jueves viernes
+    sabado webinar webinaire webinario workshop atelier
     taller session registration inscription inscripcion inscricao participant participants
     participante participantes name nom nombre nome country pays pais email courriel
     correo position fonction cargo organisation organization organisme institucion
@@ -94,7 +91,7 @@ _POSITION_WORDS = wordset("""director directors deputy prosecutor prosecutors at
     procurador procuradora subdirector subdirectora encargado encargada especialista diretor
     diretora promotor promotora juiz juiza delegado delegada inspetor inspetora assessor
     assessora chefe coordenador coordenadora conselheiro conselheira adido adida advogado
-    advogada escrivao adjunto adjunta auxiliar""")
+    advogada escrivao adjunto adjunta auxiliar comisionado comisionada commissaire""")
 _ORG_WORDS = wordset("""ministry ministries office department agency authority court courts
     tribunal police constabulary gendarmerie chambers unit division directorate secretariat
     commission service services embassy mission force bureau center centre institute council
@@ -128,7 +125,8 @@ def _is_name_word(token: str) -> bool:
 def clean_name(text: str) -> str:
     """A name without titles, quotes or surrounding punctuation: "Dr. Ana Paula" → "Ana Paula"."""
     words = text.replace("\u00a0", " ").strip().strip("\"'").split()
-    while words and (_HONORIFIC.fullmatch(words[0]) or fold(words[0]).strip(".") in HONORIFICS):
+    while words and (_HONORIFIC.fullmatch(words[0]) or fold(words[0]).strip(".") in HONORIFICS
+                     or (len(words) > 2 and fold(words[0]) in _POSITION_WORDS)):
         words = words[1:]
     return " ".join(words).strip(" ,;:.-")
 
@@ -200,24 +198,23 @@ _INTRO = re.compile(
     r"\b(?:i am|i'm|my name is|this is|my full name is|je suis|je m'appelle|mon nom est|"
     r"je me nomme|soy|yo soy|me llamo|mi nombre (?:correcto |completo )?es|sou|eu sou|"
     r"(?:o )?meu nome (?:completo |correto )?e|chamo-me|me chamo)\s+")
-_STARTS_TITLE = re.compile(r"(?:mr|mrs|ms|miss|dr|dra|sr|sra|srta|lic|licda|atty|hon|prof|m|"
-                           r"mme|mlle|insp|det|sgt|amb)\.?\s+(?=[^\W\d_])", re.IGNORECASE)
+_STARTS_TITLE = re.compile(r"\b(?:mr|mrs|ms|miss|dr|dra|sr|sra|srta|lic|licda|atty|hon|prof|m|"
+                           r"mme|mlle|insp|det|sgt|amb|abg)\.?\s+(?=[^\W\d_])", re.IGNORECASE)
 
 
 def people_in_prose(text: str) -> list[Person]:
     """Everyone the sentences of ``text`` describe: "I am X, position, institution, country"
     and "X, position, institution, country" (with their address when it is written)."""
     people: list[Person] = []
-    folded = fold(text)
-    aligned = len(folded) == len(text)   # offsets of the folded text are the text's
+    folded, where = fold_with_map(text)
+    back = {source: index for index, source in reversed(list(enumerate(where)))}
     for start, end in sentences(text):
         end = min(end, start + MAX_SENTENCE)
         sentence = text[start:end]
         starts: list[tuple[int, str]] = []
-        if aligned:
-            intro = _INTRO.search(folded, start, end)
-            if intro:
-                starts.append((intro.end(), "introduction"))
+        intro = _INTRO.search(folded, back.get(start, 0), back.get(end, len(folded)))
+        if intro:
+            starts.append((where[intro.end()], "introduction"))
         first = len(sentence) - len(sentence.lstrip(" \t>*-•·–—0123456789.)"))
         starts.append((start + first, "sentence"))
         starts += [(start + m.start(), "sentence") for m in _STARTS_TITLE.finditer(sentence)
@@ -227,7 +224,35 @@ def people_in_prose(text: str) -> list[Person]:
             if person is not None:
                 people.append(person)
                 break
-    return people
+    return people + _named_addresses(text, {p.email for p in people if p.email})
+
+
+def _named_addresses(text: str, known: set[str]) -> list[Person]:
+    """People written as "Ms. Ama Boateng (ama@...)" or "la Fiscal María Torres (m@...)":
+    the capitalised words just before an address are its owner's name."""
+    out: list[Person] = []
+    for match in EMAIL.finditer(text[:50_000]):
+        address = match.group(0).lower()
+        if address in known or len(out) >= 20:
+            continue
+        before = text[max(0, match.start() - 120):match.start()]
+        before = re.sub(r"[\s(<\[:,–—-]+$", "", before)
+        if before == text[max(0, match.start() - 120):match.start()]:
+            continue   # the address is not set off from what precedes it
+        words: list[str] = []
+        for token in reversed(before.split()[-8:]):
+            name_word = _is_name_word(token) and not token.endswith(",")
+            if name_word or (words and fold(token) in PARTICLES):
+                words.insert(0, token)
+            else:
+                break
+        while words and fold(words[0]) in PARTICLES:
+            words.pop(0)
+        if len(words) >= 2:
+            known.add(address)
+            out.append(Person(clean_name(" ".join(words)), email=address,
+                              start=match.start(), end=match.end(), source="address"))
+    return out
 
 
 def _person_at(text: str, at: int, end: int, source: str) -> Person | None:
@@ -390,7 +415,7 @@ _CLOSINGS = re.compile(
     r"(?:bien |tres |tres bien )?cordialement|(?:sinceres |meilleures )?salutations(?: "
     r"distinguees| respectueuses)?|bien a vous|respectueusement|merci(?: beaucoup| d'avance| "
     r"par avance)?|(?:un )?(?:cordial )?saludo(?:s)?(?: cordiales| atentos)?|atentamente|"
-    r"cordialmente|muchas gracias|gracias|afectuosamente|quedo atent[oa]|"
+    r"cordialmente|muchas gracias|gracias|afectuosamente|quedo atent[oa]|atte|att|"
     r"atenciosamente|(?:com os )?(?:melhores )?cumprimentos|abracos|abs|obrigad[oa]|"
     r"respeitosamente|saudacoes)\W*$")
 _CONTACT_LINE = re.compile(r"(?:^|\b)(?:tel|tél|phone|telephone|telefone|telefono|mobile|"
@@ -422,7 +447,7 @@ def sign_off(text: str) -> Person | None:
     offset = sum(len(line) + 1 for line in lines[:block_start])
     for line in lines[block_start:block_start + 10]:
         if line.strip():
-            for piece in re.split(r"\s+\|\s+|\s+\u2022\s+", line.strip()):
+            for piece in re.split(r"\s+[|/\u2022]\s+", line.strip()):
                 block.append((offset, piece.strip()))
         elif block:
             break

@@ -81,6 +81,10 @@ _CANNOT_ATTEND = _rx(
 )
 _CERTIFICATE = re.compile(r"\b(?:certific\w*|attestation\w*|constancia\w*|"
                           r"declaracao de (?:participacao|presenca))\b")
+# "I have not yet received my certificate": a negation that asks all the same.
+_NOT_RECEIVED = re.compile(r"\b(?:not|n'ai pas|pas|no|nao)\s+(?:yet\s+|encore\s+|todavia\s+|"
+                           r"aun\s+|ainda\s+)?(?:received|got|recu|recibido|recibi|recebi|"
+                           r"recebido)\b")
 _QUESTION_START = re.compile(
     r"(?:^|[.!\n]\s*)(?:what|when|where|how|why|which|who|will|is there|are there|can i|"
     r"could you|do you|does|would it|est-ce que?|quel|quelle|quels|quelles|quand|comment|"
@@ -106,7 +110,14 @@ _REGISTER_SENSE = _rx(
     # Free text: "count me in", "I'll be there", "please accept this email as my registration",
     # "Kenya nominates the following officials", "je serai présente", "solicito se me
     # registre", "gostaria de participar", "seguem os dados dos participantes".
-    r"\bcount (?:me|us) in\b|\b(?:i|we)(?: will|'ll| shall) be (?:there|attending|joining)\b",
+    r"\b(?:i|we) (?:hereby )?(?:register|confirm)\b|\bhereby register\b|\bregister(?:ing)? "
+    r"(?:for|to) (?:the|this|your)\b|\b(?:find|see) (?:below|attached|hereunder) (?:the |my |our )?"
+    r"(?:details|particulars)\b|\bdetails of (?:the |our )?(?:participants?|nominees?|"
+    r"delegates?|officers?|officials?)\b|\binteres(?:t|se|ado|ada|sado|sada) (?:em|en|in|pour)"
+    r" (?:participar|participating|attending|le webinaire|participer)\b|"
+    r"\bconfirm\w* (?:la |a )?(?:participacion|asistencia|participacao|presenca) de(?:l| la| "
+    r"los)?\b|\bcount (?:me|us) in\b",
+    r"\b(?:i|we)(?: will|'ll| shall) be (?:there|attending|joining)\b",
     r"\b(?:would be|am|are) (?:glad|happy|pleased|delighted) to (?:attend|participate|join)",
     r"\baccept this (?:e-?mail|message|reply) as (?:my|our) registration\b",
     r"\bnominat\w* (?:the following|as follows)\b|\bthe following (?:officials|officers|"
@@ -147,7 +158,8 @@ def classify(text: str, folded: str, sender: str | Sender
     if _sense(_CANCEL_VERB, folded) or _sense(_CANNOT_ATTEND, folded, negatable=False):
         return (IntentKind.CANCELLATION, named_or_sender(text, sender.address), False,
                 "cancellation")
-    certificate = _sense(_CERTIFICATE, folded)
+    certificate = _sense(_CERTIFICATE, folded) or bool(
+        _NOT_RECEIVED.search(folded) and _CERTIFICATE.search(folded))
     registering = _sense(_REGISTER_SENSE, folded)
     records = read_participants(text)
     if not registering and sum(r.loose for r in records) < 2:

@@ -147,8 +147,8 @@ _CELL_LABELS = tuple((name, re.compile(rf"(?:{labels})")) for name, labels in _L
 # A label inside a line ("Name: Kemar Brown, Position: Detective Inspector, Country: ...");
 # only with a colon or "=", so "Ministry of Justice, Department of ..." stays one value.
 _INLINE_LABELS = tuple(
-    (name, re.compile(rf"(?:\*\*?)?(?:{labels})(?:[ \t]*\([^)]{{0,40}}\))?[ \t]*\**[ \t]*[:=]"
-                      rf"[ \t]*\**[ \t]*"))
+    (name, re.compile(rf"(?:\*\*?)?(?:{labels})(?:[ \t]*\([^)]{{0,40}}\))?[ \t]*\**[ \t]*"
+                      rf"(?:[:=]|-(?= )|(?<= )[–—](?= ))[ \t]*\**[ \t]*"))
     for name, labels in _LABELS)
 _INLINE_CUT = re.compile(r"[,;|/:\t]|\s{2,}")
 _NUMBERING = re.compile(r"[ \t>*_#-]*(?:(?:participant|participante|delegate|delegue|delegado)"
@@ -272,8 +272,8 @@ def _clean_value(name: str, value: str) -> str:
     value = re.sub(r"\s+", " ", value).strip().strip("*_").strip()[:MAX_VALUE]
     value = re.sub(r"^\[(.*?)\]\(mailto:.*\)$", r"\1", value)   # html2text links
     value = value.rstrip(",;").strip()
-    if name == "country":
-        value = value.rstrip(".").strip()
+    if name == "country" or (value.endswith(".") and len(value.rsplit(None, 1)[-1]) > 4):
+        value = value.rstrip(".").strip()   # the end of a sentence, not "Inc." or "S.A."
     if name == "email":
         match = EMAIL.search(value)
         return normalise_email(match.group(0)) if match else ""
@@ -438,7 +438,9 @@ def registrants(text: str, records: list[Record], sender: Sender) -> tuple[Parti
         others = [p for p in people if p.email and p.email != sender.address]
         base = [Participant(email=p.email, name=p.name, organisation=p.organisation,
                             position=p.position, country=p.country)
-                for p in others[:MAX_RECORDS]] or [Participant(email=sender.address)]
+                for p in others[:MAX_RECORDS]]
+        if not base or _ALSO_ME.search(fold(text)):
+            base.insert(0, Participant(email=sender.address))
     skip = (own.start, own.end) if own is not None and own.source != "sign-off" else None
     text_country, certain = country_in_text(text, prefer=skip)
     single = len(base) == 1
@@ -467,6 +469,15 @@ def registrants(text: str, records: list[Record], sender: Sender) -> tuple[Parti
             p = replace(p, country=guess)
         out.append(replace(p, inferred=tuple(inferred)))
     return tuple(out)
+
+
+# "Please register me and my colleague ...", "inscribirnos", "nos inscrever".
+_ALSO_ME = re.compile(
+    r"\b(?:register|enrol+|inscribe|sign up|add|include)\s+(?:both\s+)?(?:me|myself)\s+"
+    r"(?:and|as well as|together with|&)\b|\bmyself and\b|\b(?:m'inscrire|me inscrire)\s+"
+    r"(?:ainsi que|et|avec)\b|\bmoi-meme et\b|\bnous inscrire\b|\b(?:inscribirme|"
+    r"registrarme)\s+(?:a mi|y|junto)\b|\binscribirnos\b|\b(?:me inscrever|inscrever-me)\s+"
+    r"(?:e|junto)\b|\bnos inscrever\b")
 
 
 def _same_person(one: str, other: str) -> bool:

@@ -206,15 +206,15 @@ def people_in_prose(text: str) -> list[Person]:
     """Everyone the sentences of ``text`` describe: "I am X, position, institution, country"
     and "X, position, institution, country" (with their address when it is written)."""
     people: list[Person] = []
-    folded, where = fold_with_map(text)
-    back = {source: index for index, source in reversed(list(enumerate(where)))}
     for start, end in sentences(text):
         end = min(end, start + MAX_SENTENCE)
         sentence = text[start:end]
         starts: list[tuple[int, str]] = []
-        intro = _INTRO.search(folded, back.get(start, 0), back.get(end, len(folded)))
-        if intro:
-            starts.append((where[intro.end()], "introduction"))
+        if _INTRO.search(fold(sentence)):
+            folded, where = fold_with_map(sentence)   # where the name starts in the text
+            intro = _INTRO.search(folded)
+            if intro:
+                starts.append((start + where[intro.end()], "introduction"))
         first = len(sentence) - len(sentence.lstrip(" \t>*-•·–—0123456789.)"))
         starts.append((start + first, "sentence"))
         starts += [(start + m.start(), "sentence") for m in _STARTS_TITLE.finditer(sentence)

@@ -321,8 +321,11 @@ _RELATIVE_DAYS = ((-1, re.compile(r"\b(?:yesterday|hier|ayer|ontem)\b")),
                   (0, re.compile(r"\b(?:today|this morning|aujourd'hui|ce matin|hoy|hoje)\b")),
                   (1, re.compile(r"\b(?:tomorrow|demain|manana|amanha)\b")))
 # A day of the month without its month ("on the 20th", "le 9", "el 22", "no dia 20").
-_DAY_ONLY = re.compile(r"\bthe (\d{1,2})(?:st|nd|rd|th)\b|\b(?:le|el|dia|du|del) (\d{1,2})\b"
-                       r"(?![/.:\d])")
+_MONTH_WORDS = "|".join(sorted({m for months in _MONTHS.values() for m in months}
+                               | {m for short in _SHORT_MONTHS for m in short},
+                               key=len, reverse=True))
+_DAY_ONLY = re.compile(r"\b(?:the (\d{1,2})(?:st|nd|rd|th)|(?:le|el|dia|du|del) (\d{1,2}))\b"
+                       rf"(?![/.:]\d)(?!{_AND}\d|\s+(?:of\s+|de\s+)?(?:{_MONTH_WORDS})\b)")
 
 
 def _day_matches(text: str, events: list[Event], _all: list[Event], now: datetime | None

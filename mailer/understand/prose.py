@@ -361,8 +361,9 @@ def _without_country(org: str) -> tuple[str, str | None]:
     if org[last.end:].strip(" ).") == "":
         head = org[:last.start]
         cut = re.search(r"\s(?:of(?: the)?|de(?: la)?|del|du|de l'|da|do|des|das|dos|"
-                        r"(?:of|de|da|du) (?:the )?(?:republic|republique|republica|"
-                        r"kingdom|royaume|reino) (?:of|du|de|da|del)(?: la)?)\s*$", head,
+                        r"(?:of|de|da|du) (?:the |la )?(?:republic|r[eé]publique|rep[uú]blica|"
+                        r"kingdom|royaume|reino|state|[eé]tat|estado) (?:of|du|de|da|del|do)"
+                        r"(?: la| l')?)\s*$", head,
                         re.IGNORECASE)
         if cut and len(head[:cut.start()].split()) >= 2:
             return head[:cut.start()].strip(" ,(-"), last.code
@@ -410,6 +411,7 @@ def describe(segments: list[str]) -> Description:
 
 _CLOSINGS = re.compile(
     r"^(?:(?:with )?(?:best|kind|warm|warmest|kindest|many)?\s*(?:regards|wishes|thanks)|"
+    r"(?:thanks|thank you|many thanks)\s*(?:&|and)\s*(?:best |kind |warm )?regards|"
     r"regards|best|sincerely|yours (?:sincerely|faithfully|truly)|respectfully|cheers|"
     r"thank you(?: (?:very much|again|in advance))?|thanks(?: again| in advance)?|"
     r"(?:bien |tres |tres bien )?cordialement|(?:sinceres |meilleures )?salutations(?: "

@@ -71,6 +71,7 @@ invited = ["CL"]
 [[event]]
 id = "kickoff-1"
 title = "Regional kick-off workshop, day 1"
+kind = "workshop"
 start = 2020-07-16T13:00:00Z
 end = 2020-07-16T16:00:00Z
 language = "en"
@@ -79,6 +80,7 @@ invited = ["JM"]
 [[event]]
 id = "kickoff-2"
 title = "Regional kick-off workshop, day 2"
+kind = "workshop"
 start = 2020-07-17T13:00:00Z
 end = 2020-07-17T16:00:00Z
 language = "en"
@@ -87,6 +89,7 @@ invited = ["JM"]
 [[event]]
 id = "twin"
 title = "Regional kick-off workshop, day 2 (repeat)"
+kind = "workshop"
 start = 2020-07-17T13:00:00Z
 end = 2020-07-17T16:00:00Z
 language = "en"
@@ -188,6 +191,17 @@ def test_ended_events_count_for_certificates_and_calendar_answers_only(
     assert choose(catalog, text, now=AFTER_ASIA, recent=True).event_id == "asia-en"
     late = datetime(2020, 8, 24, 12, 0, tzinfo=UTC)
     assert "asia-en" not in [e.id for e in choice_pool(catalog, late, recent=True)]
+
+
+def test_a_webinar_is_not_a_workshop(catalog: Catalog) -> None:
+    """ "the Caribbean webinar, English session": the LAC webinar, not the workshops."""
+    found = choose(catalog, "I would like to attend the English session.",
+                   subject="Re: Cybercrime webinar - Caribbean")
+    assert found.event_id == "lac-en"
+    assert choose(catalog, "the regional workshop").candidates == ("kickoff-1", "kickoff-2",
+                                                                   "twin")
+    assert choose(catalog, "the regional webinar").candidates == (
+        "asia-en", "africa-en", "africa-fr", "lac-en", "lac-es")
 
 
 def test_a_series_title_names_every_event_of_the_series(catalog: Catalog) -> None:

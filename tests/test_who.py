@@ -136,6 +136,9 @@ def test_a_third_party_written_with_their_address() -> None:
     assert (taufa.name, taufa.email, taufa.position, taufa.organisation, taufa.country) == (
         "Tevita Taufa", "ttaufa@crownlaw.gov.to", "Crown Counsel",
         "Office of the Attorney General", "TO")
+    [bello] = people_in_prose("Please register: Ms. Aisha Bello (Principal State Counsel, "
+                              "Federal Ministry of Justice, Nigeria) – aisha.bello@justice.gov.ng")
+    assert (bello.name, bello.email) == ("Aisha Bello", "aisha.bello@justice.gov.ng")
     [torres] = people_in_prose("Confirmo la participación de la Fiscal María Elena Torres "
                                "(mtorres@fiscalia.gob.ve) en el webinario.")
     assert (torres.name, torres.email) == ("María Elena Torres", "mtorres@fiscalia.gob.ve")
@@ -223,6 +226,20 @@ def test_a_value_with_a_comma_is_not_cut_at_a_word_that_is_a_label() -> None:
     [rec] = read_participants("Name: Ana Soto\nOrganisation: Ministry of Justice, Department "
                               "of Legal Affairs\nCountry: Chile")
     assert rec.organisation == "Ministry of Justice, Department of Legal Affairs"
+
+
+def test_forms_with_a_title_a_surname_field_and_dashes() -> None:
+    """ "Title: Mr" is no position; "Nombre" then "Apellido" make one name; " - " separates
+    fields on one line."""
+    [rec] = read_participants("Surname: KAMARA\nFirst name: Ibrahim\nTitle: Mr\nFunction: "
+                              "Assistant Inspector General\nCountry: Sierra Leone")
+    assert (rec.name, rec.position) == ("Ibrahim KAMARA", "Assistant Inspector General")
+    [rec] = read_participants("Nombre: Carolina\nApellido: Vega Castillo\nPaís: Panamá")
+    assert rec.name == "Carolina Vega Castillo"
+    [rec] = read_participants("Nombre y apellido: Julio César Rodríguez - Cargo: Procurador "
+                              "Fiscal - País: República Dominicana")
+    assert (rec.name, rec.position, rec.country) == (
+        "Julio César Rodríguez", "Procurador Fiscal", "República Dominicana")
 
 
 def test_portuguese_labels() -> None:

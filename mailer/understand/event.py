@@ -126,7 +126,7 @@ def _narrow(text: str, candidates: list[Event], pool: list[Event], now: datetime
     """The candidates the text names, by each matcher in turn; (candidates, named any)."""
     applied = False
     for matcher in (_title_contained, _date_matches, _region_matches, _language_matches,
-                    _title_matches, _day_matches):
+                    _title_matches, _day_matches, _kind_matches):
         named = matcher(text, candidates, pool, now)
         if named is None:
             continue
@@ -347,3 +347,17 @@ def _day_matches(text: str, events: list[Event], _all: list[Event], now: datetim
         day = int(match.group(1) or match.group(2))
         named |= {e.id for e in events if e.start.day == day}
     return named or None
+
+
+# What people call an event: a webinar is not a workshop.
+_KINDS = {"webinar": re.compile(r"\bwebin(?:ar|aire|ario)s?\b"),
+          "workshop": re.compile(r"\b(?:workshops?|ateliers?|talleres|taller|oficinas?)\b")}
+
+
+def _kind_matches(text: str, events: list[Event], _all: list[Event],
+                  _now: datetime | None = None) -> set[str] | None:
+    """Events of the kind the text names, when it names only one kind."""
+    said = {kind for kind, pattern in _KINDS.items() if pattern.search(text)}
+    if len(said) != 1:
+        return None
+    return {e.id for e in events if e.spec.kind in said}

@@ -239,6 +239,9 @@ def _named_addresses(text: str, known: set[str]) -> list[Person]:
         before = re.sub(r"[\s(<\[:,–—-]+$", "", before)
         if before == text[max(0, match.start() - 120):match.start()]:
             continue   # the address is not set off from what precedes it
+        if before.endswith(")") and "(" in before:
+            # "Ms. Aisha Bello (Principal State Counsel, ...) – aisha@...": skip the aside.
+            before = before[:before.rindex("(")].rstrip()
         words: list[str] = []
         for token in reversed(before.split()[-8:]):
             name_word = _is_name_word(token) and not token.endswith(",")
@@ -459,13 +462,19 @@ def sign_off(text: str) -> Person | None:
     first_offset, first = block[0]
     cleaned = clean_name(first.rstrip(","))
     found = name_at(cleaned, 0)
-    if found is None or found[1] < len(cleaned.rstrip(" .")) - 1:
+    if found is None:
         return None
+    rest = cleaned[found[1]:].strip()
+    if rest and not re.match(r"[,–—|/-]", rest):
+        return None   # the line is more than a name: not a sign-off
     name = found[0]
     position = organisation = ""
     country: str | None = None
     end_offset = first_offset + len(first)
-    for at, line in block[1:7]:
+    # "Paulo Souza - Delegado PF", "Mr. Sidibé Abdoulaye, Magistrate, Ministry, Mali": the
+    # rest of the name's line describes the person like the lines below it.
+    extra = [(first_offset, part) for part in _segments(re.sub(r"\s[–—-]\s", ", ", rest))]
+    for at, line in (extra + block[1:7])[:8]:
         end_offset = at + len(line)
         if _CONTACT_LINE.search(line):
             continue

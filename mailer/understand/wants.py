@@ -128,11 +128,14 @@ _REGISTER_SENSE = _rx(
     r"\bsolicito (?:se me (?:registre|inscriba)|mi inscripcion|(?:el|mi) registro)\b"
     r"|\bcuenten conmigo\b|\bdatos para (?:la|mi) inscripcion\b|\bmis datos\b",
     r"\bgostaria de (?:me inscrever|participar|solicitar a (?:minha )?inscricao)"
-    r"|\bconfirm\w* (?:a )?(?:minha|nossa) (?:participacao|presenca)"
+    r"|\bconfirm\w* (?:a )?(?:minha |nossa )?(?:participacao|presenca)\b"
     r"|\bsolicito (?:a )?(?:minha )?inscricao\b|\btenho interesse em participar\b"
     r"|\bquero (?:me inscrever|participar)\b|\binscrevam-me\b|\bme inscrevam\b"
     r"|\bseguintes participantes\b|\bdados dos participantes\b|\bparticiparei\b"
     r"|\bestarei presente\b|\bseguem (?:os )?meus dados\b",
+    # Others will attend: "participarán la licenciada ...", "participeront", "participarão".
+    r"\b(?:participaran|participara|participeront|participarao|will (?:participate|attend))"
+    r"\b",
 )
 # "I am from Ghana", "je suis du Togo", "soy de Honduras", "sou de Angola", "my country is".
 _FROM_COUNTRY = re.compile(

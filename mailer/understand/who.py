@@ -98,6 +98,8 @@ class Record:
             self.name = " ".join(p for p in (self.first, self.last) if p)
         elif self.first and self.first.casefold() not in self.name.casefold():
             self.name = f"{self.first} {self.name}"
+        elif self.last and self.last.casefold() not in self.name.casefold():
+            self.name = f"{self.name} {self.last}"    # "Nombre: Carolina", "Apellido: Vega"
         return self
 
     @property
@@ -150,7 +152,7 @@ _INLINE_LABELS = tuple(
     (name, re.compile(rf"(?:\*\*?)?(?:{labels})(?:[ \t]*\([^)]{{0,40}}\))?[ \t]*\**[ \t]*"
                       rf"(?:[:=]|-(?= )|(?<= )[–—](?= ))[ \t]*\**[ \t]*"))
     for name, labels in _LABELS)
-_INLINE_CUT = re.compile(r"[,;|/:\t]|\s{2,}")
+_INLINE_CUT = re.compile(r"[,;|/:\t]|\s{2,}|\s[-–—]\s")
 _NUMBERING = re.compile(r"[ \t>*_#-]*(?:(?:participant|participante|delegate|delegue|delegado)"
                         r"[ \t]*(?:n[o°º]\.? ?)?\d{1,2}|\d{1,2}[.)])[ \t]*[:.)*_-]*[ \t]*")
 _TABLE_RULE = re.compile(r"[\s|:+-]+")
@@ -253,7 +255,7 @@ def _inline_fields(line: str, folded: str, where: list[int]) -> list[tuple[str, 
     fields: list[tuple[str, str]] = []
     for index, (_start, name, value_start) in enumerate(found):
         value_end = found[index + 1][0] if index + 1 < len(found) else len(folded)
-        value = line[where[value_start]:where[value_end]].strip(" \t,;|/")
+        value = line[where[value_start]:where[value_end]].strip(" \t,;|/–—-")
         value = _clean_value(name, value)
         if value:
             fields.append((name, value))
@@ -281,6 +283,8 @@ def _clean_value(name: str, value: str) -> str:
         return ""   # an address is not a name
     if name == "name":
         value = clean_name(value) or value   # "Dr. Ana Soto" is Ana Soto
+    if name == "position" and not clean_name(value):
+        return ""   # "Title: Mr" is a form of address, not a position
     return value
 
 

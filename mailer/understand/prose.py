@@ -24,6 +24,7 @@ from mailer.understand.folding import fold, fold_with_map, wordset
 MAX_SENTENCES = 400         # sentences looked at in one reply
 MAX_SENTENCE = 600          # characters of one sentence looked at
 
+# An address written in text (also what ``who`` reads from form fields).
 EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]{1,64}@[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
                    r"(?:\.[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)+", re.IGNORECASE)
 

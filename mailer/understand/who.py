@@ -14,16 +14,19 @@ from mailer.countries import resolve_country
 from mailer.domain import Participant, normalise_email
 from mailer.understand.country import country_in_text, country_of_address
 from mailer.understand.folding import fold, fold_with_map, wordset
-from mailer.understand.prose import NOT_NAMES, Person, clean_name, people_in_prose, sign_off
+from mailer.understand.prose import (
+    EMAIL,
+    NOT_NAMES,
+    Person,
+    clean_name,
+    people_in_prose,
+    sign_off,
+)
 
 MAX_LINE = 1_000            # longer lines are not forms: only their start is read for fields
 MAX_VALUE = 200             # a field value longer than this is cut
 MAX_RECORDS = 100           # participants read from one reply (a delegation is a few people)
 MAX_ROW_TRIES = 200         # lines tried as "name, position, ..." rows (each resolves countries)
-
-EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]{1,64}@[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
-                    r"(?:\.[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)+", re.IGNORECASE)
-
 
 def named_or_sender(text: str, sender: str) -> tuple[Participant, ...]:
     """The addresses a cancellation or certificate request names, else the sender."""

@@ -238,6 +238,19 @@ def test_a_reply_correcting_the_country_moves_the_registration(st: store.Store,
                        ("promotion", "bea@gouv.sn")]
 
 
+def test_a_calendar_answer_naming_two_events_takes_the_senders_registration(
+        st: store.Store, catalog: Catalog) -> None:
+    """ "Accepted: Cybercrime webinars" (the series' title) names both events; the sender is
+    registered for one, so it is that one: nobody is asked which."""
+    handle(st, catalog, reply("awa@justice.sn", "Awa Diop", "Senegal", mid="a1"), now=NOW,
+           policy=POLICY)
+    accepted = (b"From: Awa Diop <awa@justice.sn>\r\nTo: webinars@example.org\r\n"
+                b"Subject: Accepted: Cybercrime webinars\r\nMessage-ID: <cal@x>\r\n\r\n")
+    result = handle(st, catalog, accepted, now=NOW, policy=POLICY)
+    assert result.intent is not None and result.intent.event_id == "africa-fr"
+    assert result.decision is not None and result.decision.answers == ()
+
+
 def test_no_answer_goes_to_a_suppressed_address_but_the_others_still_go(
         st: store.Store, catalog: Catalog) -> None:
     """A delegation naming a bounced address registers both; only the live one is answered."""

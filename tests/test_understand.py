@@ -827,7 +827,7 @@ def test_a_message_that_cannot_be_read_is_quarantined_not_answered(
         catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
     """Reading that fails gives the reason to quarantine, never an "unknown" to answer."""
     from mailer.understand import reading
-    monkeypatch.setattr(reading, "reply_text", _boom)
+    monkeypatch.setattr(reading, "body_text", _boom)
     raw = mail("Please register me.\nName: Awa Diop\nCountry: Senegal\n")
     result = reading.read(raw, catalog, now=NOW, inbox_address=INBOX, max_bytes=10**6,
                           size=None, message_id="<m1@example.org>")

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
-from functools import cache
 
 from mailer.domain import event_of_message_id, normalise_email
 from mailer.schedule import Catalog, Event
@@ -234,31 +233,46 @@ def _title_contained(text: str, events: list[Event], everyone: list[Event],
     return series or None
 
 
-@cache
-def _date_pattern(year: int, month: int, day: int) -> re.Pattern[str]:
-    names = "|".join(sorted({months[month - 1] for months in _MONTHS.values()}
-                            | set(_SHORT_MONTHS[month - 1]), key=len, reverse=True))
-    d = rf"0?{day}{_ORDINAL}"
-    other = rf"\d{{1,2}}{_ORDINAL}"
-    us = rf"|\b0?{month}/0?{day}\b" if day > 12 else ""
-    return re.compile(
-        rf"\b(?:{other}{_AND})?{d}(?:{_AND}{other})?\s+(?:of\s+|de\s+)?(?:{names})\b"
-        rf"|\b(?:{names})\.?\s+(?:{other}\s*[-–]\s*)?{d}\b"
-        rf"|\b0?{day}[/.]0?{month}\b{us}|{year:04d}-{month:02d}-{day:02d}")
+_MONTH_NUMBER: dict[str, int] = {
+    **{name: number for months in _MONTHS.values() for number, name in enumerate(months, 1)},
+    **{name: number for number, names in enumerate(_SHORT_MONTHS, 1) for name in names}}
+_MONTH_NAME = "|".join(sorted(_MONTH_NUMBER, key=len, reverse=True))
+_DAY = rf"(\d{{1,2}}){_ORDINAL}"
+# Every way a date is written, scanned once: "7 July", "7th of July", "16 and 17 July",
+# "16 y 17 de julio", "July 16-17", "jeu. 9 juil.", "22/07", "07/22/2020", "2020-07-22".
+_DATE = re.compile(
+    rf"\b(?:{_DAY}{_AND})?{_DAY}(?:{_AND}{_DAY})?\s+(?:of\s+|de\s+)?({_MONTH_NAME})\b"
+    rf"|\b({_MONTH_NAME})\.?\s+(?:(\d{{1,2}})\s*[-–]\s*)?(\d{{1,2}})\b"
+    r"|\b(\d{1,2})[/.](\d{1,2})\b(?![/.]\d{1,2}\b(?![/.]))"
+    r"|\b(\d{4})-(\d{2})-(\d{2})\b")
 
 
-_ANY_DATE = re.compile(
-    rf"\b\d{{1,2}}{_ORDINAL}\s+(?:of\s+|de\s+)?(?:"
-    + "|".join(m for months in _MONTHS.values() for m in months) + r")\b")
+def dates_said(text: str) -> set[tuple[int, int]]:
+    """The (month, day) of every date the text writes (a day-first numeric date is also
+    read month-first when it can only be that: "07/22")."""
+    said: set[tuple[int, int]] = set()
+    for m in _DATE.finditer(text):
+        g = m.groups()
+        if g[3]:                                   # days, then the month's name
+            said |= {(_MONTH_NUMBER[g[3]], int(d)) for d in g[0:3] if d}
+        elif g[4]:                                 # the month's name, then days
+            said |= {(_MONTH_NUMBER[g[4]], int(d)) for d in g[5:7] if d}
+        elif g[7]:                                 # 22/07, 9.7
+            first, second = int(g[7]), int(g[8])
+            said.add((second, first))
+            if first <= 12 < second:
+                said.add((first, second))
+        else:                                      # 2020-07-22
+            said.add((int(g[10]), int(g[11])))
+    return {(month, day) for month, day in said if 1 <= month <= 12 and 1 <= day <= 31}
 
 
 def _date_matches(text: str, events: list[Event], _all: list[Event],
                   _now: datetime | None = None) -> set[str] | None:
-    named = {e.id for e in events
-             if _date_pattern(e.start.year, e.start.month, e.start.day).search(text)}
-    if named:
-        return named
-    return set() if _ANY_DATE.search(text) else None
+    said = dates_said(text)
+    if not said:
+        return None
+    return {e.id for e in events if (e.start.month, e.start.day) in said}
 
 
 def _regions_of(event: Event) -> set[str]:

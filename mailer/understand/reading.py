@@ -44,7 +44,7 @@ from mailer.understand.message import (
 from mailer.understand.prose import display_name
 from mailer.understand.wants import classify
 from mailer.understand.who import Sender
-from mailer.understand.written import body_text, reply_text
+from mailer.understand.written import body_text, extract_reply
 
 MAX_ANALYSED = 100_000      # characters of reply text analysed: keeps hostile mail linear
 MAX_TEXT = 5_000            # characters of reply text kept in the intent
@@ -135,12 +135,14 @@ def _understand(msg: EmailMessage, catalog: Catalog, now: datetime, inbox: str, 
         # Nothing to answer: quarantined with the reason (read), never answered.
         return _with(base, reason=f"{UNREADABLE}the From header holds no single valid address")
 
-    text = reply_text(msg)[:MAX_ANALYSED]
+    body = body_text(msg)        # read once: the reply is cut from it, the quote read from it
+    text = extract_reply(body)[:MAX_ANALYSED]
     folded = fold(text)
     language = language_of(folded)
 
     def quoted() -> str:  # read only when the reply and the subject leave a doubt
-        return body_text(msg)[:MAX_ANALYSED]
+        # Nothing quoted (the body is the reply): the same words would be matched again.
+        return body[:MAX_ANALYSED] if len(body) > len(text) + 80 else ""
 
     calendar = calendar_reply(msg, sender, subject, catalog)
     if calendar is not None:

@@ -269,6 +269,21 @@ def test_the_sender_is_completed_from_prose_then_guessed() -> None:
         "Kofi Mensah", "State Attorney", "GH", ())
 
 
+def test_people_named_with_a_title_are_others_and_the_sender_only_when_they_say_me() -> None:
+    """ "my colleague, Mr. X, ... (address)" registers X, not the sender; "register me and my
+    colleague Ms. Y (address)" registers both."""
+    sender = Sender("info@crownlaw.gov.to", "")
+    text = ("I would like to register my colleague, Mr. Tevita Taufa, Crown Counsel at the "
+            "Office of the Attorney General of Tonga (ttaufa@crownlaw.gov.to).")
+    assert [(p.name, p.email) for p in registrants(text, [], sender)] == [
+        ("Tevita Taufa", "ttaufa@crownlaw.gov.to")]
+    both = registrants("Please register me and my colleague Ms. Ama Boateng "
+                       "(ama.boateng@mint.gov.gh).\n\nBest,\nAkosua Mensah", [],
+                       Sender("amensah@mint.gov.gh", "Akosua Mensah"))
+    assert [(p.name, p.email) for p in both] == [("Akosua Mensah", "amensah@mint.gov.gh"),
+                                                 ("Ama Boateng", "ama.boateng@mint.gov.gh")]
+
+
 def test_a_delegation_without_a_country_takes_the_text_then_the_addresses() -> None:
     records = read_participants("Name: A B\nEmail: ab@justice.gouv.sn\n\nName: C D\n"
                                "Email: cd@gmail.com")

@@ -40,7 +40,7 @@ class Person:
     email: str = ""
     start: int = 0                  # where their sentence or block is in the text
     end: int = 0
-    source: str = ""                # introduction | sentence | sign-off
+    source: str = ""                # introduction | sentence | title | address | sign-off
 
     @property
     def span(self) -> tuple[int, int]:
@@ -218,7 +218,9 @@ def people_in_prose(text: str) -> list[Person]:
                 starts.append((start + where[intro.end()], "introduction"))
         first = len(sentence) - len(sentence.lstrip(" \t>*-•·–—0123456789.)"))
         starts.append((start + first, "sentence"))
-        starts += [(start + m.start(), "sentence") for m in _STARTS_TITLE.finditer(sentence)
+        # "my colleague, Mr. Tevita Taufa, ...": a title inside a sentence names someone
+        # else (nobody calls themselves "Mr.").
+        starts += [(start + m.start(), "title") for m in _STARTS_TITLE.finditer(sentence)
                    if m.start() > first]
         for at, source in starts:
             person = _person_at(text, at, end, source)
@@ -265,11 +267,11 @@ def _person_at(text: str, at: int, end: int, source: str) -> Person | None:
         return None
     name, name_end = found
     rest = text[name_end:end]
-    if source == "sentence" and not rest.lstrip().startswith(","):
+    if source != "introduction" and not rest.lstrip().startswith(","):
         return None
     described = describe(_segments(rest))
-    if source == "sentence" and not (described.position or described.organisation
-                                     or described.email):
+    if source != "introduction" and not (described.position or described.organisation
+                                         or described.email):
         return None   # "Santo Domingo, República Dominicana" is a place, not a person
     return Person(clean_name(name), described.position, described.organisation,
                   described.country, described.email, at, end, source)
@@ -389,6 +391,8 @@ def describe(segments: list[str]) -> Description:
         segment = _LEAD.sub("", segment).strip(" -–—")
         if not segment:
             continue
+        if re.match(r"(?:and|et|y|e|ou|or|o|but|mais|pero|mas)\s", segment):
+            break   # "..., and the First Secretary": another clause, another person
         kind = _kind(segment)
         if kind == "country":
             country = country or next(m.code for m in countries_in_text(segment)

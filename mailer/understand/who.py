@@ -435,14 +435,16 @@ def registrants(text: str, records: list[Record], sender: Sender) -> tuple[Parti
     From display name (a guess). Guesses are listed in ``Participant.inferred``.
     """
     people = people_in_prose(text)
-    own = next((p for p in people if not p.email or p.email == sender.address), None)
+    own = next((p for p in people if p.source in ("introduction", "sentence")
+                and (not p.email or p.email == sender.address)), None)
     signed = sign_off(text)
     if own is None or (signed is not None and _same_person(own.name, signed.name)):
         own = _merge(own, signed)
     if records:
         base = list(participants_of(records, sender.address))
     else:
-        others = [p for p in people if p.email and p.email != sender.address]
+        others = [p for p in people if p.email != sender.address and (
+            p.email or p.source == "title")]
         base = [Participant(email=p.email, name=p.name, organisation=p.organisation,
                             position=p.position, country=p.country)
                 for p in others[:MAX_RECORDS]]

@@ -120,8 +120,9 @@ def parse_view(settings: Settings, path: Path, now: datetime | None, *, as_json:
     lines = [f"intent:   {data['intent']}", f"event:    {data['event'] or '-'}",
              f"language: {data['language']}", f"reason:   {data['reason']}"]
     for p in data["participants"]:
+        guessed = f" (guessed: {', '.join(p['inferred'])})" if p.get("inferred") else ""
         lines.append(f"  - {p['name'] or '?'} <{p['email'] or '?'}> {p['country'] or '?'}, "
-                     f"{p['position']}, {p['organisation']}".rstrip(", "))
+                     f"{p['position']}, {p['organisation']}".rstrip(", ") + guessed)
     if data.get("partstat"):
         lines.append(f"partstat: {data['partstat']}")
     if data["bounced"]:

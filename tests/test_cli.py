@@ -114,6 +114,17 @@ def test_parse_json_has_the_designed_shape(project: Path) -> None:
     assert {"bounced", "reason"} <= set(data)
 
 
+def test_parse_says_what_was_guessed(project: Path) -> None:
+    """A reply giving neither name nor country: `parse` shows both as guessed, `--json` in
+    the participant's "inferred"."""
+    reply = Path(__file__).parent / "replies" / "from-name-en-ghana-outlook-mobile.eml"
+    text = run(project, "parse", str(reply), "--now", "2020-06-22T12:00Z")
+    assert "Kwame Asante <kwame.asante@mint.gov.gh> GH (guessed: name, country)" in text.output
+    data = json.loads(run(project, "parse", str(reply), "--json", "--now",
+                          "2020-06-22T12:00Z").output)
+    assert data["participants"][0]["inferred"] == ["name", "country"]
+
+
 def test_preview_writes_the_message_that_would_be_sent(project: Path, tmp_path: Path) -> None:
     """`preview acknowledgement` writes a .eml whose invitation is a METHOD:REQUEST."""
     out = tmp_path / "ack.eml"

@@ -372,12 +372,26 @@ def test_mail_whose_from_holds_no_valid_address_is_quarantined(
         st: store.Store, catalog: Catalog) -> None:
     """No single valid sender address: quarantined with the reason, nothing answered."""
     for n, sender in enumerate([b"Awa <awa@justice.sn>, Bob <bob@justice.sn>",
-                                b"Awa <awa@justice.sn\x1b[31m>", b"=?utf-8?b?YUBiLmM=?="]):
+                                b"Awa <awa@justice.sn\x1b[31m>", b"=?utf-8?b?YUBiLmM=?=",
+                                # Latin-1 written raw: not UTF-8, so no one's address (it
+                                # was read as "j?rome@justice.sn", someone else's).
+                                b"J\xe9r\xf4me <j\xe9rome@justice.sn>"]):
         raw = reply("awa@justice.sn", "x", "Senegal", mid=f"bad{n}").replace(
             b"x <awa@justice.sn>", sender)
         result = handle(st, catalog, raw, now=NOW, policy=POLICY)
         assert result.outcome == "quarantined" and "From" in result.reason, sender
     assert count(st, store.OutboxRow) == 0 and count(st, store.Registration) == 0
+
+
+def test_an_address_written_in_raw_utf8_is_read_as_written(
+        st: store.Store, catalog: Catalog) -> None:
+    """RFC 6532 mail carries UTF-8 in its headers: "josé@" is that person, answered as such."""
+    raw = reply("jos\u00e9@justice.sn", "Jos\u00e9 Diop", "Senegal", mid="utf8")
+    assert "From: Jos\u00e9 Diop <jos\u00e9@justice.sn>".encode() in raw   # raw UTF-8 bytes
+    assert handle(st, catalog, raw, now=NOW, policy=POLICY).outcome == "handled"
+    with st.transaction() as session:
+        recipients = {row.recipient for row in session.scalars(select(store.OutboxRow))}
+    assert recipients == {"jos\u00e9@justice.sn"}
 
 
 def test_names_are_stored_without_control_characters(st: store.Store,

@@ -79,6 +79,10 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
     "problems": [], "status": "", "previous_start": None, "previous_end": None,
     "previous_join_url": None, "previous_title": None, "unread_countries": [],
     "policy": "on_request", "inferred": [],
+    # Staff messages: the digest's facts, what a reply to it did, where replies to it go.
+    "digest": {"id": 0, "day": "", "since": "", "until": "", "new": [], "waiting": [],
+               "questions": [], "unplaced": [], "failed": [], "quarantined": [], "coming": []},
+    "results": [], "unread": [], "sent_to": "", "reply_to": "",
 }
 # Kinds sent to someone who holds a place: cancelling gives it to someone else. Others
 # (waiting list, review) only withdraw a request.
@@ -543,7 +547,7 @@ class Composer:
 
     def _reply_to_header(self, out: Outgoing) -> str:
         """The Reply-To value, the same for every message of one event (so made once)."""
-        if out.kind is Kind.STAFF_QUESTION:
+        if out.kind in STAFF_KINDS:
             return _format_address(self._reply_to(out))
         cached = self._reply_tos.get(out.event_id)
         if cached is None:
@@ -552,6 +556,10 @@ class Composer:
 
     def _reply_to(self, out: Outgoing) -> Address:
         organiser = self.settings.organiser
+        if out.kind in STAFF_KINDS and out.context.get("reply_to"):
+            # The digest's own reply address (with its token): replies to it act.
+            return Address(display_name=safe_display_name(organiser.name),
+                           addr_spec=str(out.context["reply_to"]))
         if out.kind is Kind.STAFF_QUESTION and out.context.get("sender"):
             # Staff answer the participant directly by replying to the forwarded question.
             try:
@@ -660,6 +668,30 @@ SAMPLE_ATTACHMENTS: tuple[Attachment, ...] = (
 SAMPLE_LINKS: tuple[Link, ...] = (("Slides", "https://example.org/packs/slides.pptx"),)
 
 
+SAMPLE_DIGEST: dict[str, Any] = {
+    "id": 1, "day": "2020-07-01", "since": "2020-06-30T08:00+00:00",
+    "until": "2020-07-01T08:00+00:00",
+    "new": [{"event": "africa-fr", "country": "SN", "country_name": "Senegal",
+             "status": "confirmed", "count": 2}],
+    "waiting": [{"ref": "R12", "event": "africa-fr", "country": "FR", "name": "Jean Martin",
+                 "email": "jean.martin@example.org", "organisation": "Ministry of Justice",
+                 "position": "Prosecutor", "since": "2020-06-30T10:00+00:00",
+                 "why": "France is not invited to this event"}],
+    "questions": [{"at": "2020-06-30T11:00+00:00", "event": "africa-fr",
+                   "sender": "awa.diop@example.org", "subject": "Slides?", "status": "sent"}],
+    "unplaced": [{"ref": "M7", "at": "2020-06-30T12:00+00:00", "sender": "x@example.org",
+                  "intent": "unknown", "why": "unreadable: clarification asked"}],
+    "failed": [{"id": 41, "to": "kofi@example.org", "kind": "acknowledgement",
+                "event": "africa-fr", "error": "550 5.1.1 No such user", "attempts": 1}],
+    "quarantined": [{"ref": "M9", "at": "2020-06-30T13:00+00:00", "sender": "y@example.org",
+                     "why": "too large (30000000 bytes, limit 25000000)"}],
+    "coming": [{"at": "2020-07-02T08:00+00:00", "event": "africa-fr", "what": "reminder",
+                "count": 12},
+               {"at": "2020-07-02T09:00+00:00", "event": "africa-fr", "what": "starts",
+                "count": 0}],
+}
+
+
 def sample_outgoing(kind: Kind, lang: str, event: Event | None, candidates: list[str], *,
                     to: str = "awa.diop@example.org", name: str = "Awa Diop",
                     country: str | None = "SN") -> Outgoing:
@@ -676,6 +708,13 @@ def sample_outgoing(kind: Kind, lang: str, event: Event | None, candidates: list
         "previous_end": (previous + timedelta(hours=1)).isoformat(),
         "previous_join_url": "https://zoom.us/j/0000000000",
         "previous_title": {"en": "Former title", "fr": "Ancien titre", "es": "Título anterior"},
+        "digest": SAMPLE_DIGEST,
+        "reply_to": "webinars+digest-1-0123456789abcdef01234567@example.org",
+        "results": [{"ok": True, "lines": ["approve R12: done", "R12 Awa Diop (SN), "
+                                           "africa-fr: review -> confirmed"]},
+                    {"ok": False, "lines": ["reject R99 why: not done: R99: no such "
+                                            "registration"]}],
+        "unread": ["not a command: thanks"], "sent_to": "webinars@example.org",
     }
     return Outgoing(key=outbox_key(kind, to, event_id, "sample"), kind=kind, recipient=to,
                     language=lang, event_id=event_id, name=name, country=country, sequence=1,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from mailer.domain import Intent, IntentKind, Kind, Outgoing, Participant, Status, outbox_key
+from mailer.errors import UsageError
 from mailer.schedule import Event
 
 ACTIVE = frozenset({Status.CONFIRMED, Status.WAITING, Status.REVIEW})
@@ -369,3 +370,68 @@ def _certificate(b: _Builder, event: Event, registered: Sequence[Registered]) ->
     b.answer(Kind.CERTIFICATE_NOTED, r.email, name=r.name, country=r.country,
              language=r.language, once=True, policy=event.series.spec.certificate)
     b.notes.append(f"{r.email} asked for a certificate")
+
+
+# --- staff decisions -----------------------------------------------------------------------
+
+class Refused(UsageError):
+    """A staff action the rules cannot carry out (approving twice, an event that started)."""
+
+
+def approve(target: Registered, event: Event, registered: Sequence[Registered], *,
+            sequence: int, now: datetime, action: str, staff_address: str = "") -> Decision:
+    """Staff accept a registration in review (or one they rejected): a seat if the country
+    has one, else the waiting list, exactly as a reply from an invited country would get.
+
+    ``action`` names this staff action; it keys the answer, so each action is answered once.
+    """
+    if target.status in (Status.CONFIRMED, Status.WAITING):
+        raise Refused(f"is already {target.status} for {event.id}: nothing to approve")
+    if target.status is Status.CANCELLED:
+        raise Refused(f"was cancelled for {event.id}: register the person again instead")
+    _still_open(event, now)
+    b = _staff_builder(target, event, sequence, action, staff_address)
+    confirmed = sum(1 for r in registered if r.status is Status.CONFIRMED
+                    and r.country == target.country and r.id != target.id)
+    if confirmed < event.series.spec.max_per_country:
+        status, kind = Status.CONFIRMED, Kind.ACKNOWLEDGEMENT
+    else:
+        status, kind = Status.WAITING, Kind.WAITING_LIST
+    b.changed.append(StatusChange(target.id, status))
+    b.answer(kind, target.email, name=target.name, country=target.country,
+             language=target.language)
+    b.notes.append(f"{target.email} approved: {status}")
+    return b.build()
+
+
+def reject(target: Registered, event: Event, registered: Sequence[Registered], *,
+           sequence: int, now: datetime, action: str, staff_address: str = "") -> Decision:
+    """Staff turn a registration down; a seat it held goes to the first of its country's
+    waiting list, as when someone cancels."""
+    if target.status is Status.REJECTED:
+        raise Refused(f"is already rejected for {event.id}: nothing to reject")
+    if target.status is Status.CANCELLED:
+        raise Refused(f"was cancelled for {event.id}: nothing to reject")
+    b = _staff_builder(target, event, sequence, action, staff_address)
+    b.changed.append(StatusChange(target.id, Status.REJECTED))
+    b.answer(Kind.REJECTED, target.email, name=target.name, country=target.country,
+             language=target.language)
+    b.notes.append(f"{target.email} rejected")
+    if target.status is Status.CONFIRMED:
+        _promote(b, registered, {target.country: 1}, {target.id}, now, event)
+    return b.build()
+
+
+def _still_open(event: Event, now: datetime) -> None:
+    if event.cancelled:
+        raise Refused(f"event {event.id} is cancelled")
+    if now >= event.start:
+        raise Refused(f"event {event.id} has started ({event.start:%Y-%m-%d %H:%M} UTC)")
+
+
+def _staff_builder(target: Registered, event: Event, sequence: int, action: str,
+                   staff_address: str) -> _Builder:
+    # The action stands for the message a reply would have been: answers keyed by it.
+    intent = Intent(kind=IntentKind.REGISTRATION, sender=target.email, message_id=action,
+                    event_id=event.id, language=target.language)
+    return _Builder(intent, event, sequence, staff_address)

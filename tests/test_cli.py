@@ -173,10 +173,17 @@ def test_registrations_in_every_format(project: Path, tmp_path: Path) -> None:
     assert load_workbook(xlsx).sheetnames == ["Registrations", "Totals"]
 
 
-def test_purge_deletes_a_finished_series_personal_data(project: Path) -> None:
-    """`purge --series` keeps counts per country and removes names and addresses."""
+def test_purge_shows_what_it_would_delete_and_deletes_only_with_yes(project: Path) -> None:
+    """`purge --series` first says what would go and deletes nothing; with --yes it keeps
+    counts per country and removes names and addresses."""
     _register_demo(project)
-    result = run(project, "purge", "--series", "cyber-cj-2020", "--now", "2021-01-01T00:00Z")
+    before = run(project, "registrations", "--format", "csv").output
+    shown = run(project, "purge", "--series", "cyber-cj-2020", "--now", "2021-01-01T00:00Z")
+    assert shown.exit_code == 0, shown.output
+    assert "registration(s) would be deleted" in shown.output and "--yes" in shown.output
+    assert run(project, "registrations", "--format", "csv").output == before
+    result = run(project, "purge", "--series", "cyber-cj-2020", "--now", "2021-01-01T00:00Z",
+                 "--yes")
     assert result.exit_code == 0, result.output
     assert "registration(s) deleted" in result.output
     assert run(project, "registrations", "--format", "csv").output.count("\n") == 1

@@ -236,11 +236,14 @@ def _undelivered(session: Any, event_ids: list[str] | None) -> dict[tuple[str, s
         Out.event_id.is_not(None), Out.status.in_(("sent", "failed"))).order_by(Out.id)
     if event_ids is not None:
         query = query.where(Out.event_id.in_(event_ids))
+    suppressed = {s.email: s.reason for s in session.scalars(select(store.Suppression))}
     last: dict[tuple[str, str], str] = {}
     for event_id, recipient, status, kind, error in session.execute(query):
         key = (event_id, recipient.lower())
         last[key] = f"{kind} failed: {error}" if status == "failed" else ""
-    suppressed = {s.email: s.reason for s in session.scalars(select(store.Suppression))}
+        if status == "failed" and not error[:1].isdigit() and key[1] in suppressed:
+            # Not tried (the address bounced before): the server's words are in the bounce.
+            last[key] += f"; the server said: {suppressed[key[1]]}"
     out = {key: why for key, why in last.items() if why}
     for key in last:
         if key not in out and key[1] in suppressed:

@@ -39,6 +39,7 @@ from mailer.staff.refs import message_ref, registration_ref
 log = structlog.get_logger(__name__)
 
 COMING_HOURS = 48
+SUPPRESSED = "recipient suppressed"     # outbox.drain's words for an address that bounced
 # Intents that need an event: such a reply that found none could not be placed.
 _PLACED_ONLY = ("registration", "cancellation", "certificate_request", "calendar_reply")
 
@@ -152,11 +153,13 @@ def failed(session: Session, since: datetime) -> list[dict[str, Any]]:
     """Messages that failed for good since ``since``, with the server's words.
 
     A row has no time of failure; a message is tried when due (``next_attempt_at``), so its
-    last try, the one that failed, came at or just after that moment.
+    last try, the one that failed, came at or just after that moment. Messages not even
+    tried because their address bounced before are left out: that bounce was the news.
     """
     Out = store.OutboxRow
-    rows = session.scalars(select(Out).where(Out.status == "failed",
-                                             Out.next_attempt_at >= since).order_by(Out.id))
+    rows = session.scalars(select(Out).where(
+        Out.status == "failed", Out.next_attempt_at >= since,
+        ~Out.last_error.startswith(SUPPRESSED)).order_by(Out.id))
     return [{"id": r.id, "to": r.recipient, "kind": r.kind, "event": r.event_id or "",
              "error": r.last_error[:300], "attempts": r.attempts} for r in rows]
 
@@ -190,6 +193,13 @@ def coming(session: Session, catalog: Catalog, contacts: Sequence[Contact], now:
 
 
 # --- making the digest -------------------------------------------------------------------
+
+def _first_activity(session: Session, now: datetime) -> datetime:
+    """Where the first digest starts: the first thing the store recorded (or ``now``)."""
+    firsts = [session.scalar(select(func.min(column))) for column in (
+        store.Registration.created_at, store.Inbound.handled_at, store.OutboxRow.created_at)]
+    return min((f for f in firsts if f is not None), default=now)
+
 
 class Digests:
     """Makes the day's digest at the first pass after the digest hour, once for all processes
@@ -226,8 +236,7 @@ def make(session: Session, catalog: Catalog, contacts: Sequence[Contact], settin
     Digest = store.DigestRow
     if session.scalar(select(Digest.id).where(Digest.day == day)) is not None:
         return None
-    last = session.scalar(select(func.max(Digest.made_at)))
-    since = last or now - timedelta(days=1)
+    since = session.scalar(select(func.max(Digest.made_at))) or _first_activity(session, now)
     facts = gather(session, catalog, since, now, contacts)
     send = worth_sending(facts)
     items = sum(len(v) for k, v in facts.as_dict().items() if isinstance(v, list)

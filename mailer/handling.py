@@ -322,8 +322,9 @@ def _settle(session: Session, catalog: Catalog, arrival: Arrival, understood: In
     if utc_offset is not None:
         answers = [replace(out, context={**out.context, "utc_offset": utc_offset})
                    for out in answers]
-    refs = _apply(session, decision, intent, event.series.id if event else "", sequence, now,
-                  utc_offset)
+    refs = {r.email: r.id for r in snapshot}
+    refs.update(_apply(session, decision, intent, event.series.id if event else "", sequence,
+                       now, utc_offset))
     store.enqueue(session, answers, now=now, domain=policy.domain)
     # What is kept and logged names people by REF (R12), not by address.
     summary = with_refs(decision.summary, refs)

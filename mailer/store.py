@@ -719,5 +719,10 @@ _SUPPRESSED_AMONG = select(Suppression.email).where(
 
 
 def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
-    if session.get(Suppression, email.lower()) is None:
-        session.add(Suppression(email=email.lower(), reason=reason[:2000], created_at=now))
+    """Stop sending to ``email``; the first reason stays. ``ON CONFLICT DO NOTHING``: two
+    messages to one address refused at once (two connections) both suppress it, and the
+    second must not fail its transaction (it did, on PostgreSQL, with a read-then-insert)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(Suppression).values(email=email.lower(), reason=reason[:2000],
+                                               created_at=now)
+                    .on_conflict_do_nothing(index_elements=["email"]))

@@ -244,7 +244,7 @@ class NewPerson:
     email: str
     name: str
     country: str
-    language: str = "en"
+    language: str = ""              # "": the event's language
     organisation: str = ""
     position: str = ""
     certificate: bool = False
@@ -259,10 +259,11 @@ def register(session: Session, desk: Desk, event_id: str, person: NewPerson,
         raise UsageError(f"--event: no event {event_id!r} "
                          f"(known: {', '.join(desk.catalog.events)})")
     participant = _participant(person)
-    if person.language not in LANGUAGES:
-        raise UsageError(f"--lang: {person.language!r} is not one of {', '.join(LANGUAGES)}")
+    language = person.language or event.language      # "": the event's language
+    if language not in LANGUAGES:
+        raise UsageError(f"--lang: {language!r} is not one of {', '.join(LANGUAGES)}")
     _lock(session, [event.id])
-    return _register(session, desk, event, participant, person.language, person.certificate,
+    return _register(session, desk, event, participant, language, person.certificate,
                      "register", reason)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -77,7 +77,12 @@ def _session(settings: Settings) -> Iterator[Session]:
         raise StoreError(f"the store refused: {first}") from None
 
 
-def _print(done: list[actions.Done]) -> None:
+def _act(ctx: click.Context, config: str | None, by: str | None, now: str | None,
+         action: Callable[..., list[actions.Done]], *args: Any) -> None:
+    """Run one staff action in one transaction and print what it did."""
+    settings, catalog = _loaded(ctx, config)
+    with _session(settings) as session:
+        done = action(session, _desk(settings, catalog, by, now), *args)
     for item in done:
         click.echo(item.line)
     click.echo(ANSWERS_HINT)
@@ -149,11 +154,7 @@ def approve(ctx: click.Context, config: str | None, by: str | None, now: str | N
             refs: tuple[str, ...], event_id: str | None, reason: str) -> None:
     """Approve registrations (REF like R12, or an email with --event): a seat or the
     waiting list, as the rules say."""
-    settings, catalog = _loaded(ctx, config)
-    with _session(settings) as session:
-        done = actions.approve(session, _desk(settings, catalog, by, now), refs, reason,
-                               event_id)
-    _print(done)
+    _act(ctx, config, by, now, actions.approve, refs, reason, event_id)
 
 
 @cli.command()
@@ -166,11 +167,7 @@ def approve(ctx: click.Context, config: str | None, by: str | None, now: str | N
 def reject(ctx: click.Context, config: str | None, by: str | None, now: str | None,
            refs: tuple[str, ...], reason: str, event_id: str | None) -> None:
     """Reject registrations; a seat one held goes to its country's waiting list."""
-    settings, catalog = _loaded(ctx, config)
-    with _session(settings) as session:
-        done = actions.reject(session, _desk(settings, catalog, by, now), refs, reason,
-                              event_id)
-    _print(done)
+    _act(ctx, config, by, now, actions.reject, refs, reason, event_id)
 
 
 @cli.command()
@@ -190,16 +187,10 @@ def register(ctx: click.Context, config: str | None, by: str | None, now: str | 
              event_id: str, email: str, name: str, country: str, lang: str | None,
              position: str, organisation: str, certificate: bool, reason: str) -> None:
     """Register someone (who phoned, or wrote to a colleague), through the rules."""
-    settings, catalog = _loaded(ctx, config)
-    event = catalog.events.get(event_id)
-    language = lang or (event.language if event else "en")
-    who = actions.NewPerson(email=email, name=name, country=country, language=language,
+    who = actions.NewPerson(email=email, name=name, country=country, language=lang or "",
                             organisation=organisation, position=position,
                             certificate=certificate)
-    with _session(settings) as session:
-        done = actions.register(session, _desk(settings, catalog, by, now), event_id, who,
-                                reason)
-    _print(done)
+    _act(ctx, config, by, now, actions.register, event_id, who, reason)
 
 
 @cli.command()
@@ -212,11 +203,7 @@ def register(ctx: click.Context, config: str | None, by: str | None, now: str | 
 def cancel(ctx: click.Context, config: str | None, by: str | None, now: str | None,
            refs: tuple[str, ...], event_id: str | None, reason: str) -> None:
     """Cancel registrations for their participants (the waiting list moves up)."""
-    settings, catalog = _loaded(ctx, config)
-    with _session(settings) as session:
-        done = actions.cancel(session, _desk(settings, catalog, by, now), refs, reason,
-                              event_id)
-    _print(done)
+    _act(ctx, config, by, now, actions.cancel, refs, reason, event_id)
 
 
 @cli.command()
@@ -230,11 +217,7 @@ def cancel(ctx: click.Context, config: str | None, by: str | None, now: str | No
 def move(ctx: click.Context, config: str | None, by: str | None, now: str | None, ref: str,
          to_event: str, event_id: str | None, reason: str) -> None:
     """Move a registration to another event (cancelled in one, registered in the other)."""
-    settings, catalog = _loaded(ctx, config)
-    with _session(settings) as session:
-        done = actions.move(session, _desk(settings, catalog, by, now), ref, to_event,
-                            reason, event_id)
-    _print(done)
+    _act(ctx, config, by, now, actions.move, ref, to_event, reason, event_id)
 
 
 # --- messages and quarantine -------------------------------------------------------------

@@ -262,5 +262,6 @@ def _problems(name: str, exc: ValidationError) -> list[Problem]:
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown key"
+        message = message.removeprefix("Value error, ")    # a validator's own words
         problems.append(Problem(name, field, message))
     return problems

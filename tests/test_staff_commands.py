@@ -285,3 +285,28 @@ def test_the_actor_defaults_to_the_staff_name_in_the_environment(
     assert office.mailer("approve", f"R{office.registration(PIERRE).id}",
                          "--now", NOW).exit_code == 0
     assert trail(office, PIERRE)[0][1] == "Programme assistant"
+
+
+def test_purge_deletes_the_kept_bytes_of_old_quarantined_mail_only_with_yes(
+        office: Office) -> None:
+    """Quarantined bytes are kept retention.quarantine_days (30): `purge` says it would
+    delete older ones, `purge --yes` deletes them, and the quarantine list says so."""
+    office.reply(registration_reply(AWA, "Awa Diop", "Senegal", mid="big1", extra="x" * 300),
+                 max_bytes=200)
+    later = "2020-07-21T12:00Z"                     # 31 days after
+    shown = office.mailer("purge", "--now", later)
+    assert "1 quarantined message(s) older than 30 days would be deleted" in shown.output
+    assert len(office.rows(store.QuarantinedMail)) == 1
+    done = office.mailer("purge", "--now", later, "--yes")
+    assert "1 quarantined message(s) older than 30 days deleted" in done.output
+    assert office.rows(store.QuarantinedMail) == []
+    assert "bytes not kept" in office.mailer("quarantine").output
+
+
+def test_a_wrong_staff_time_zone_is_one_clear_line(office: Office) -> None:
+    """A time zone that does not exist: `mailer check` names the key, exit 2."""
+    text = office.config.read_text().replace("[staff]\n", '[staff]\ntime_zone = "Mars/Base"\n')
+    office.config.write_text(text)
+    result = office.mailer("check")
+    assert result.exit_code == 2
+    assert "staff.time_zone: unknown time zone 'Mars/Base'" in result.output

@@ -74,7 +74,8 @@ def _session(settings: Settings) -> Iterator[Session]:
             yield session
     except SQLAlchemyError as exc:
         first = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
-        raise StoreError(f"the store refused: {first}") from None
+        raise StoreError(f"the store refused: {first}; nothing was changed, run the command "
+                         "again") from None
 
 
 def _act(ctx: click.Context, config: str | None, by: str | None, now: str | None,

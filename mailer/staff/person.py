@@ -171,7 +171,7 @@ def _give_up_places(session: Session, desk: Desk, mine: list[store.Registration]
     """Cancel their active places in events not started, through the rules (promotions go
     out; nothing goes to them)."""
     given = 0
-    for row in mine:
+    for row in sorted(mine, key=lambda r: r.event_id):     # events locked in one order
         event = desk.catalog.events.get(row.event_id)
         if event is None or Status(row.status) not in rules.ACTIVE or desk.now >= event.start:
             continue

@@ -506,7 +506,8 @@ class Composer:
             alternative.append(wire.text(html, "html"))
         parts: list[wire.Part] = []
         method = _method(out.kind)
-        if out.kind is Kind.WITHDRAWAL and ctx.get("status") not in ("confirmed", "", None):
+        if out.kind in (Kind.WITHDRAWAL, Kind.REJECTED) and ctx.get("status") not in (
+                "confirmed", "", None):
             method = None       # a waiting or reviewed request had no calendar entry
         if method and event is not None:
             ics = build_calendar(event, method=method, attendee_email=out.recipient,

@@ -77,7 +77,7 @@ ANSWER_KINDS: frozenset[Kind] = frozenset({
 CALENDAR_KINDS: frozenset[Kind] = frozenset({
     Kind.ACKNOWLEDGEMENT, Kind.PROMOTION, Kind.REMINDER, Kind.UPDATE,
 })
-CANCEL_KINDS: frozenset[Kind] = frozenset({Kind.CANCELLATION, Kind.WITHDRAWAL})
+CANCEL_KINDS: frozenset[Kind] = frozenset({Kind.CANCELLATION, Kind.WITHDRAWAL, Kind.REJECTED})
 
 
 @dataclass(frozen=True)

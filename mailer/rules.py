@@ -399,7 +399,7 @@ def approve(target: Registered, event: Event, registered: Sequence[Registered], 
         status, kind = Status.WAITING, Kind.WAITING_LIST
     b.changed.append(StatusChange(target.id, status))
     b.answer(kind, target.email, name=target.name, country=target.country,
-             language=target.language)
+             language=target.language, offset=target.sequence_offset)
     b.notes.append(f"{target.email} approved: {status}")
     return b.build()
 
@@ -413,9 +413,12 @@ def reject(target: Registered, event: Event, registered: Sequence[Registered], *
     if target.status is Status.CANCELLED:
         raise Refused(f"was cancelled for {event.id}: nothing to reject")
     b = _staff_builder(target, event, sequence, action, staff_address)
-    b.changed.append(StatusChange(target.id, Status.REJECTED))
+    # Someone who held a seat had the event in their calendar: the refusal cancels it, with
+    # a SEQUENCE above their last invitation (RFC 5546 2.1.4), as a withdrawal does.
+    offset = target.sequence_offset + (target.status is Status.CONFIRMED)
+    b.changed.append(StatusChange(target.id, Status.REJECTED, offset))
     b.answer(Kind.REJECTED, target.email, name=target.name, country=target.country,
-             language=target.language)
+             language=target.language, offset=offset, status=str(target.status))
     b.notes.append(f"{target.email} rejected")
     if target.status is Status.CONFIRMED:
         _promote(b, registered, {target.country: 1}, {target.id}, now, event)

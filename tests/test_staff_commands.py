@@ -110,6 +110,13 @@ def test_reject_frees_the_seat_for_the_first_waiting(office: Office) -> None:
     # The reason is for the audit trail, not for the participant.
     assert "government official" not in body(told[1][1])
     assert "unable to accept" in body(told[1][1]) or "accepter" in body(told[1][1])
+    # Their calendar entry is cancelled, one SEQUENCE above the invitation they got.
+    (ack_ics,) = [p.get_content() for p in told[0][1].walk()
+                  if p.get_content_type() == "text/calendar"]
+    (refusal_ics,) = [p.get_content() for p in told[1][1].walk()
+                      if p.get_content_type() == "text/calendar"]
+    assert "METHOD:CANCEL" in refusal_ics and "SEQUENCE:1" in refusal_ics
+    assert "SEQUENCE:0" in ack_ics
     assert [k for k, _ in office.sent_to(people[4])] == ["waiting_list", "promotion"]
 
 

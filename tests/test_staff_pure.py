@@ -128,13 +128,15 @@ def test_rejecting_a_seat_promotes_the_first_waiting_of_that_country(catalog: Ca
                   (5, "w5@x.sn", "SN", Status.WAITING), (6, "w6@x.sn", "SN", Status.WAITING),
                   (7, "g@x.gh", "GH", Status.WAITING))
     decision = rules.reject(regs[1], event, regs, sequence=0, now=NOW, action="r")
-    assert decision.changed == (rules.StatusChange(2, Status.REJECTED),
+    # The refusal cancels their calendar entry one SEQUENCE above their invitation.
+    assert decision.changed == (rules.StatusChange(2, Status.REJECTED, 1),
                                 rules.StatusChange(5, Status.CONFIRMED))
-    assert [(a.kind, a.recipient) for a in decision.answers] == [
-        (Kind.REJECTED, "p2@x.sn"), (Kind.PROMOTION, "w5@x.sn")]
-    # Rejecting someone who was waiting frees nothing.
+    assert [(a.kind, a.recipient, a.sequence, a.context["status"] if a.context else "")
+            for a in decision.answers] == [
+        (Kind.REJECTED, "p2@x.sn", 1, "confirmed"), (Kind.PROMOTION, "w5@x.sn", 0, "")]
+    # Rejecting someone who was waiting frees nothing, and they had no calendar entry.
     decision = rules.reject(regs[5], event, regs, sequence=0, now=NOW, action="r2")
-    assert decision.changed == (rules.StatusChange(6, Status.REJECTED),)
+    assert decision.changed == (rules.StatusChange(6, Status.REJECTED, 0),)
     with pytest.raises(rules.Refused, match="already rejected"):
         rules.reject(people((8, "x@x.sn", "SN", Status.REJECTED))[0], event, regs,
                      sequence=0, now=NOW, action="r3")

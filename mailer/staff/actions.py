@@ -108,10 +108,12 @@ def _lock(session: Session, event_ids: Sequence[str]) -> None:
     session.expire_all()
 
 
-def _snapshot(session: Session, event_id: str) -> list[Registered]:
+def registered(session: Session, event_id: str) -> list[Registered]:
+    """Every registration of an event as the rules read it (the waiting-list order)."""
     return [Registered(id=r.id, email=r.email, country=r.country, status=Status(r.status),
                        created_at=r.created_at, name=r.name, language=r.language,
-                       certificate_requested=r.certificate_requested)
+                       certificate_requested=r.certificate_requested,
+                       sequence_offset=r.sequence_offset)
             for r in store.registrations_of(session, event_id)]
 
 
@@ -213,7 +215,7 @@ def _decide_each(session: Session, desk: Desk, refs: Sequence[str], event_id: st
         if row is None:     # erased meanwhile by another process
             raise UsageError(f"{registration_ref(reg_id)}: no such registration")
         event = _event(desk, row.event_id, registration_ref(reg_id))
-        snapshot = _snapshot(session, event.id)
+        snapshot = registered(session, event.id)
         before = {r.id: r.status for r in snapshot}
         target = next(r for r in snapshot if r.id == reg_id)
         sequence = store.event_sequence(session, event.id)
@@ -285,7 +287,7 @@ def _participant(person: NewPerson) -> Participant:
 def _register(session: Session, desk: Desk, event: Event, participant: Participant,
               language: str, certificate: bool, verb: str, reason: str,
               detail: str = "") -> list[Done]:
-    snapshot = _snapshot(session, event.id)
+    snapshot = registered(session, event.id)
     earlier = next((r for r in snapshot if r.email == participant.email
                     and r.status in rules.ACTIVE), None)
     if earlier is not None:

@@ -26,7 +26,7 @@ from mailer.domain import Intent, IntentKind, Participant, Status, make_message_
 from mailer.domain import normalise_email as _norm
 from mailer.retention import PURGED_PREFIX, _keep_counts
 from mailer.staff import audit
-from mailer.staff.actions import Desk, action_id
+from mailer.staff.actions import Desk, action_id, registered
 from mailer.staff.refs import registration_ref
 
 ERASED = "(erased)"
@@ -176,10 +176,7 @@ def _give_up_places(session: Session, desk: Desk, mine: list[store.Registration]
         if event is None or Status(row.status) not in rules.ACTIVE or desk.now >= event.start:
             continue
         store.lock_event(session, event.id)
-        snapshot = [rules.Registered(id=r.id, email=r.email, country=r.country,
-                                     status=Status(r.status), created_at=r.created_at,
-                                     name=r.name, language=r.language)
-                    for r in store.registrations_of(session, event.id)]
+        snapshot = registered(session, event.id)
         sequence = store.event_sequence(session, event.id)
         intent = Intent(kind=IntentKind.CANCELLATION, sender=row.email,
                         message_id=action_id(desk), event_id=event.id,

@@ -17,6 +17,7 @@ from mailer.handling import Policy, handle
 from mailer.outbox import drain
 from mailer.schedule import Catalog
 from mailer.smtp import Sender
+from mailer.staff.digest import questions
 from tests.builders import make_catalog
 from tests.servers.smtp import SmtpSink, smtp_settings
 from tests.staffkit import MOMENT, question, registration_reply
@@ -45,6 +46,12 @@ def test_forwarded_questions_count_against_the_senders_ration(st: store.Store,
         (kept,) = session.scalars(select(store.Inbound).where(
             store.Inbound.message_id == "<q3@client.example>"))
     assert kept.intent == "question" and "not forwarded" in kept.reason
+    # Held back, but staff still see it, in `mailer review` and the digest.
+    with st.transaction() as session:
+        asked = questions(session, MOMENT.replace(hour=0))
+    assert [(q["sender"], q["status"]) for q in asked] == [
+        (NOSY, "pending")] * 3 + [(NOSY, "held")]
+    assert f"M{kept.id}" in asked[-1]["subject"]
     # A day later the ration is back.
     later = handle(st, catalog, question(NOSY, mid="q9"), now=MOMENT.replace(day=22),
                    policy=POLICY)

@@ -125,9 +125,13 @@ class Office:
         return [m.message() for m in self.sink.messages]
 
     def sent_to(self, address: str) -> list[tuple[str, EmailMessage]]:
-        """(kind, message) of every message the sink got for ``address``."""
-        return [(str(m["X-Mailer-Kind"]), m) for m in self.sent()
+        """(kind, message) of every message the sink got for ``address``, in the order they
+        were queued (the outbox's; two connections deliver them in either order)."""
+        queued = {r.message_id: r.id for r in self.rows(store.OutboxRow)}
+        mine = [m for m in self.sent()
                 if m["To"].addresses[0].addr_spec.lower() == address.lower()]
+        mine.sort(key=lambda m: queued.get(str(m["Message-ID"]), 0))
+        return [(str(m["X-Mailer-Kind"]), m) for m in mine]
 
     def rows(self, model: type) -> list[Any]:
         st = store.Store(self.url)

@@ -317,3 +317,24 @@ def test_a_wrong_staff_time_zone_is_one_clear_line(office: Office) -> None:
     result = office.mailer("check")
     assert result.exit_code == 2
     assert "staff.time_zone: unknown time zone 'Mars/Base'" in result.output
+
+
+def test_an_action_the_store_refuses_halfway_changes_nothing_and_exits_1(
+        tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    """The audit record cannot be written (the database refuses it): the approval is rolled
+    back with it, and the command says so in one line, exit 1."""
+    office = make_office(tmp_path, f"sqlite:///{tmp_path}/m.db", smtp_sink)
+    office.reply(registration_reply(PIERRE, "Pierre Martin", "France", mid="fr1"))
+    st = store.Store(office.url)
+    try:
+        with st.engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON audit "
+                                 "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    finally:
+        st.close()
+    before = office.everything()
+    result = office.mailer("approve", f"R{office.registration(PIERRE).id}", "--now", NOW)
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert "database or disk is full; nothing was changed" in line
+    assert office.everything() == before

@@ -73,8 +73,9 @@ def _session(settings: Settings) -> Iterator[Session]:
         with store.command_transaction(settings.store.url) as session:
             yield session
     except SQLAlchemyError as exc:
-        first = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
-        raise StoreError(f"the store refused: {first}; nothing was changed, run the command "
+        # The database's own words (store_error), and what staff need to know: the action's
+        # one transaction was rolled back (a deadlock with the daemon, a full disk).
+        raise StoreError(f"{store.store_error(exc)}; nothing was changed, run the command "
                          "again") from None
 
 

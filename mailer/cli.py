@@ -307,14 +307,15 @@ _SHOWN = 20
 @config_option
 @click.option("--series", "series_id", help="purge this series now (all its events must be over)")
 @click.option("--now", help="pretend it is this moment (ISO 8601)")
+@click.option("--yes", is_flag=True, help="delete (without it: only show what would go)")
 @click.pass_context
 @guarded
 def purge(ctx: click.Context, config: str | None, series_id: str | None,
-          now: str | None) -> None:
-    """Delete personal data of finished series (kept as counts per country)."""
+          now: str | None, yes: bool) -> None:
+    """Show (and with --yes delete) personal data of finished series, kept as counts."""
     from mailer import store
     from mailer.daemon import utcnow
-    from mailer.retention import purge_expired, purge_series
+    from mailer.retention import purge_expired, purge_quarantined, purge_series
     from mailer.views import load
 
     settings = settings_from(ctx, config)
@@ -325,12 +326,22 @@ def purge(ctx: click.Context, config: str | None, series_id: str | None,
             results = [purge_series(session, catalog, series_id, moment)]
         else:
             results = purge_expired(session, catalog, moment, settings.retention.days)
-    if not any(r.changed for r in results):
+        kept_mail = purge_quarantined(session, moment, settings.retention.quarantine_days)
+        if not yes:
+            session.rollback()      # the same purge, undone: exactly what --yes would delete
+    if not any(r.changed for r in results) and not kept_mail:
         click.echo("nothing to purge")
+        return
+    done = "" if yes else "would be "
     for r in results:
-        click.echo(f"{r.series_id}: {r.registrations} registration(s) deleted, kept as "
-                   f"{r.counts} count row(s); {r.outbox} outbox and {r.inbound} inbound "
-                   "row(s) cleared")
+        click.echo(f"{r.series_id}: {r.registrations} registration(s) {done}deleted, kept as "
+                   f"{r.counts} count row(s); {r.outbox} outbox, {r.inbound} inbound and "
+                   f"{r.audit} audit row(s) {done}cleared")
+    if kept_mail:
+        click.echo(f"{kept_mail} quarantined message(s) older than "
+                   f"{settings.retention.quarantine_days} days {done}deleted")
+    if not yes:
+        click.echo("nothing was deleted: run again with --yes to delete")
 
 
 @cli.command()
@@ -343,6 +354,10 @@ def demo(ctx: click.Context, folder: str) -> None:
     from mailer.demo import run_demo
 
     run_demo(Path(folder))
+
+
+# The staff's commands (review, approve, ..., forget) add themselves to the group.
+from mailer.staff import cli as _staff_commands  # noqa: E402, F401
 
 
 def main() -> None:

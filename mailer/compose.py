@@ -78,7 +78,11 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
     "reason": "", "candidates": [], "text": "", "missing": [], "sender": "", "subject": "",
     "problems": [], "status": "", "previous_start": None, "previous_end": None,
     "previous_join_url": None, "previous_title": None, "unread_countries": [],
-    "policy": "on_request",
+    "policy": "on_request", "inferred": [],
+    # Staff messages: the digest's facts, what a reply to it did, where replies to it go.
+    "digest": {"id": 0, "day": "", "since": "", "until": "", "new": [], "waiting": [],
+               "questions": [], "unplaced": [], "failed": [], "quarantined": [], "coming": []},
+    "results": [], "unread": [], "sent_to": "", "reply_to": "",
 }
 # Kinds sent to someone who holds a place: cancelling gives it to someone else. Others
 # (waiting list, review) only withdraw a request.
@@ -414,6 +418,9 @@ class Composer:
             "unread_countries": [safe_display_name(str(c), _MAX_LINE)
                                  for c in ctx["unread_countries"]][:10],
             "sender": safe_display_name(str(ctx["sender"]), _MAX_LINE),
+            # What the mailer guessed of the participant ("name", "country"), shown so
+            # that a reply can correct it (templates/<lang>/_inferred).
+            "inferred": [f for f in ctx["inferred"] if f in ("name", "country")],
             "subject": safe_display_name(str(ctx["subject"]), _MAX_LINE),
             "attachments": [name for name, _, _ in attachments],
             "links": list(links),
@@ -499,7 +506,8 @@ class Composer:
             alternative.append(wire.text(html, "html"))
         parts: list[wire.Part] = []
         method = _method(out.kind)
-        if out.kind is Kind.WITHDRAWAL and ctx.get("status") not in ("confirmed", "", None):
+        if out.kind in (Kind.WITHDRAWAL, Kind.REJECTED) and ctx.get("status") not in (
+                "confirmed", "", None):
             method = None       # a waiting or reviewed request had no calendar entry
         if method and event is not None:
             ics = build_calendar(event, method=method, attendee_email=out.recipient,
@@ -540,7 +548,7 @@ class Composer:
 
     def _reply_to_header(self, out: Outgoing) -> str:
         """The Reply-To value, the same for every message of one event (so made once)."""
-        if out.kind is Kind.STAFF_QUESTION:
+        if out.kind in STAFF_KINDS:
             return _format_address(self._reply_to(out))
         cached = self._reply_tos.get(out.event_id)
         if cached is None:
@@ -549,6 +557,10 @@ class Composer:
 
     def _reply_to(self, out: Outgoing) -> Address:
         organiser = self.settings.organiser
+        if out.kind in STAFF_KINDS and out.context.get("reply_to"):
+            # The digest's own reply address (with its token): replies to it act.
+            return Address(display_name=safe_display_name(organiser.name),
+                           addr_spec=str(out.context["reply_to"]))
         if out.kind is Kind.STAFF_QUESTION and out.context.get("sender"):
             # Staff answer the participant directly by replying to the forwarded question.
             try:
@@ -657,6 +669,30 @@ SAMPLE_ATTACHMENTS: tuple[Attachment, ...] = (
 SAMPLE_LINKS: tuple[Link, ...] = (("Slides", "https://example.org/packs/slides.pptx"),)
 
 
+SAMPLE_DIGEST: dict[str, Any] = {
+    "id": 1, "day": "2020-07-01", "since": "2020-06-30T08:00+00:00",
+    "until": "2020-07-01T08:00+00:00",
+    "new": [{"event": "africa-fr", "country": "SN", "country_name": "Senegal",
+             "status": "confirmed", "count": 2}],
+    "waiting": [{"ref": "R12", "event": "africa-fr", "country": "FR", "name": "Jean Martin",
+                 "email": "jean.martin@example.org", "organisation": "Ministry of Justice",
+                 "position": "Prosecutor", "since": "2020-06-30T10:00+00:00",
+                 "why": "France is not invited to this event"}],
+    "questions": [{"at": "2020-06-30T11:00+00:00", "event": "africa-fr",
+                   "sender": "awa.diop@example.org", "subject": "Slides?", "status": "sent"}],
+    "unplaced": [{"ref": "M7", "at": "2020-06-30T12:00+00:00", "sender": "x@example.org",
+                  "intent": "unknown", "why": "unreadable: clarification asked"}],
+    "failed": [{"id": 41, "to": "kofi@example.org", "kind": "acknowledgement",
+                "event": "africa-fr", "error": "550 5.1.1 No such user", "attempts": 1}],
+    "quarantined": [{"ref": "M9", "at": "2020-06-30T13:00+00:00", "sender": "y@example.org",
+                     "why": "too large (30000000 bytes, limit 25000000)"}],
+    "coming": [{"at": "2020-07-02T08:00+00:00", "event": "africa-fr", "what": "reminder",
+                "count": 12},
+               {"at": "2020-07-02T09:00+00:00", "event": "africa-fr", "what": "starts",
+                "count": 0}],
+}
+
+
 def sample_outgoing(kind: Kind, lang: str, event: Event | None, candidates: list[str], *,
                     to: str = "awa.diop@example.org", name: str = "Awa Diop",
                     country: str | None = "SN") -> Outgoing:
@@ -665,7 +701,7 @@ def sample_outgoing(kind: Kind, lang: str, event: Event | None, candidates: list
     previous = (event.start - timedelta(days=1)) if event else SAMPLE_NOW
     context: dict[str, Any] = {
         "reason": "sample reason", "candidates": candidates, "missing": ["country"],
-        "unread_countries": ["Atlantis"],
+        "unread_countries": ["Atlantis"], "inferred": ["country"],
         "text": "Could you tell me whether the slides will be shared?",
         "sender": to, "subject": "Question about the webinar", "status": "confirmed",
         "problems": ["schedules/sample.toml:3: event[0].end: end must be after start"],
@@ -673,6 +709,13 @@ def sample_outgoing(kind: Kind, lang: str, event: Event | None, candidates: list
         "previous_end": (previous + timedelta(hours=1)).isoformat(),
         "previous_join_url": "https://zoom.us/j/0000000000",
         "previous_title": {"en": "Former title", "fr": "Ancien titre", "es": "Título anterior"},
+        "digest": SAMPLE_DIGEST,
+        "reply_to": "webinars+digest-1-0123456789abcdef01234567@example.org",
+        "results": [{"ok": True, "lines": ["approve R12: done", "R12 Awa Diop (SN), "
+                                           "africa-fr: review -> confirmed"]},
+                    {"ok": False, "lines": ["reject R99 why: not done: R99: no such "
+                                            "registration"]}],
+        "unread": ["not a command: thanks"], "sent_to": "webinars@example.org",
     }
     return Outgoing(key=outbox_key(kind, to, event_id, "sample"), kind=kind, recipient=to,
                     language=lang, event_id=event_id, name=name, country=country, sequence=1,

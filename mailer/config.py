@@ -10,8 +10,17 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mailer.errors import ConfigError, Problem, toml_error
@@ -133,6 +142,34 @@ class Retention(_Section):
     """How long personal data is kept after a series' last event."""
 
     days: int = Field(default=365, ge=1)
+    # Quarantined mail is kept (its first bytes) so staff can look at it and release it.
+    quarantine_days: int = Field(default=30, ge=1)
+    quarantine_keep_bytes: int = Field(default=2_000_000, ge=0)
+
+
+class Staff(_Section):
+    """The staff who decide: who may act by replying to the daily digest, and when it comes.
+
+    ``secret`` signs each digest's reply address (an HMAC): give it in the environment
+    (``MAILER_STAFF__SECRET``); without it the digest still comes, but acting by reply is off.
+    """
+
+    addresses: list[str] = Field(default_factory=list)   # empty: organiser.staff_address only
+    secret: SecretStr | None = None
+    digest: bool = True
+    digest_hour: int = Field(default=8, ge=0, le=23)
+    time_zone: str = "UTC"
+    reply_days: int = Field(default=14, ge=1)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
+                             "\"Europe/Paris\")") from None
+        return value
 
 
 class Cluster(_Section):
@@ -175,6 +212,7 @@ class Settings(BaseSettings):
     retention: Retention = Retention()
     cluster: Cluster = Cluster()
     check: Check = Check()
+    staff: Staff = Staff()
 
     @classmethod
     def settings_customise_sources(
@@ -256,5 +294,6 @@ def _problems(name: str, exc: ValidationError) -> list[Problem]:
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown key"
+        message = message.removeprefix("Value error, ")    # a validator's own words
         problems.append(Problem(name, field, message))
     return problems

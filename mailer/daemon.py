@@ -31,7 +31,6 @@ from mailer.handling import (
     GROUP,
     Arrival,
     Handled,
-    Policy,
     after_crash,
     groups,
     handle,
@@ -45,6 +44,8 @@ from mailer.outbox import DrainReport, drain
 from mailer.planner import Contact, Plan
 from mailer.schedule import Catalog, read_catalog
 from mailer.smtp import Sender
+from mailer.staff.digest import Digests
+from mailer.staff.replies_check import policy_for
 from mailer.sync import EventChange, plan_into_outbox, sync_events
 from mailer.workers import Workers
 
@@ -106,11 +107,8 @@ class Mailer:
                                                    settings.paths.contacts)
         for problem in problems:
             log.warning("contacts problem", problem=str(problem))
-        address = settings.organiser.address
-        self.policy = Policy(inbox_address=address, staff_address=settings.organiser.staff_address,
-                             domain=address.rpartition("@")[2] or "localhost",
-                             answers_per_day=settings.limits.auto_answers_per_day,
-                             max_bytes=settings.imap.max_message_bytes)
+        self.policy = policy_for(settings)
+        self.digests = Digests(settings, self.policy.domain)
 
     @classmethod
     def open(cls, settings: Settings, command: str = "run") -> Mailer:
@@ -171,6 +169,7 @@ class Mailer:
             changes = sync_events(session, self.catalog, now, self.settings.paths.packs)
             current = plan_into_outbox(session, self.catalog, self.contacts, now,
                                        self.policy.domain)
+        self.digests.tick(self.store, self.catalog, self.contacts, now)
         return changes, current
 
     def handle(self, raw: bytes, now: datetime, **where: int | str | None) -> Handled:
@@ -603,7 +602,7 @@ class Service:
                     problems=len(problems))
 
     def retention(self) -> None:
-        from mailer.retention import purge_expired
+        from mailer.retention import purge_expired, purge_quarantined
 
         if not self.mailer.cluster.leading():
             return          # the leader purges, once
@@ -611,6 +610,7 @@ class Service:
         with self.mailer.store.transaction() as session:
             purge_expired(session, self.mailer.catalog, self.clock(),
                           self.settings.retention.days)
+            purge_quarantined(session, self.clock(), self.settings.retention.quarantine_days)
 
     # -- plumbing -----------------------------------------------------------------------------
     async def _wait(self, *events: asyncio.Event) -> None:

@@ -55,12 +55,17 @@ class Kind(StrEnum):
     CERTIFICATE = "certificate"                # the certificate of participation (PDF)
     CERTIFICATE_NOTED = "certificate_noted"    # certificate request noted, sent after the event
     CLARIFICATION = "clarification"            # we could not read your reply: here is the form
+    REJECTED = "rejected"                      # staff turned the registration down
     STAFF_QUESTION = "staff_question"          # a participant's question, forwarded to staff
     STAFF_ALERT = "staff_alert"                # something staff must fix (a broken schedule)
+    STAFF_DIGEST = "staff_digest"              # the daily digest: what happened, what waits
+    STAFF_DONE = "staff_done"                  # what a reply to the digest did
+    STAFF_REFUSED = "staff_refused"            # a reply to the digest that was refused
 
 
 PARTICIPANT_KINDS: tuple[Kind, ...] = tuple(k for k in Kind if not k.startswith("staff_"))
-STAFF_KINDS: tuple[Kind, ...] = (Kind.STAFF_QUESTION, Kind.STAFF_ALERT)
+STAFF_KINDS: tuple[Kind, ...] = (Kind.STAFF_QUESTION, Kind.STAFF_ALERT, Kind.STAFF_DIGEST,
+                                  Kind.STAFF_DONE, Kind.STAFF_REFUSED)
 # Kinds sent because a message arrived: they count against a sender's daily automatic answers
 # and carry ``Auto-Submitted: auto-replied``.
 ANSWER_KINDS: frozenset[Kind] = frozenset({
@@ -72,7 +77,7 @@ ANSWER_KINDS: frozenset[Kind] = frozenset({
 CALENDAR_KINDS: frozenset[Kind] = frozenset({
     Kind.ACKNOWLEDGEMENT, Kind.PROMOTION, Kind.REMINDER, Kind.UPDATE,
 })
-CANCEL_KINDS: frozenset[Kind] = frozenset({Kind.CANCELLATION, Kind.WITHDRAWAL})
+CANCEL_KINDS: frozenset[Kind] = frozenset({Kind.CANCELLATION, Kind.WITHDRAWAL, Kind.REJECTED})
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,9 @@ class Participant:
     organisation: str = ""
     position: str = ""
     country_text: str = ""              # what the sender wrote, for "we could not read" answers
+    # Fields guessed rather than written ("name" from the From header, "country" from a
+    # government address): the acknowledgement shows them, so a reply can correct them.
+    inferred: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,8 @@ class Intent:
             "event": self.event_id,
             "language": self.language,
             "participants": [
-                {k: v for k, v in asdict(p).items() if k != "country_text"}
+                {k: (list(v) if k == "inferred" else v) for k, v in asdict(p).items()
+                 if k != "country_text" and (k != "inferred" or v)}
                 for p in self.participants
             ],
             "certificate": self.certificate,

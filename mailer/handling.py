@@ -35,6 +35,8 @@ from mailer.errors import LeaseLost
 from mailer.inbox import message_id_of
 from mailer.rules import Decision, Registered, decide
 from mailer.schedule import Catalog
+from mailer.staff import replies_check as staff_replies
+from mailer.staff.refs import with_refs
 from mailer.understand import read
 
 log = structlog.get_logger(__name__)
@@ -42,6 +44,8 @@ log = structlog.get_logger(__name__)
 # Acknowledgements are not rationed: they are bounded by the number of events, and a
 # participant must get every one of them. Everything else answered automatically is.
 _RATIONED = frozenset(ANSWER_KINDS - {Kind.ACKNOWLEDGEMENT})
+# Forwarded questions are counted too, against their sender (``_ration``).
+_COUNTED = _RATIONED | {Kind.STAFF_QUESTION}
 MAX_TRIES = 3
 
 
@@ -55,6 +59,7 @@ class Handled:
     decision: Decision | None = None
     reason: str = ""
     answers: int = 0               # automatic answers queued (after rationing)
+    summary: str = ""              # what was done, people named by REF (logged and kept)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,10 @@ class Policy:
     domain: str
     answers_per_day: int = 5
     max_bytes: int = 25_000_000
+    staff_addresses: frozenset[str] = frozenset()   # who may act by replying to the digest
+    digest_secret: str = ""                          # signs the digests' reply addresses
+    reply_days: int = 14                             # how long a digest can be acted on
+    keep_raw_bytes: int = 2_000_000                  # of a quarantined message, for staff
     # The instance whose leader lease every decision is made under (``claims.hold``), when
     # several processes share the store; None decides without one (tests, tools).
     leader: str | None = None
@@ -115,6 +124,7 @@ def after_crash(st: store.Store, catalog: Catalog, arrival: Arrival,
         reason = f"the mailer stopped {tries} times while handling it"
         store.record_inbound(session, message_id=message_id, outcome="quarantined", now=now,
                              reason=reason, **arrival.where)
+        keep_raw(session, message_id, arrival.raw, policy.keep_raw_bytes, now)
     log.error("message quarantined", message_id=message_id, reason=reason)
     understood = understood_of(catalog, arrival, policy)
     intent = understood if isinstance(understood, Intent) else None
@@ -164,7 +174,7 @@ def handle_one(st: store.Store, catalog: Catalog, arrival: Arrival, policy: Poli
     except LeaseLost:
         raise                   # not the message's fault: the new leader handles it
     except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop
-        return _failed(st, arrival, understood, exc)
+        return _failed(st, arrival, understood, exc, policy)
     _report(handled)
     return handled
 
@@ -240,7 +250,7 @@ def understood_of(catalog: Catalog, arrival: Arrival, policy: Policy) -> Intent 
 
 
 def _failed(st: store.Store, arrival: Arrival, understood: Intent | str,
-            exc: Exception) -> Handled:
+            exc: Exception, policy: Policy) -> Handled:
     """Record a failed try of a message; quarantine it after ``MAX_TRIES``."""
     # Like Mailman's switchboard: a message that keeps failing is set aside after a few
     # tries instead of being retried forever.
@@ -253,6 +263,7 @@ def _failed(st: store.Store, arrival: Arrival, understood: Intent | str,
         if tries >= MAX_TRIES:
             store.record_inbound(session, message_id=message_id, outcome="quarantined",
                                  now=now, reason=f"failed {tries} times: {reason}", **where)
+            keep_raw(session, message_id, arrival.raw, policy.keep_raw_bytes, now)
     log.error("message failed", message_id=message_id, tries=tries, exc_info=exc)
     if tries >= MAX_TRIES:
         _suppress_bounced(st, intent, now)
@@ -288,10 +299,10 @@ def _report(handled: Handled) -> None:
         log.warning("message quarantined", message_id=handled.message_id,
                     reason=handled.reason)
     elif handled.outcome == "handled" and handled.intent and handled.decision:
+        # Participants by REF, never by address (the summary was written with REFs).
         log.info("message handled", message_id=handled.message_id,
                  intent=str(handled.intent.kind), event_id=handled.intent.event_id,
-                 sender=handled.intent.sender, outcome=handled.decision.summary,
-                 answers=handled.answers)
+                 outcome=handled.summary or handled.decision.summary, answers=handled.answers)
 
 
 def _settle(session: Session, catalog: Catalog, arrival: Arrival, understood: Intent | str,
@@ -308,7 +319,13 @@ def _settle(session: Session, catalog: Catalog, arrival: Arrival, understood: In
     if isinstance(understood, str):
         store.record_inbound(session, message_id=message_id, outcome="quarantined", now=now,
                              reason=understood, row=previous, **where)
+        keep_raw(session, message_id, arrival.raw, policy.keep_raw_bytes, now)
         return Handled(message_id, "quarantined", reason=understood)
+    if staff_replies.concerns(arrival.raw, understood, policy):
+        # A reply to the digest (or what claims to be one): staff commands, not a participant.
+        from mailer.staff.replies import settle_staff_reply
+
+        return settle_staff_reply(session, catalog, arrival, understood, policy, previous)
     intent = _infer_event(session, catalog, understood, now)
     event = catalog.events.get(intent.event_id) if intent.event_id else None
     if event is not None:
@@ -323,14 +340,22 @@ def _settle(session: Session, catalog: Catalog, arrival: Arrival, understood: In
     if utc_offset is not None:
         answers = [replace(out, context={**out.context, "utc_offset": utc_offset})
                    for out in answers]
-    _apply(session, decision, intent, event.series.id if event else "", sequence, now,
-           utc_offset)
+    refs = {r.email: r.id for r in snapshot}
+    refs.update(_apply(session, decision, intent, event.series.id if event else "", sequence,
+                       now, utc_offset))
     store.enqueue(session, answers, now=now, domain=policy.domain)
+    # What is kept and logged names people by REF (R12), not by address.
+    summary = with_refs(decision.summary, refs)
+    if len(answers) < len(decision.answers) and any(
+            out.kind is Kind.STAFF_QUESTION for out in decision.answers) and not any(
+            out.kind is Kind.STAFF_QUESTION for out in answers):
+        summary += "; not forwarded: the sender's daily ration is used up"
     store.record_inbound(session, message_id=message_id, outcome="handled", now=now,
                          sender=intent.sender, intent=str(intent.kind),
-                         event_id=intent.event_id, reason=decision.summary, row=previous,
+                         event_id=intent.event_id, reason=summary, row=previous,
                          **where)
-    return Handled(message_id, "handled", intent, decision, answers=len(answers))
+    return Handled(message_id, "handled", intent, decision, answers=len(answers),
+                   summary=summary)
 
 
 def unfit_address(intent: Intent) -> str | None:
@@ -348,16 +373,18 @@ def unfit_address(intent: Intent) -> str | None:
 
 
 def _infer_event(session: Session, catalog: Catalog, intent: Intent, now: datetime) -> Intent:
-    """A cancellation or certificate request naming no event: the sender's only registration."""
+    """A cancellation, certificate request or calendar answer naming no event (or several):
+    the sender's only registration among them."""
     if intent.event_id or intent.kind not in (IntentKind.CANCELLATION,
-                                              IntentKind.CERTIFICATE_REQUEST):
+                                              IntentKind.CERTIFICATE_REQUEST,
+                                              IntentKind.CALENDAR_REPLY):
         return intent
-    wanted = ({Status.CONFIRMED, Status.WAITING, Status.REVIEW}
-              if intent.kind is IntentKind.CANCELLATION else {Status.CONFIRMED})
+    wanted = ({Status.CONFIRMED} if intent.kind is IntentKind.CERTIFICATE_REQUEST
+              else {Status.CONFIRMED, Status.WAITING, Status.REVIEW})
     mine = [r.event_id for r in session.scalars(
         select(store.Registration).where(store.Registration.email == intent.sender))
         if Status(r.status) in wanted and r.event_id in catalog.events
-        and (intent.kind is IntentKind.CERTIFICATE_REQUEST
+        and (intent.kind is not IntentKind.CANCELLATION
              or catalog.events[r.event_id].end > now)]
     if intent.candidates:
         narrowed = [e for e in mine if e in intent.candidates]
@@ -405,7 +432,8 @@ def _snapshot_queries() -> dict[tuple[str, bool], Select[Any]]:
     Reg = store.Registration
     # What the rules read of a registration: columns, not ORM objects, which cost more.
     columns = (Reg.id, Reg.email, Reg.country, Reg.status, Reg.created_at, Reg.name,
-               Reg.language, Reg.certificate_requested, Reg.sequence_offset)
+               Reg.language, Reg.certificate_requested, Reg.sequence_offset,
+               Reg.organisation, Reg.position)
     event = Reg.event_id == bindparam("event_id")
     named = Reg.email.in_(bindparam("emails", expanding=True))
     queries: dict[tuple[str, bool], Select[Any]] = {}
@@ -449,13 +477,17 @@ def _snapshot(session: Session, event_id: str, intent: Intent) -> list[Registere
             their_countries.add(r.country)
     others = their_countries - written
     if others:
-        rows.update((r.id, r) for r in session.execute(_SNAPSHOT["countries", freeing], {
+        # A person registered in another country than they now write: a correction that
+        # may free their seat there, so that country's waiting list is read too.
+        rows.update((r.id, r) for r in session.execute(_SNAPSHOT["countries", True], {
             "event_id": event_id, "countries": sorted(others)}))
     ordered = sorted(rows.values(), key=lambda r: (r.created_at, r.id))
     return [Registered(id=r.id, email=r.email, country=r.country, status=Status(r.status),
                        created_at=r.created_at, name=r.name, language=r.language,
                        certificate_requested=r.certificate_requested,
-                       sequence_offset=r.sequence_offset or 0) for r in ordered]
+                       sequence_offset=r.sequence_offset or 0,
+                       organisation=r.organisation or "", position=r.position or "")
+            for r in ordered]
 
 
 def _ration(session: Session, answers: tuple[Outgoing, ...], intent: Intent, now: datetime,
@@ -463,25 +495,35 @@ def _ration(session: Session, answers: tuple[Outgoing, ...], intent: Intent, now
     """Drop answers to suppressed addresses, to ourselves, and past a sender's daily ration."""
     own = {normalise_email(policy.inbox_address)}
     since = now - timedelta(days=1)
+    sender = normalise_email(intent.sender)
+    # A question forwarded to staff counts against its sender's ration (staff are protected
+    # from a flood as participants are from a loop): ``rationed`` is who it is counted for.
+    def rationed(out: Outgoing) -> str:
+        return sender if out.kind is Kind.STAFF_QUESTION else normalise_email(out.recipient)
+
     # Both facts for every recipient in one query up front (nothing here writes, so reading
     # them first changes no answer), instead of one or two queries per answer.
     suppressed, sent = store.answer_limits(
         session, {normalise_email(out.recipient) for out in answers
                   if out.kind in ANSWER_KINDS} - own,
-        {normalise_email(out.recipient) for out in answers if out.kind in _RATIONED},
+        {rationed(out) for out in answers if out.kind in _COUNTED},
         _RATIONED, since)
+    if any(out.kind is Kind.STAFF_QUESTION for out in answers):
+        sent[sender] += store.questions_from(session, sender, since)
     kept: list[Outgoing] = []
     counted: dict[str, int] = {}
     for out in answers:
         to = normalise_email(out.recipient)
         if out.kind in ANSWER_KINDS and (to in own or to in suppressed):
-            log.info("answer not sent", to=to, kind=str(out.kind), why="own or suppressed")
+            log.info("answer not sent", kind=str(out.kind), message_id=intent.message_id,
+                     why="own or suppressed")
             continue
-        if out.kind in _RATIONED:
+        if out.kind in _COUNTED:
+            to = rationed(out)
             if to not in counted:
                 counted[to] = sent[to]
             if counted[to] >= policy.answers_per_day:
-                log.warning("daily ration of automatic answers reached", to=to,
+                log.warning("daily ration of automatic answers reached",
                             kind=str(out.kind), message_id=intent.message_id)
                 continue
             counted[to] += 1
@@ -489,17 +531,22 @@ def _ration(session: Session, answers: tuple[Outgoing, ...], intent: Intent, now
     return kept
 
 
-_INSERT_REGISTRATION = insert(store.Registration.__table__)
+_INSERT_REGISTRATION = insert(store.Registration.__table__).returning(
+    store.Registration.__table__.c.id)
 
 
 def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
-           sequence: int, now: datetime, utc_offset: int | None = None) -> None:
+           sequence: int, now: datetime, utc_offset: int | None = None) -> dict[str, int]:
+    """Write a decision; return the registration id of every address it created or changed
+    (what logs and stored summaries name people by)."""
+    refs: dict[str, int] = {}
     for email in decision.suppress:
         store.suppress(session, email, f"bounce {intent.message_id}", now)
     if decision.event_id is None:
-        return
+        return refs
     wanted = ({c.registration_id for c in decision.changed} | set(decision.certificate_for)
-              | {n.revive_id for n in decision.created if n.revive_id is not None})
+              | {n.revive_id for n in decision.created if n.revive_id is not None}
+              | {u.registration_id for u in decision.updated})
     by_id = {r.id: r for r in session.scalars(select(store.Registration).where(
         store.Registration.id.in_(wanted)))} if wanted else {}
     for new in decision.created:
@@ -518,11 +565,12 @@ def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
             session.delete(by_id.pop(new.revive_id))
             session.flush()
         # A plain INSERT, not the ORM's unit of work: nothing reads the row back here.
-        session.connection().execute(_INSERT_REGISTRATION, {
+        refs[p.email] = session.connection().execute(_INSERT_REGISTRATION, {
             "event_id": decision.event_id, "series_id": series_id, "email": p.email,
-            "created_at": now, **values})
+            "created_at": now, **values}).scalar_one()
     for change in decision.changed:
         row = by_id[change.registration_id]
+        refs[row.email] = row.id
         row.status = str(change.status)
         row.updated_at = now
         if change.sequence_offset is not None:
@@ -532,3 +580,26 @@ def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
             row.sequence_seen = sequence
     for reg_id in decision.certificate_for:
         by_id[reg_id].certificate_requested = True
+        refs.setdefault(by_id[reg_id].email, reg_id)
+    for update in decision.updated:
+        row = by_id[update.registration_id]
+        refs.setdefault(row.email, row.id)
+        row.name, row.organisation, row.position = (update.name, update.organisation,
+                                                    update.position)
+        row.updated_at = now
+    return refs
+
+
+def keep_raw(session: Session, message_id: str, raw: bytes, limit: int,
+             now: datetime) -> None:
+    """Keep the first ``limit`` bytes of a quarantined message for staff (``mailer
+    quarantine --show``); retention deletes them after ``retention.quarantine_days``."""
+    if not raw or limit <= 0:
+        return
+    session.merge(store.QuarantinedMail(message_id=message_id, raw=bytes(raw[:limit]),
+                                        size=len(raw), kept_at=now))
+
+
+# Staff actions decide through the same rules and write their decisions exactly as replies do.
+apply_decision = _apply
+settle = _settle

@@ -20,8 +20,10 @@ from mailer.domain import Kind, Outgoing, Status, outbox_key
 from mailer.durations import format_duration
 from mailer.schedule import LANGUAGES, Catalog, Event
 
-State = Literal["scheduled", "due", "sent", "missed"]
-STATES: tuple[State, ...] = ("scheduled", "due", "sent", "missed")
+# "queued" and "failed" are what the outbox says of a planned message (``sync.current_plan``):
+# in the outbox but not yet accepted by the server, or refused by it for good.
+State = Literal["scheduled", "due", "sent", "missed", "queued", "failed"]
+STATES: tuple[State, ...] = ("scheduled", "due", "sent", "missed", "queued", "failed")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,15 @@ from sqlalchemy.orm import Session
 from mailer.domain import make_message_id, normalise_email
 from mailer.errors import UsageError
 from mailer.schedule import Catalog
-from mailer.store import EventVersionRow, Inbound, OutboxRow, Registration, RetainedCount
+from mailer.store import (
+    AuditEntry,
+    EventVersionRow,
+    Inbound,
+    OutboxRow,
+    QuarantinedMail,
+    Registration,
+    RetainedCount,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -36,10 +44,12 @@ class PurgeResult:
     counts: int = 0          # RetainedCount rows written or added to
     outbox: int = 0          # outbox rows stripped of personal data
     inbound: int = 0         # inbound rows stripped of their sender
+    audit: int = 0           # audit entries stripped of whom they were about, and why
 
     @property
     def changed(self) -> bool:
-        return bool(self.registrations or self.counts or self.outbox or self.inbound)
+        return bool(self.registrations or self.counts or self.outbox or self.inbound
+                    or self.audit)
 
 
 def expired(last_ends: Mapping[str, datetime | None], now: datetime, days: int) -> list[str]:
@@ -122,7 +132,8 @@ def _purge(session: Session, catalog: Catalog, series_id: str, now: datetime) ->
     gone = people - {normalise_email(e) for e in session.scalars(select(Registration.email))}
     result = PurgeResult(series_id, registrations=len(registrations), counts=counts,
                          outbox=_scrub_outbox(session, event_ids, gone),
-                         inbound=_scrub_inbound(session, event_ids, gone))
+                         inbound=_scrub_inbound(session, event_ids, gone),
+                         audit=_scrub_audit(session, event_ids))
     if result.changed:
         log.info("personal data purged", series_id=series_id,
                  registrations=result.registrations, counts=result.counts,
@@ -200,5 +211,25 @@ def _scrub_inbound(session: Session, event_ids: set[str], gone: set[str]) -> int
             continue
         row.sender = ""
         row.reason = ""
+        # A quarantined message kept for staff is all about its sender.
+        session.execute(delete(QuarantinedMail).where(
+            QuarantinedMail.message_id == row.message_id))
         scrubbed += 1
     return scrubbed
+
+
+def _scrub_audit(session: Session, event_ids: set[str]) -> int:
+    """Keep what staff did to the series' registrations, not whom it was about or why (the
+    reason staff wrote may name them)."""
+    if not event_ids:
+        return 0
+    return session.execute(update(AuditEntry).where(
+        AuditEntry.event_id.in_(event_ids), AuditEntry.email != "").values(
+        email="", reason="")).rowcount or 0
+
+
+def purge_quarantined(session: Session, now: datetime, days: int) -> int:
+    """Delete the kept bytes of mail quarantined more than ``days`` days ago; return how many."""
+    cutoff = now - timedelta(days=days)
+    return session.execute(delete(QuarantinedMail).where(
+        QuarantinedMail.kept_at < cutoff)).rowcount or 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from mailer.domain import Intent, IntentKind, Kind, Outgoing, Participant, Status, outbox_key
+from mailer.errors import UsageError
 from mailer.schedule import Event
 
 ACTIVE = frozenset({Status.CONFIRMED, Status.WAITING, Status.REVIEW})
@@ -30,6 +31,8 @@ class Registered:
     language: str = "en"
     certificate_requested: bool = False
     sequence_offset: int = 0        # their calendar's SEQUENCE is the event's plus this
+    organisation: str = ""
+    position: str = ""
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,16 @@ class NewRegistration:
     certificate: bool = False
     revive_id: int | None = None
     sequence_offset: int = 0
+
+
+@dataclass(frozen=True)
+class DetailsChange:
+    """A stored registration whose name, institution or position the person corrected."""
+
+    registration_id: int
+    name: str
+    organisation: str
+    position: str
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,7 @@ class Decision:
     suppress: tuple[str, ...] = ()
     summary: str = ""
     event_id: str | None = None
+    updated: tuple[DetailsChange, ...] = ()
 
 
 @dataclass
@@ -77,6 +91,7 @@ class _Builder:
     certificate_for: list[int] = field(default_factory=list)
     answers: list[Outgoing] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    updated: list[DetailsChange] = field(default_factory=list)
 
     def answer(self, kind: Kind, to: str, *, name: str = "", country: str | None = None,
                language: str | None = None, once: bool = False, offset: int = 0,
@@ -95,7 +110,7 @@ class _Builder:
     def build(self) -> Decision:
         return Decision(tuple(self.created), tuple(self.changed), tuple(self.certificate_for),
                         tuple(self.answers), (), "; ".join(self.notes),
-                        self.event.id if self.event else None)
+                        self.event.id if self.event else None, tuple(self.updated))
 
 
 def decide(intent: Intent, event: Event | None, registered: Sequence[Registered], *,
@@ -171,6 +186,33 @@ def _register(b: _Builder, event: Event, registered: Sequence[Registered],
     for p in people:
         email = p.email or (intent.sender if len(intent.participants) == 1 else "")
         p = replace(p, email=email.lower())
+        earlier = by_email.get(p.email) if p.email else None
+        if earlier is not None and earlier.status in ACTIVE and (p.country or not p.country_text):
+            # Someone registered writing again: the same details, or a correction (what they
+            # leave out is what is stored).
+            if p.email in seen:
+                continue
+            seen.add(p.email)
+            corrected = _corrected(earlier, p)
+            if intent.certificate and not earlier.certificate_requested and (
+                    corrected is None or corrected.country == earlier.country):
+                b.certificate_for.append(earlier.id)
+            if corrected is None or (corrected.country == earlier.country
+                                     and corrected.name == earlier.name):
+                # Nothing new, or only a position or institution written differently: kept
+                # (the latest wins), and the person told they are registered already.
+                if corrected is not None:
+                    b.updated.append(DetailsChange(earlier.id, earlier.name,
+                                                   corrected.organisation, corrected.position))
+                b.answer(Kind.ALREADY_REGISTERED, p.email, name=p.name or earlier.name,
+                         country=earlier.country, once=True, status=str(earlier.status))
+                b.notes.append(f"{p.email} already registered")
+            elif corrected.country == earlier.country:
+                _update_details(b, earlier, corrected)
+            else:
+                _move(b, event, registered, earlier, corrected, confirmed, now,
+                      certificate=intent.certificate)
+            continue
         lacks = [f for f, v in (("email", p.email), ("name", p.name), ("country", p.country))
                  if not v]
         if lacks:
@@ -182,31 +224,16 @@ def _register(b: _Builder, event: Event, registered: Sequence[Registered],
         if p.email in seen:
             continue
         seen.add(p.email)
-        earlier = by_email.get(p.email)
-        if earlier is not None and earlier.status in ACTIVE:
-            b.answer(Kind.ALREADY_REGISTERED, p.email, name=p.name or earlier.name,
-                     country=earlier.country, once=True, status=str(earlier.status))
-            b.notes.append(f"{p.email} already registered")
-            if intent.certificate and not earlier.certificate_requested:
-                b.certificate_for.append(earlier.id)
-            continue
         revive = earlier.id if earlier is not None else None
         # Registering again after a withdrawal: the new invitation must rise above the
         # CANCEL they got (RFC 5546 2.1.4), so their calendar moves one step further.
         offset = earlier.sequence_offset + 1 if earlier is not None else 0
-        language = intent.language
-        if p.country not in event.countries and series.not_invited != "accept":
-            status = Status.REVIEW if series.not_invited == "review" else Status.REJECTED
-            kind = Kind.PENDING_REVIEW if status is Status.REVIEW else Kind.NOT_INVITED
-        elif confirmed.get(p.country, 0) < series.max_per_country:
-            confirmed[p.country] = confirmed.get(p.country, 0) + 1
-            status, kind = Status.CONFIRMED, Kind.ACKNOWLEDGEMENT
-        else:
-            status, kind = Status.WAITING, Kind.WAITING_LIST
-        b.created.append(NewRegistration(p, status, language, intent.certificate, revive,
-                                         offset))
+        status, kind = _place(event, p.country, confirmed)
+        b.created.append(NewRegistration(p, status, intent.language, intent.certificate,
+                                         revive, offset))
         b.answer(kind, p.email, name=p.name, country=p.country, once=True, offset=offset,
-                 registered_by=intent.sender if intent.sender != p.email else "")
+                 registered_by=intent.sender if intent.sender != p.email else "",
+                 inferred=list(p.inferred))
         b.notes.append(f"{p.email} ({p.country}) {status}")
     if incomplete:
         b.answer(Kind.CLARIFICATION, intent.sender, reason="missing_fields",
@@ -215,6 +242,98 @@ def _register(b: _Builder, event: Event, registered: Sequence[Registered],
     if not intent.participants:
         b.answer(Kind.CLARIFICATION, intent.sender, reason="missing_fields",
                  missing=["name", "country"])
+
+
+def _place(event: Event, country: str | None, confirmed: dict[str | None, int]
+           ) -> tuple[Status, Kind]:
+    """Where a new registration from ``country`` goes (counting its seat in ``confirmed``)."""
+    series = event.series.spec
+    if country not in event.countries and series.not_invited != "accept":
+        status = Status.REVIEW if series.not_invited == "review" else Status.REJECTED
+        return status, Kind.PENDING_REVIEW if status is Status.REVIEW else Kind.NOT_INVITED
+    if confirmed.get(country, 0) < series.max_per_country:
+        confirmed[country] = confirmed.get(country, 0) + 1
+        return Status.CONFIRMED, Kind.ACKNOWLEDGEMENT
+    return Status.WAITING, Kind.WAITING_LIST
+
+
+_ANSWER_OF_STATUS = {Status.CONFIRMED: Kind.ACKNOWLEDGEMENT, Status.WAITING: Kind.WAITING_LIST,
+                     Status.REVIEW: Kind.PENDING_REVIEW}
+
+
+def _corrected(earlier: Registered, p: Participant) -> Participant | None:
+    """The registration as a second reply from the same person corrects it, or None when
+    the reply writes nothing new ("I am from Ghana, not Kenya", a name spelt in full).
+
+    Only what was written counts: a guess (``Participant.inferred``, the From name, a
+    country from the address) never overrides what is stored.
+    """
+    def written(field_name: str, value: str | None) -> str | None:
+        return value if value and field_name not in p.inferred else None
+
+    def same(one: str, other: str) -> bool:
+        return " ".join(one.casefold().split()) == " ".join(other.casefold().split())
+
+    name = written("name", p.name)
+    country = written("country", p.country)
+    organisation = written("organisation", p.organisation)
+    position = written("position", p.position)
+    changed = (bool(name and len(name.split()) >= 2 and not same(name, earlier.name))
+               or bool(country and country != earlier.country)
+               or bool(organisation and not same(organisation, earlier.organisation))
+               or bool(position and not same(position, earlier.position)))
+    if not changed:
+        return None
+    return replace(p, name=name if name and len(name.split()) >= 2 else earlier.name,
+                   country=country or earlier.country,
+                   organisation=organisation or earlier.organisation,
+                   position=position or earlier.position, inferred=())
+
+
+def _update_details(b: _Builder, earlier: Registered, p: Participant) -> None:
+    """Same place, a corrected name (the one on the certificate): stored, confirmed anew."""
+    b.updated.append(DetailsChange(earlier.id, p.name, p.organisation, p.position))
+    # Not ``once``: the first answer's key is taken; this one answers the correction.
+    b.answer(_ANSWER_OF_STATUS[earlier.status], p.email, name=p.name, country=earlier.country,
+             language=earlier.language, offset=earlier.sequence_offset)
+    b.notes.append(f"{p.email} corrected their details")
+
+
+def _move(b: _Builder, event: Event, registered: Sequence[Registered], earlier: Registered,
+          p: Participant, confirmed: dict[str | None, int], now: datetime, *,
+          certificate: bool) -> None:
+    """A corrected country: the registration goes to that country's seats (or its waiting
+    list, or review) as a new one would, and a confirmed seat it leaves is offered to the
+    first waiting participant of the old country."""
+    if earlier.status is Status.CONFIRMED:
+        confirmed[earlier.country] = max(0, confirmed.get(earlier.country, 0) - 1)
+    status, kind = _place(event, p.country, confirmed)
+    # The same calendar entry (same UID) in another country's seats: its SEQUENCE goes on.
+    offset = earlier.sequence_offset
+    b.created.append(NewRegistration(p, status, earlier.language,
+                                     earlier.certificate_requested or certificate, earlier.id,
+                                     offset))
+    b.answer(kind, p.email, name=p.name, country=p.country, language=earlier.language,
+             offset=offset)
+    b.notes.append(f"{p.email} moved from {earlier.country} to {p.country} ({status})")
+    if earlier.status is Status.CONFIRMED:
+        _promote(b, registered, {earlier.country: 1}, {earlier.id}, now, event)
+
+
+def _promote(b: _Builder, registered: Sequence[Registered], freed: dict[str | None, int],
+             leaving: set[int], now: datetime, event: Event) -> None:
+    """Give freed seats to the earliest waiting participants of their countries."""
+    if now >= event.start:
+        return  # promotions stop at the event's start
+    for country, seats in freed.items():
+        waiting = [r for r in registered if r.country == country and r.status is Status.WAITING
+                   and r.id not in leaving]
+        waiting.sort(key=lambda r: (r.created_at, r.id))
+        for r in waiting[:seats]:
+            b.changed.append(StatusChange(r.id, Status.CONFIRMED))
+            b.answer(Kind.PROMOTION, r.email, name=r.name, country=r.country,
+                     language=r.language, once=True, offset=r.sequence_offset)
+            b.notes.append(f"{r.email} promoted from the waiting list")
 
 
 def _cancel(b: _Builder, event: Event, registered: Sequence[Registered], now: datetime) -> None:
@@ -235,18 +354,7 @@ def _cancel(b: _Builder, event: Event, registered: Sequence[Registered], now: da
         b.notes.append(f"{r.email} cancelled")
         if r.status is Status.CONFIRMED:
             freed[r.country] = freed.get(r.country, 0) + 1
-    if now >= event.start:
-        return  # promotions stop at the event's start
-    cancelled_ids = {r.id for r in active}
-    for country, seats in freed.items():
-        waiting = [r for r in registered if r.country == country and r.status is Status.WAITING
-                   and r.id not in cancelled_ids]
-        waiting.sort(key=lambda r: (r.created_at, r.id))
-        for r in waiting[:seats]:
-            b.changed.append(StatusChange(r.id, Status.CONFIRMED))
-            b.answer(Kind.PROMOTION, r.email, name=r.name, country=r.country,
-                     language=r.language, once=True, offset=r.sequence_offset)
-            b.notes.append(f"{r.email} promoted from the waiting list")
+    _promote(b, registered, freed, {r.id for r in active}, now, event)
 
 
 def _certificate(b: _Builder, event: Event, registered: Sequence[Registered]) -> None:
@@ -262,3 +370,71 @@ def _certificate(b: _Builder, event: Event, registered: Sequence[Registered]) ->
     b.answer(Kind.CERTIFICATE_NOTED, r.email, name=r.name, country=r.country,
              language=r.language, once=True, policy=event.series.spec.certificate)
     b.notes.append(f"{r.email} asked for a certificate")
+
+
+# --- staff decisions -----------------------------------------------------------------------
+
+class Refused(UsageError):
+    """A staff action the rules cannot carry out (approving twice, an event that started)."""
+
+
+def approve(target: Registered, event: Event, registered: Sequence[Registered], *,
+            sequence: int, now: datetime, action: str, staff_address: str = "") -> Decision:
+    """Staff accept a registration in review (or one they rejected): a seat if the country
+    has one, else the waiting list, exactly as a reply from an invited country would get.
+
+    ``action`` names this staff action; it keys the answer, so each action is answered once.
+    """
+    if target.status in (Status.CONFIRMED, Status.WAITING):
+        raise Refused(f"is already {target.status} for {event.id}: nothing to approve")
+    if target.status is Status.CANCELLED:
+        raise Refused(f"was cancelled for {event.id}: register the person again instead")
+    _still_open(event, now)
+    b = _staff_builder(target, event, sequence, action, staff_address)
+    confirmed = sum(1 for r in registered if r.status is Status.CONFIRMED
+                    and r.country == target.country and r.id != target.id)
+    if confirmed < event.series.spec.max_per_country:
+        status, kind = Status.CONFIRMED, Kind.ACKNOWLEDGEMENT
+    else:
+        status, kind = Status.WAITING, Kind.WAITING_LIST
+    b.changed.append(StatusChange(target.id, status))
+    b.answer(kind, target.email, name=target.name, country=target.country,
+             language=target.language, offset=target.sequence_offset)
+    b.notes.append(f"{target.email} approved: {status}")
+    return b.build()
+
+
+def reject(target: Registered, event: Event, registered: Sequence[Registered], *,
+           sequence: int, now: datetime, action: str, staff_address: str = "") -> Decision:
+    """Staff turn a registration down; a seat it held goes to the first of its country's
+    waiting list, as when someone cancels."""
+    if target.status is Status.REJECTED:
+        raise Refused(f"is already rejected for {event.id}: nothing to reject")
+    if target.status is Status.CANCELLED:
+        raise Refused(f"was cancelled for {event.id}: nothing to reject")
+    b = _staff_builder(target, event, sequence, action, staff_address)
+    # Someone who held a seat had the event in their calendar: the refusal cancels it, with
+    # a SEQUENCE above their last invitation (RFC 5546 2.1.4), as a withdrawal does.
+    offset = target.sequence_offset + (target.status is Status.CONFIRMED)
+    b.changed.append(StatusChange(target.id, Status.REJECTED, offset))
+    b.answer(Kind.REJECTED, target.email, name=target.name, country=target.country,
+             language=target.language, offset=offset, status=str(target.status))
+    b.notes.append(f"{target.email} rejected")
+    if target.status is Status.CONFIRMED:
+        _promote(b, registered, {target.country: 1}, {target.id}, now, event)
+    return b.build()
+
+
+def _still_open(event: Event, now: datetime) -> None:
+    if event.cancelled:
+        raise Refused(f"event {event.id} is cancelled")
+    if now >= event.start:
+        raise Refused(f"event {event.id} has started ({event.start:%Y-%m-%d %H:%M} UTC)")
+
+
+def _staff_builder(target: Registered, event: Event, sequence: int, action: str,
+                   staff_address: str) -> _Builder:
+    # The action stands for the message a reply would have been: answers keyed by it.
+    intent = Intent(kind=IntentKind.REGISTRATION, sender=target.email, message_id=action,
+                    event_id=event.id, language=target.language)
+    return _Builder(intent, event, sequence, staff_address)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -250,6 +251,53 @@ class RetainedCount(Base):
     count: Mapped[int] = mapped_column(Integer)
     attended: Mapped[int] = mapped_column(Integer, default=0)
     purged_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AuditEntry(Base):
+    """One thing staff did to a registration (or a message): who, when, what and why.
+
+    ``email`` and ``event_id`` say whose registration it was (a REF's number changes when a
+    person registers again); ``detail`` names people by REF only, so erasing a person
+    (``mailer forget``) or a series (retention) finds everything by ``email``/``event_id``.
+    """
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    via: Mapped[str] = mapped_column(String(20))           # command | digest reply
+    action: Mapped[str] = mapped_column(String(20))
+    ref: Mapped[str] = mapped_column(String(20), default="")
+    event_id: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
+    email: Mapped[str] = mapped_column(String(320), default="", index=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class DigestRow(Base):
+    """One day's digest to staff (``sent`` False: the day had nothing to report)."""
+
+    __tablename__ = "digests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), unique=True)   # the staff's local date
+    made_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    since: Mapped[datetime] = mapped_column(UtcDateTime())
+    sent: Mapped[bool] = mapped_column(Boolean, default=False)
+    items: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class QuarantinedMail(Base):
+    """The bytes of a quarantined message (its first ``retention.quarantine_keep_bytes``), so
+    staff can read it (``mailer quarantine --show``) and hand it back (``--release``)."""
+
+    __tablename__ = "quarantined_mail"
+
+    message_id: Mapped[str] = mapped_column(String(998), primary_key=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)          # the whole message's size
+    kept_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
 
 
 def storable(value: str, length: int | None = None) -> str:
@@ -576,6 +624,16 @@ def answer_limits(session: Session, answered: Iterable[str], rationed: Iterable[
     return suppressed, counts
 
 
+def questions_from(session: Session, sender: str, since: datetime) -> int:
+    """How many questions ``sender`` sent since ``since`` (each counts against their ration)."""
+    return session.scalar(_QUESTIONS_FROM, {"sender": sender, "since": since}) or 0
+
+
+_QUESTIONS_FROM = select(func.count(Inbound.id)).where(
+    Inbound.sender == bindparam("sender"), Inbound.intent == "question",
+    Inbound.outcome == "handled", Inbound.handled_at >= bindparam("since"))
+
+
 def get_cursor(session: Session, folder: str) -> Cursor | None:
     return session.get(Cursor, folder)
 
@@ -696,5 +754,10 @@ _SUPPRESSED_AMONG = select(Suppression.email).where(
 
 
 def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
-    if session.get(Suppression, email.lower()) is None:
-        session.add(Suppression(email=email.lower(), reason=reason[:2000], created_at=now))
+    """Stop sending to ``email``; the first reason stays. ``ON CONFLICT DO NOTHING``: two
+    messages to one address refused at once (two connections) both suppress it, and the
+    second must not fail its transaction (it did, on PostgreSQL, with a read-then-insert)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(Suppression).values(email=email.lower(), reason=reason[:2000],
+                                               created_at=now)
+                    .on_conflict_do_nothing(index_elements=["email"]))

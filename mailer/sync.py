@@ -207,18 +207,22 @@ def current_plan(session: Session, catalog: Catalog, contacts: Sequence[Contact]
                  now: datetime) -> Plan:
     """The plan at ``now`` from what the store holds, as ``mailer plan`` shows it.
 
-    Messages an earlier pass recorded as missed stay "missed" (with their reason) rather than
-    counting as sent: staff must see what downtime cost.
+    The planner counts every message in the outbox as done; the outbox says more: messages
+    recorded as missed stay "missed" (staff must see what downtime cost), those the server
+    refused for good are "failed" (with its words) and those not yet sent are "queued".
     """
     found = _plan(session, catalog, contacts, now)
-    recorded = {key: reason for key, reason in session.execute(
-        select(store.OutboxRow.key, store.OutboxRow.last_error)
-        .where(store.OutboxRow.status == "missed"))}
+    recorded = {key: (_STATE_OF[status], reason) for key, status, reason in session.execute(
+        select(store.OutboxRow.key, store.OutboxRow.status, store.OutboxRow.last_error)
+        .where(store.OutboxRow.status.in_(list(_STATE_OF))))}
     if not recorded:
         return found
-    return Plan(tuple(replace(p, state="missed", reason=recorded[p.out.key])
+    return Plan(tuple(replace(p, state=recorded[p.out.key][0], reason=recorded[p.out.key][1])
                       if p.state == "sent" and p.out.key in recorded else p
                       for p in found.items))
+
+
+_STATE_OF: dict[str, State] = {"missed": "missed", "failed": "failed", "pending": "queued"}
 
 
 def plan_into_outbox(session: Session, catalog: Catalog, contacts: Sequence[Contact],

@@ -20,7 +20,7 @@ from mailer.contacts import catalog_contacts
 from mailer.countries import country_name
 from mailer.domain import Status
 from mailer.errors import ScheduleError, UsageError
-from mailer.planner import timetable
+from mailer.planner import STATES, timetable
 from mailer.schedule import Catalog, read_catalog
 from mailer.spreadsheet import safe_cell
 from mailer.sync import current_plan, sync_events
@@ -78,7 +78,8 @@ def plan_view(settings: Settings, now: datetime | None, *, as_json: bool,
         if not mine:
             lines.append("  nothing planned")
         for r in mine:
-            states = ", ".join(f"{r[s]} {s}" for s in ("sent", "due", "scheduled", "missed")
+            states = ", ".join(f"{r[s]} {s}" for s in ("sent", "queued", "failed", "due",
+                                                         "scheduled", "missed")
                                if r[s]) or "nobody yet"
             lines.append(f"  {r['due_at'][:16].replace('T', ' ')}  {r['kind']:<12} "
                          f"{r['label']:<10} {r['total']:>5} recipient(s): {states}")
@@ -98,8 +99,8 @@ def _with_timetable(rows: list[dict[str, Any]], catalog: Catalog,
             labels[(event.id, str(kind), when.isoformat())] = label
             if (event.id, str(kind), when.isoformat()) not in seen:
                 out.append({"event_id": event.id, "kind": str(kind),
-                            "due_at": when.isoformat(), "scheduled": 0, "due": 0, "sent": 0,
-                            "missed": 0, "total": 0})
+                            "due_at": when.isoformat(), **dict.fromkeys(STATES, 0),
+                            "total": 0})
     for row in out:
         # "7d" for a reminder, "on_request" for certificates: which of the series' moments.
         row.setdefault("label", labels.get((row["event_id"], row["kind"], row["due_at"]), ""))
@@ -120,8 +121,9 @@ def parse_view(settings: Settings, path: Path, now: datetime | None, *, as_json:
     lines = [f"intent:   {data['intent']}", f"event:    {data['event'] or '-'}",
              f"language: {data['language']}", f"reason:   {data['reason']}"]
     for p in data["participants"]:
+        guessed = f" (guessed: {', '.join(p['inferred'])})" if p.get("inferred") else ""
         lines.append(f"  - {p['name'] or '?'} <{p['email'] or '?'}> {p['country'] or '?'}, "
-                     f"{p['position']}, {p['organisation']}".rstrip(", "))
+                     f"{p['position']}, {p['organisation']}".rstrip(", ") + guessed)
     if data.get("partstat"):
         lines.append(f"partstat: {data['partstat']}")
     if data["bounced"]:
@@ -189,8 +191,9 @@ def readable_message(data: bytes) -> str:
     return "\n".join(lines) + "\n"
 
 
-COLUMNS = ("event", "country", "country_name", "status", "name", "email", "organisation",
-           "position", "language", "registered", "certificate", "attended")
+COLUMNS = ("ref", "event", "country", "country_name", "status", "name", "email",
+           "organisation", "position", "language", "registered", "certificate", "attended",
+           "delivery", "last_action")
 
 
 def registrations_rows(settings: Settings, event_id: str | None) -> tuple[Catalog,
@@ -199,17 +202,53 @@ def registrations_rows(settings: Settings, event_id: str | None) -> tuple[Catalo
     catalog = load(settings)
     if event_id and event_id not in catalog.events:
         raise UsageError(f"--event: no event {event_id!r} (known: {', '.join(catalog.events)})")
+    from mailer.staff import audit
+    from mailer.staff.refs import registration_ref
+
     with store.command_transaction(settings.store.url) as session:
         regs = store.all_registrations(session, [event_id] if event_id else None)
-    rows = [{"event": r.event_id, "country": r.country or "",
+        undelivered = _undelivered(session, [event_id] if event_id else None)
+        trail: dict[tuple[str | None, str], list[str]] = {}
+        for entry in audit.entries_for(session, event_ids=[event_id] if event_id else None):
+            trail.setdefault((entry.event_id, entry.email), []).append(audit.describe(entry))
+    rows = [{"ref": registration_ref(r.id), "event": r.event_id, "country": r.country or "",
              "country_name": country_name(r.country, "en") if r.country else "",
              "status": r.status, "name": r.name, "email": r.email,
              "organisation": r.organisation, "position": r.position, "language": r.language,
              "registered": r.created_at.isoformat(timespec="minutes"),
              "certificate": r.certificate_requested,
-             "attended": "" if r.attended is None else r.attended} for r in regs]
+             "attended": "" if r.attended is None else r.attended,
+             # A participant the server refused is not plainly "confirmed": say so.
+             "delivery": undelivered.get((r.event_id, r.email.lower()), ""),
+             "last_action": (trail.get((r.event_id, r.email.lower())) or [""])[-1],
+             "audit": trail.get((r.event_id, r.email.lower()), [])} for r in regs]
     rows.sort(key=lambda r: (r["event"], r["country"], r["registered"]))
     return catalog, rows
+
+
+def _undelivered(session: Any, event_ids: list[str] | None) -> dict[tuple[str, str], str]:
+    """(event, address) -> what the server said, for participants whose last message of an
+    event failed for good (or whose address is suppressed after a bounce)."""
+    from sqlalchemy import select
+
+    Out = store.OutboxRow
+    query = select(Out.event_id, Out.recipient, Out.status, Out.kind, Out.last_error).where(
+        Out.event_id.is_not(None), Out.status.in_(("sent", "failed"))).order_by(Out.id)
+    if event_ids is not None:
+        query = query.where(Out.event_id.in_(event_ids))
+    suppressed = {s.email: s.reason for s in session.scalars(select(store.Suppression))}
+    last: dict[tuple[str, str], str] = {}
+    for event_id, recipient, status, kind, error in session.execute(query):
+        key = (event_id, recipient.lower())
+        last[key] = f"{kind} failed: {error}" if status == "failed" else ""
+        if status == "failed" and not error[:1].isdigit() and key[1] in suppressed:
+            # Not tried (the address bounced before): the server's words are in the bounce.
+            last[key] += f"; the server said: {suppressed[key[1]]}"
+    out = {key: why for key, why in last.items() if why}
+    for key in last:
+        if key not in out and key[1] in suppressed:
+            out[key] = f"address suppressed: {suppressed[key[1]]}"
+    return out
 
 
 def registrations_view(settings: Settings, event_id: str | None, fmt: str) -> str | bytes:
@@ -217,7 +256,7 @@ def registrations_view(settings: Settings, event_id: str | None, fmt: str) -> st
     catalog, rows = registrations_rows(settings, event_id)
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         # Names and organisations come from mail: never let a spreadsheet read them as formulas.
         writer.writerows([{k: safe_cell(v) for k, v in r.items()} for r in rows])
@@ -254,8 +293,13 @@ def _table(rows: list[dict[str, Any]], totals: list[dict[str, Any]]) -> str:
         if r["event"] != current:
             current = r["event"]
             lines.append(f"\n{current}")
-        lines.append(f"  {r['country'] or '??'}  {r['status']:<10} {r['name'][:30]:<30} "
-                     f"{r['email'][:40]:<40} {r['organisation'][:30]}")
+        status = f"{r['status']}!" if r["delivery"] else r["status"]
+        lines.append(f"  {r['ref']:<6} {r['country'] or '??'}  {status:<10} "
+                     f"{r['name'][:30]:<30} {r['email'][:40]:<40} {r['organisation'][:30]}")
+        if r["delivery"]:
+            lines.append(f"         ! not delivered: {r['delivery']}")
+        for line in r["audit"]:
+            lines.append(f"         {line}")
     lines.append("\ntotals per country (confirmed/limit, waiting, review, cancelled)")
     for t in totals:
         lines.append(f"  {t['event']:<20} {t['country'] or '??'}  {t['confirmed']}/{t['limit']}"

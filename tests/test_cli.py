@@ -114,6 +114,17 @@ def test_parse_json_has_the_designed_shape(project: Path) -> None:
     assert {"bounced", "reason"} <= set(data)
 
 
+def test_parse_says_what_was_guessed(project: Path) -> None:
+    """A reply giving neither name nor country: `parse` shows both as guessed, `--json` in
+    the participant's "inferred"."""
+    reply = Path(__file__).parent / "replies" / "from-name-en-ghana-outlook-mobile.eml"
+    text = run(project, "parse", str(reply), "--now", "2020-06-22T12:00Z")
+    assert "Kwame Asante <kwame.asante@mint.gov.gh> GH (guessed: name, country)" in text.output
+    data = json.loads(run(project, "parse", str(reply), "--json", "--now",
+                          "2020-06-22T12:00Z").output)
+    assert data["participants"][0]["inferred"] == ["name", "country"]
+
+
 def test_preview_writes_the_message_that_would_be_sent(project: Path, tmp_path: Path) -> None:
     """`preview acknowledgement` writes a .eml whose invitation is a METHOD:REQUEST."""
     out = tmp_path / "ack.eml"
@@ -162,10 +173,17 @@ def test_registrations_in_every_format(project: Path, tmp_path: Path) -> None:
     assert load_workbook(xlsx).sheetnames == ["Registrations", "Totals"]
 
 
-def test_purge_deletes_a_finished_series_personal_data(project: Path) -> None:
-    """`purge --series` keeps counts per country and removes names and addresses."""
+def test_purge_shows_what_it_would_delete_and_deletes_only_with_yes(project: Path) -> None:
+    """`purge --series` first says what would go and deletes nothing; with --yes it keeps
+    counts per country and removes names and addresses."""
     _register_demo(project)
-    result = run(project, "purge", "--series", "cyber-cj-2020", "--now", "2021-01-01T00:00Z")
+    before = run(project, "registrations", "--format", "csv").output
+    shown = run(project, "purge", "--series", "cyber-cj-2020", "--now", "2021-01-01T00:00Z")
+    assert shown.exit_code == 0, shown.output
+    assert "registration(s) would be deleted" in shown.output and "--yes" in shown.output
+    assert run(project, "registrations", "--format", "csv").output == before
+    result = run(project, "purge", "--series", "cyber-cj-2020", "--now", "2021-01-01T00:00Z",
+                 "--yes")
     assert result.exit_code == 0, result.output
     assert "registration(s) deleted" in result.output
     assert run(project, "registrations", "--format", "csv").output.count("\n") == 1

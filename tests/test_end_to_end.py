@@ -14,7 +14,7 @@ from icalendar import Calendar
 from sqlalchemy import select
 
 from mailer import store
-from mailer.config import Imap, Organiser, Paths, Settings, Store
+from mailer.config import Imap, Organiser, Paths, Settings, Staff, Store
 from mailer.daemon import PassReport, run_once
 from tests.mailgen import INBOX, wave
 from tests.servers.imap import ImapServer
@@ -30,7 +30,8 @@ def settings_for(tmp_path: Path, imap: Imap, sink: SmtpSink) -> Settings:
         organiser=Organiser(name="Cybercrime Programme Office", address=INBOX,
                             staff_address="staff@secretariat.example"),
         imap=imap, smtp=smtp_settings(sink), store=Store(url=f"sqlite:///{tmp_path}/m.db"),
-        paths=Paths(schedules=ROOT / "schedules", templates=ROOT / "templates", packs=ROOT))
+        paths=Paths(schedules=ROOT / "schedules", templates=ROOT / "templates", packs=ROOT),
+        staff=Staff(digest=False))   # the daily digest has tests of its own (test_staff_digest)
 
 
 def append_all(server: ImapServer, messages: list[bytes]) -> None:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from mailer import handling, store
-from mailer.domain import Kind, Status
+from mailer.domain import IntentKind, Kind, Status
 from mailer.handling import (
     Arrival,
     Policy,
@@ -207,6 +207,50 @@ def test_a_cancelled_person_registering_again_queues_anew(st: store.Store,
                       "p9@gouv.sn": "confirmed"}
 
 
+def test_a_reply_correcting_the_country_moves_the_registration(st: store.Store,
+                                                                tmp_path: Path) -> None:
+    """ "Je suis du Ghana et non du Sénégal", answered to the acknowledgement: the registration
+    takes a Ghana seat, its Senegal seat goes to the first Senegalese waiting, and both are
+    told; the corrected person's name and address stay."""
+    catalog = make_catalog(tmp_path, limit=1)
+    handle(st, catalog, reply("ama.owusu@gmail.com", "Ama Owusu", "Sénégal", mid="ama"),
+           now=NOW, policy=POLICY)
+    handle(st, catalog, reply("bea@gouv.sn", "Bea Ndiaye", "Sénégal", mid="bea"),
+           now=NOW.replace(minute=1), policy=POLICY)
+    correction = ("From: Ama Owusu <ama.owusu@gmail.com>\r\nTo: webinars@example.org\r\n"
+                  "Subject: Re: Inscription confirmée : Webinaire Afrique [africa-fr]\r\n"
+                  "Message-ID: <fix@gmail.example>\r\n"
+                  "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+                  "Bonjour, petite correction : je suis du Ghana et non du Sénégal. Merci.\r\n"
+                  ).encode()
+    fixed = handle(st, catalog, correction, now=NOW.replace(minute=5), policy=POLICY)
+    assert fixed.intent is not None and fixed.intent.kind is IntentKind.REGISTRATION
+    with st.transaction() as session:
+        rows = {r.email: (r.name, r.country, r.status)
+                for r in store.registrations_of(session, "africa-fr")}
+        answers = [(r.kind, r.recipient) for r in session.scalars(
+            select(store.OutboxRow).order_by(store.OutboxRow.id))]
+    assert rows == {"ama.owusu@gmail.com": ("Ama Owusu", "GH", "confirmed"),
+                    "bea@gouv.sn": ("Bea Ndiaye", "SN", "confirmed")}
+    assert answers == [("acknowledgement", "ama.owusu@gmail.com"),
+                       ("waiting_list", "bea@gouv.sn"),
+                       ("acknowledgement", "ama.owusu@gmail.com"),
+                       ("promotion", "bea@gouv.sn")]
+
+
+def test_a_calendar_answer_naming_two_events_takes_the_senders_registration(
+        st: store.Store, catalog: Catalog) -> None:
+    """ "Accepted: Cybercrime webinars" (the series' title) names both events; the sender is
+    registered for one, so it is that one: nobody is asked which."""
+    handle(st, catalog, reply("awa@justice.sn", "Awa Diop", "Senegal", mid="a1"), now=NOW,
+           policy=POLICY)
+    accepted = (b"From: Awa Diop <awa@justice.sn>\r\nTo: webinars@example.org\r\n"
+                b"Subject: Accepted: Cybercrime webinars\r\nMessage-ID: <cal@x>\r\n\r\n")
+    result = handle(st, catalog, accepted, now=NOW, policy=POLICY)
+    assert result.intent is not None and result.intent.event_id == "africa-fr"
+    assert result.decision is not None and result.decision.answers == ()
+
+
 def test_no_answer_goes_to_a_suppressed_address_but_the_others_still_go(
         st: store.Store, catalog: Catalog) -> None:
     """A delegation naming a bounced address registers both; only the live one is answered."""
@@ -328,12 +372,26 @@ def test_mail_whose_from_holds_no_valid_address_is_quarantined(
         st: store.Store, catalog: Catalog) -> None:
     """No single valid sender address: quarantined with the reason, nothing answered."""
     for n, sender in enumerate([b"Awa <awa@justice.sn>, Bob <bob@justice.sn>",
-                                b"Awa <awa@justice.sn\x1b[31m>", b"=?utf-8?b?YUBiLmM=?="]):
+                                b"Awa <awa@justice.sn\x1b[31m>", b"=?utf-8?b?YUBiLmM=?=",
+                                # Latin-1 written raw: not UTF-8, so no one's address (it
+                                # was read as "j?rome@justice.sn", someone else's).
+                                b"J\xe9r\xf4me <j\xe9rome@justice.sn>"]):
         raw = reply("awa@justice.sn", "x", "Senegal", mid=f"bad{n}").replace(
             b"x <awa@justice.sn>", sender)
         result = handle(st, catalog, raw, now=NOW, policy=POLICY)
         assert result.outcome == "quarantined" and "From" in result.reason, sender
     assert count(st, store.OutboxRow) == 0 and count(st, store.Registration) == 0
+
+
+def test_an_address_written_in_raw_utf8_is_read_as_written(
+        st: store.Store, catalog: Catalog) -> None:
+    """RFC 6532 mail carries UTF-8 in its headers: "josé@" is that person, answered as such."""
+    raw = reply("jos\u00e9@justice.sn", "Jos\u00e9 Diop", "Senegal", mid="utf8")
+    assert "From: Jos\u00e9 Diop <jos\u00e9@justice.sn>".encode() in raw   # raw UTF-8 bytes
+    assert handle(st, catalog, raw, now=NOW, policy=POLICY).outcome == "handled"
+    with st.transaction() as session:
+        recipients = {row.recipient for row in session.scalars(select(store.OutboxRow))}
+    assert recipients == {"jos\u00e9@justice.sn"}
 
 
 def test_names_are_stored_without_control_characters(st: store.Store,

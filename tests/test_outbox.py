@@ -99,6 +99,39 @@ def test_every_answer_the_rules_give_composes_and_says_why(tmp_path: Path, catal
     assert "asia-pacific-en" in bodies["f@gouv.sn"]             # which event? the candidates
 
 
+def test_a_guessed_country_is_shown_in_the_acknowledgement(tmp_path: Path, catalog: Catalog,
+                                                           smtp_sink: SmtpSink) -> None:
+    """A reply that gives neither name nor country is registered with the From name and the
+    country of its government address, and the acknowledgement says so, asking for a reply
+    if that is wrong; a reply that wrote both gets no such paragraph."""
+    settings = settings_for(tmp_path, smtp_sink)
+    st = store.Store(settings.store.url)
+    st.migrate()
+    policy = Policy(inbox_address=INBOX, staff_address="staff@secretariat.example",
+                    domain="secretariat.example")
+    guessed = reply(1, "Kwame Asante <kwame.asante@mint.gov.gh>",
+                    "Kindly register me. Thanks\n\nGet Outlook for Android",
+                    to="webinars+africa-en@secretariat.example", subject="RE: [africa-en]")
+    written = reply(2, "ama@mint.gov.gh", "Name: Ama Owusu\nCountry: Ghana\n",
+                    to="webinars+africa-en@secretariat.example", subject="RE: [africa-en]")
+    for raw in (guessed, written):
+        assert handle(st, catalog, raw, now=NOW, policy=policy).outcome == "handled"
+    with st.transaction() as session:
+        stored = {r.email: (r.name, r.country, r.status)
+                  for r in store.registrations_of(session, "africa-en")}
+    st.close()
+    assert stored["kwame.asante@mint.gov.gh"] == ("Kwame Asante", "GH", "confirmed")
+    assert run_drain(settings, catalog).sent == 2
+    bodies = {m.rcpt_tos[0]: m.message() for m in smtp_sink.messages}
+    text = bodies["kwame.asante@mint.gov.gh"].get_body(("plain",)).get_content()
+    html = bodies["kwame.asante@mint.gov.gh"].get_body(("html",)).get_content()
+    guess = ("Your reply did not state your name or your country, so we registered you under "
+             "the name Kwame Asante (the name your email was sent under) and for Ghana. If "
+             "that is not right, simply reply to this message with the correct details.")
+    assert guess in text and guess in html
+    assert "did not state" not in bodies["ama@mint.gov.gh"].get_body(("plain",)).get_content()
+
+
 def pack_row(st: store.Store, lang: str = "fr") -> None:
     out = Outgoing(key=outbox_key(Kind.PACK, "awa@gouv.sn", "africa-fr", 0, "x"),
                    kind=Kind.PACK, recipient="awa@gouv.sn", language=lang,

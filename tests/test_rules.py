@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def test_not_invited_country_follows_the_series_policy(tmp_path: Path, policy: s
 
 def test_registering_twice_gives_no_second_seat(catalog: Catalog) -> None:
     """The same person registering again gets one 'already registered' answer and no seat."""
-    existing = [seat(1, "awa@justice.sn", "SN", Status.CONFIRMED)]
+    existing = [replace(seat(1, "awa@justice.sn", "SN", Status.CONFIRMED), name="Awa Diop")]
     intent = registration("awa@justice.sn", Participant("awa@justice.sn", "Awa Diop", "SN"))
     first = decide(intent, catalog.event("africa-fr"), existing, sequence=0, now=BEFORE,
                    staff_address=STAFF)
@@ -123,6 +124,70 @@ def test_registering_twice_gives_no_second_seat(catalog: Catalog) -> None:
                    staff_address=STAFF)
     assert first.created == () and kinds(first) == [(Kind.ALREADY_REGISTERED, "awa@justice.sn")]
     assert first.answers[0].key == again.answers[0].key  # the outbox keeps only one
+
+
+def test_the_acknowledgement_says_what_was_guessed(catalog: Catalog) -> None:
+    """Fields inferred rather than written go with the answer, for the template to show."""
+    guessed = Participant("awa@justice.sn", "Awa Diop", "SN", inferred=("country",))
+    d = decide(registration("awa@justice.sn", guessed), catalog.event("africa-fr"), [],
+               sequence=0, now=BEFORE, staff_address=STAFF)
+    assert d.answers[0].context["inferred"] == ["country"]
+
+
+def test_a_corrected_country_moves_the_registration_and_frees_its_seat(
+        catalog: Catalog) -> None:
+    """ "I am from Ghana, not Senegal": the registration takes a Ghana seat (a new one, so it
+    queues like one), and its Senegal seat goes to the first Senegalese waiting."""
+    regs = [replace(seat(1, "kofi@x.org", "SN", Status.CONFIRMED), name="Kofi Annan"),
+            seat(2, "wait@gouv.sn", "SN", Status.WAITING, minute=4)]
+    intent = registration("kofi@x.org", Participant("kofi@x.org", "Kofi Annan", "GH",
+                                                    inferred=("name",)))
+    d = decide(intent, catalog.event("africa-fr"), regs, sequence=0, now=BEFORE,
+               staff_address=STAFF)
+    [moved] = d.created
+    assert (moved.participant.country, moved.status, moved.revive_id) == (
+        "GH", Status.CONFIRMED, 1)
+    assert [(c.registration_id, c.status) for c in d.changed] == [(2, Status.CONFIRMED)]
+    assert kinds(d) == [(Kind.ACKNOWLEDGEMENT, "kofi@x.org"), (Kind.PROMOTION, "wait@gouv.sn")]
+    first = decide(registration("kofi@x.org", Participant("kofi@x.org", "Kofi Annan", "SN")),
+                   catalog.event("africa-fr"), [], sequence=0, now=BEFORE, staff_address=STAFF)
+    assert d.answers[0].key != first.answers[0].key   # not taken for the first answer again
+
+
+def test_a_corrected_name_updates_the_registration_in_place(catalog: Catalog) -> None:
+    """A name written in full is stored and confirmed again; the seat is kept."""
+    regs = [replace(seat(1, "maria@x.org", "SN", Status.WAITING), name="María López")]
+    fuller = Participant("maria@x.org", "María Fernanda López Aguilar")
+    d = decide(registration("maria@x.org", fuller), catalog.event("africa-fr"), regs,
+               sequence=0, now=BEFORE, staff_address=STAFF)
+    assert d.created == () and d.changed == ()
+    assert [(u.registration_id, u.name) for u in d.updated] == [
+        (1, "María Fernanda López Aguilar")]
+    assert kinds(d) == [(Kind.WAITING_LIST, "maria@x.org")]
+
+
+def test_a_new_position_is_kept_without_a_second_confirmation(catalog: Catalog) -> None:
+    """The same form sent again with another position or institution: stored, and the
+    person told they are registered already (no second calendar invitation)."""
+    regs = [replace(seat(1, "awa@justice.sn", "SN", Status.CONFIRMED), name="Awa Diop",
+                    position="Judge")]
+    again = Participant("awa@justice.sn", "Awa Diop", "SN", organisation="Cour d'appel",
+                        position="Presiding judge")
+    d = decide(registration("awa@justice.sn", again), catalog.event("africa-fr"), regs,
+               sequence=0, now=BEFORE, staff_address=STAFF)
+    assert [(u.name, u.organisation, u.position) for u in d.updated] == [
+        ("Awa Diop", "Cour d'appel", "Presiding judge")]
+    assert kinds(d) == [(Kind.ALREADY_REGISTERED, "awa@justice.sn")]
+
+
+def test_a_guess_never_overrides_what_was_written(catalog: Catalog) -> None:
+    """A country guessed from the address, or a From name, is not a correction."""
+    regs = [replace(seat(1, "awa@justice.gouv.sn", "CI", Status.CONFIRMED), name="Awa Diop")]
+    again = Participant("awa@justice.gouv.sn", "A. Diop", "SN", inferred=("name", "country"))
+    d = decide(registration("awa@justice.gouv.sn", again), catalog.event("africa-fr"), regs,
+               sequence=0, now=BEFORE, staff_address=STAFF)
+    assert d.created == () and d.updated == ()
+    assert kinds(d) == [(Kind.ALREADY_REGISTERED, "awa@justice.gouv.sn")]
 
 
 def test_cancellation_promotes_the_first_waiting_of_that_country(catalog: Catalog) -> None:

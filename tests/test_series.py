@@ -20,7 +20,7 @@ from icalendar import Calendar
 from sqlalchemy import select
 
 from mailer import store
-from mailer.config import Imap, Organiser, Paths, Settings, Store
+from mailer.config import Imap, Organiser, Paths, Settings, Staff, Store
 from mailer.daemon import PassReport, run_once
 from mailer.views import plan_view
 from tests.servers.imap import ImapServer
@@ -115,7 +115,8 @@ def settings_for(folder: Path, imap: Imap, sink: SmtpSink) -> Settings:
         organiser=Organiser(name="Cybercrime Programme Office", address=INBOX,
                             staff_address=STAFF),
         imap=imap, smtp=smtp_settings(sink), store=Store(url=f"sqlite:///{folder}/m.db"),
-        paths=Paths(schedules=folder / "schedules", templates=ROOT / "templates", packs=ROOT))
+        paths=Paths(schedules=folder / "schedules", templates=ROOT / "templates", packs=ROOT),
+        staff=Staff(digest=False))   # the daily digest has tests of its own (test_staff_digest)
 
 
 BODY = {

@@ -314,11 +314,22 @@ def test_delegation_as_table_with_header(catalog: Catalog) -> None:
 
 
 def test_missing_country_is_none_and_said(catalog: Catalog) -> None:
-    """A registration without a country has country None and the reason names it."""
-    intent = read(mail("Name: Awa Diop\nPosition: Magistrate\n"), catalog)
+    """A registration without a country, from an address that says none, has country None
+    and the reason names it."""
+    intent = read(mail("Name: Awa Diop\nPosition: Magistrate\n",
+                       sender="Awa Diop <awa.diop@example.com>"), catalog)
     [p] = intent.participants
     assert p.country is None
     assert "missing country" in intent.reason
+
+
+def test_missing_country_is_guessed_from_a_government_address(catalog: Catalog) -> None:
+    """Without a country in the reply, a government address (gouv.sn) gives it, marked as
+    inferred so the acknowledgement can show it."""
+    intent = read(mail("Name: Awa Diop\nPosition: Magistrate\n"), catalog)
+    [p] = intent.participants
+    assert (p.country, p.inferred) == ("SN", ("country",))
+    assert "country inferred" in intent.reason
 
 
 def test_country_typo_is_resolved(catalog: Catalog) -> None:
@@ -340,11 +351,14 @@ def test_register_sense_without_fields(catalog: Catalog) -> None:
     """ "I would like to register" alone registers the sender with the fields it lacks."""
     for text in ("I would like to register for the webinar.", "Je souhaite m'inscrire.",
                  "Quisiera inscribirme, gracias."):
-        intent = read(mail(text), catalog)
+        intent = read(mail(text, sender="awa.diop@example.com"), catalog)
         assert intent.kind is IntentKind.REGISTRATION, text
         [p] = intent.participants
-        assert p.email == "awa.diop@justice.gouv.sn" and p.name == ""
+        assert p.email == "awa.diop@example.com" and p.name == ""
         assert "missing name, country" in intent.reason
+        guessed = read(mail(text), catalog)    # "Awa Diop <awa.diop@justice.gouv.sn>"
+        [p] = guessed.participants
+        assert (p.name, p.country, p.inferred) == ("Awa Diop", "SN", ("name", "country"))
 
 
 def test_registration_with_certificate(catalog: Catalog) -> None:
@@ -813,7 +827,7 @@ def test_a_message_that_cannot_be_read_is_quarantined_not_answered(
         catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
     """Reading that fails gives the reason to quarantine, never an "unknown" to answer."""
     from mailer.understand import reading
-    monkeypatch.setattr(reading, "reply_text", _boom)
+    monkeypatch.setattr(reading, "body_text", _boom)
     raw = mail("Please register me.\nName: Awa Diop\nCountry: Senegal\n")
     result = reading.read(raw, catalog, now=NOW, inbox_address=INBOX, max_bytes=10**6,
                           size=None, message_id="<m1@example.org>")

@@ -3,7 +3,9 @@
 - ``automatic``: is it a machine's mail (bounce, auto-reply, list, notification)? Never answered.
 - ``written``: what did the sender write, without the quoted original and signature?
 - ``event``: which event is it about?
-- ``who``: who is registering (names, countries, positions, organisations)?
+- ``who``: who is registering (names, countries, positions, organisations)? With ``prose``
+  (introductions, sign-offs, the From name) and ``country`` (countries named in sentences, a
+  government address).
 - ``wants``: what do they want (register, cancel, a certificate, an answer)?
 - ``calendar_reply``, ``language``: an answer to an invitation; the language of the reply.
 - ``reading``: the order of the questions, from raw bytes to one ``Intent``.

@@ -2,20 +2,24 @@
 
 Outlook, Gmail and Apple answer an invitation with an iCalendar REPLY whose ATTENDEE carries
 the PARTSTAT; some clients (and Exchange's winmail.dat) lose that part and leave only a
-subject such as "Accepted: <title>" in the user's language.
+subject such as "Accepted: <title>" in the user's language. What the answer says of its event
+(our UID, else its start and summary, else the title after "Accepted:") is kept for
+``event.event_of_calendar``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date, datetime
 from email.message import EmailMessage
 
 from icalendar import Calendar
 
 from mailer.domain import normalise_email
 from mailer.schedule import Catalog
+from mailer.understand.event import subject_topic
 from mailer.understand.folding import fold
 
 MAX_ICS = 1_000_000         # calendar parts larger than this are not parsed
@@ -27,23 +31,34 @@ class CalendarReply:
     attendee: str
     source: str
     language: str | None = None
+    start: datetime | None = None   # the DTSTART of a calendar part
+    summary: str = ""               # its SUMMARY
+    topic: str = ""                 # the subject after "Accepted:" and the like
 
 
 _UID = re.compile(r"([a-z0-9][a-z0-9-]*)\.[0-9a-f]+@.+")
 _PARTSTATS = ("ACCEPTED", "DECLINED", "TENTATIVE")
 # Subjects Outlook and Gmail give their calendar answers, folded; tentative forms first because
 # "Accepté provisoirement" starts like "Accepté".
-_CALENDAR_SUBJECTS: tuple[tuple[str, str, str], ...] = (
+_CALENDAR_SUBJECTS: tuple[tuple[str, str | None, str], ...] = (
     ("TENTATIVE", "en", r"tentatively accepted|tentative|maybe"),
-    ("TENTATIVE", "fr", r"accepte provisoirement|provisoire|peut-etre|invitation acceptee "
-                        r"provisoirement"),
-    ("TENTATIVE", "es", r"aceptad[oa] provisionalmente|provisional|tentativo|quizas"),
+    ("TENTATIVE", "fr", r"(?:invitation )?acceptee? provisoirement|provisoire|peut-etre"),
+    ("TENTATIVE", "es", r"(?:invitacion )?aceptad[oa] provisionalmente|provisional|tentativo|"
+                        r"quizas"),
+    # Portuguese, German, Italian, Dutch: answered in the event's language.
+    ("TENTATIVE", None, r"(?:convite )?aceit[oea] provisoriamente|provisorio|talvez|"
+                        r"mit vorbehalt(?: angenommen)?|vorlaufig|provvisori[oa]|forse|"
+                        r"voorlopig|misschien"),
     ("ACCEPTED", "en", r"accepted|invitation accepted"),
-    ("ACCEPTED", "fr", r"accepte|invitation acceptee"),
+    ("ACCEPTED", "fr", r"acceptee?|invitation acceptee"),
     ("ACCEPTED", "es", r"aceptad[oa]|invitacion aceptada"),
+    ("ACCEPTED", None, r"(?:convite )?aceit[oea]|zugesagt|angenommen|accettat[oa]|"
+                       r"geaccepteerd"),
     ("DECLINED", "en", r"declined|invitation declined"),
-    ("DECLINED", "fr", r"refuse|decline|invitation refusee"),
+    ("DECLINED", "fr", r"refusee?|declinee?|invitation refusee"),
     ("DECLINED", "es", r"rechazad[oa]|invitacion rechazada"),
+    ("DECLINED", None, r"(?:convite )?recusad[oa]|abgesagt|abgelehnt|rifiutat[oa]|"
+                       r"geweigerd|afgewezen"),
 )
 
 
@@ -53,11 +68,18 @@ def calendar_reply(msg: EmailMessage, sender: str, subject: str,
     for part in _calendar_parts(msg):
         found = _ics_reply(part, sender, catalog)
         if found is not None:
+            head = fold(subject_topic(subject))
+            for _partstat, _lang, words in _CALENDAR_SUBJECTS:
+                match = re.match(rf"(?:{words})\s*:\s*", head)
+                if match:
+                    return replace(found, topic=head[match.end():].strip())
             return found
-    head = fold(subject)
+    head = fold(subject_topic(subject))
     for partstat, lang, words in _CALENDAR_SUBJECTS:
-        if re.match(rf"(?:{words})\s*:", head):
-            return CalendarReply(partstat, None, sender, "subject", lang)
+        match = re.match(rf"(?:{words})\s*:\s*", head)
+        if match:
+            return CalendarReply(partstat, None, sender, "subject", lang,
+                                 topic=head[match.end():].strip())
     return None
 
 
@@ -98,6 +120,21 @@ def _ics_reply(text: str, sender: str, catalog: Catalog) -> CalendarReply | None
         uid = str(vevent.get("UID", "")).strip().lower()
         match = _UID.fullmatch(uid)
         event_id = match.group(1) if match and match.group(1) in catalog.events else None
-        return CalendarReply(chosen[0], event_id, chosen[1] or sender, "calendar")
+        return CalendarReply(chosen[0], event_id, chosen[1] or sender, "calendar",
+                             start=_start(vevent),
+                             summary=str(vevent.get("SUMMARY", "") or "")[:500])
     return None
 
+
+
+def _start(vevent: object) -> datetime | None:
+    """The DTSTART of a VEVENT as a datetime (with its zone when the part gives one)."""
+    try:
+        value = vevent.decoded("DTSTART")  # type: ignore[attr-defined]
+    except Exception:  # absent or malformed: matched by summary and subject instead
+        return None
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    return None

@@ -7,7 +7,9 @@ value can be cut from the original text (names keep their accents).
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from functools import cache
 
 
 def wordset(words: str) -> frozenset[str]:
@@ -16,8 +18,23 @@ def wordset(words: str) -> frozenset[str]:
 
 
 def fold(text: str) -> str:
-    """Casefolded text without accents, with typographic quotes and spaces made plain."""
-    return fold_with_map(text)[0]
+    """Casefolded text without accents, with typographic quotes and spaces made plain.
+
+    The same text as ``fold_with_map(text)[0]``, made by whole-string operations (NFKD, then
+    one regular expression removing combining marks) instead of a loop per character: on a
+    100 kB non-ASCII reply, milliseconds instead of a tenth of a second.
+    """
+    if text.isascii():
+        return text.lower().translate(_PLAIN)
+    decomposed = unicodedata.normalize("NFKD", text.translate(_PLAIN).casefold())
+    return _combining().sub("", decomposed).translate(_PLAIN)
+
+
+@cache
+def _combining() -> re.Pattern[str]:
+    """Every combining character of the first two Unicode planes (where text from mail is)."""
+    marks = "".join(chr(c) for c in range(0x300, 0x20000) if unicodedata.combining(chr(c)))
+    return re.compile(f"[{re.escape(marks)}]+")
 
 
 _PLAIN = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'",

@@ -177,11 +177,12 @@ _ANGLED = re.compile(r"<([^<>]{1,320})>")
 
 
 def _unescaped(text: str) -> str:
-    """Raw 8-bit header bytes (kept by the parser as surrogates) as UTF-8 text."""
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8")
-    except UnicodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
+    """Raw 8-bit header bytes (kept by the parser as surrogates) as UTF-8 text.
+
+    Bytes that are not UTF-8 (a Latin-1 "é" written raw) become U+FFFD, which no valid
+    address contains: "j\\xe9rome@..." must not be answered as "j?rome@...", someone else.
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 _LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]{1,64}")
@@ -201,7 +202,8 @@ def valid_address(text: str) -> str | None:
     address = text.strip().strip("<>").strip()
     if not address or len(address) > 254 or address.count("@") != 1:
         return None
-    if any(ch.isspace() or ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in address):
+    if any(ch.isspace() or ord(ch) < 32 or 127 <= ord(ch) < 160 or ch == "\ufffd"
+           for ch in address):
         return None
     local, domain = address.split("@")
     domain = domain.rstrip(".")

@@ -20,7 +20,12 @@ from mailer.domain import Intent, IntentKind, Participant, normalise_email
 from mailer.schedule import Catalog
 from mailer.understand.automatic import Automatic, classify_automatic
 from mailer.understand.calendar_reply import calendar_reply
-from mailer.understand.event import EventChoice, event_from_headers, event_from_text
+from mailer.understand.event import (
+    EventChoice,
+    event_from_headers,
+    event_from_text,
+    event_of_calendar,
+)
 from mailer.understand.folding import fold
 from mailer.understand.language import language_of
 from mailer.understand.message import (
@@ -36,8 +41,10 @@ from mailer.understand.message import (
     sender_of,
     valid_address,
 )
+from mailer.understand.prose import display_name
 from mailer.understand.wants import classify
-from mailer.understand.written import reply_text
+from mailer.understand.who import Sender
+from mailer.understand.written import body_text, extract_reply
 
 MAX_ANALYSED = 100_000      # characters of reply text analysed: keeps hostile mail linear
 MAX_TEXT = 5_000            # characters of reply text kept in the intent
@@ -128,21 +135,35 @@ def _understand(msg: EmailMessage, catalog: Catalog, now: datetime, inbox: str, 
         # Nothing to answer: quarantined with the reason (read), never answered.
         return _with(base, reason=f"{UNREADABLE}the From header holds no single valid address")
 
-    text = reply_text(msg)[:MAX_ANALYSED]
+    body = body_text(msg)        # read once: the reply is cut from it, the quote read from it
+    text = extract_reply(body)[:MAX_ANALYSED]
     folded = fold(text)
     language = language_of(folded)
+
+    def quoted() -> str:  # read only when the reply and the subject leave a doubt
+        # Nothing quoted (the body is the reply): the same words would be matched again.
+        return body[:MAX_ANALYSED] if len(body) > len(text) + 80 else ""
+
     calendar = calendar_reply(msg, sender, subject, catalog)
     if calendar is not None:
         event_id = calendar.event_id or header_event
-        found = EventChoice(event_id) if event_id else event_from_text(folded, catalog, now)
+        found = (EventChoice(event_id) if event_id else
+                 event_of_calendar(None, calendar.start, calendar.summary, calendar.topic,
+                                   catalog, now)
+                 or event_from_text(folded, catalog, now, subject=subject, quoted=quoted,
+                                    recent=True))
         return _finish(base, catalog, found, language or calendar.language,
                        kind=IntentKind.CALENDAR_REPLY, partstat=calendar.partstat,
                        participants=(Participant(email=calendar.attendee or sender),),
                        reason=f"calendar reply {calendar.partstat} ({calendar.source})",
                        text=text[:MAX_TEXT])
 
-    found = EventChoice(header_event) if header_event else event_from_text(folded, catalog, now)
-    kind, participants, certificate, reason = classify(text, folded, sender)
+    kind, participants, certificate, reason = classify(text, folded,
+                                                       Sender(sender, display_name(msg)))
+    # A certificate is asked for after the event: events that ended recently count too.
+    found = EventChoice(header_event) if header_event else event_from_text(
+        folded, catalog, now, subject=subject, quoted=quoted,
+        recent=kind is IntentKind.CERTIFICATE_REQUEST)
     return _finish(base, catalog, found, language, kind=kind, participants=participants,
                    certificate=certificate, reason=reason, text=text[:MAX_TEXT])
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 
 from mailer.domain import IntentKind, Participant
+from mailer.understand.country import countries_in_text
+from mailer.understand.prose import people_in_prose
 from mailer.understand.who import (
+    Sender,
     named_or_sender,
-    participants_of,
     read_participants,
+    registrants,
     registration_reason,
 )
 
@@ -22,7 +25,7 @@ from mailer.understand.who import (
 # A negation close before a verb flips it ("I will not cancel", "je ne veux pas annuler",
 # "no quiero cancelar"). Kept simple on purpose: only the last few words of the same clause
 # are looked at, so "No, please cancel my registration" still cancels.
-_NEGATION = re.compile(r"\b(?:not|n't|never|no|ne|n'|pas|jamais|nunca)\b|n't|\bn'")
+_NEGATION = re.compile(r"\b(?:not|n't|never|no|ne|n'|pas|jamais|nunca|nao)\b|n't|\bn'")
 _CLAUSE_END = re.compile(r"[.,;:!?¿¡\n]")
 
 
@@ -43,7 +46,8 @@ def _rx(*parts: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in parts), re.M)
 
 
-_REGISTRATIONS = r"(?:registration|participation|attendance|inscription|inscripcion|registro)"
+_REGISTRATIONS = (r"(?:registration|participation|attendance|inscription|inscripcion|registro"
+                  r"|inscricao|participacao)")
 # Verbs that withdraw; negatable ("I will not cancel").
 _CANCEL_VERB = _rx(
     r"\bcancel+(?:ing|ed)?\b(?: (?:my|our|the|this))? (?:registration|participation|"
@@ -58,6 +62,7 @@ _CANCEL_VERB = _rx(
     r"\bretir(?:er|ez) (?:mon|ma|notre)\b",
     r"\b(?:cancel|anul)\w*(?: (?:mi|nuestra|nuestro|el|la|su))? ?" + _REGISTRATIONS,
     r"\bdar(?:me)? de baja\b|\bdesinscribir\w*\b",
+    r"\bcancelamento d[ae] (?:minha |nossa )?" + _REGISTRATIONS, r"\bdesistir\b|\bdesisto\b",
     # The keyword our templates ask for ("reply with the word CANCEL"), alone on its line.
     r"^\W*(?:cancel|annuler|cancelar)\W*$",
 )
@@ -71,8 +76,15 @@ _CANNOT_ATTEND = _rx(
     r"\bje ne participerai (?:pas|plus)\b|\b(?:suis|serai|sommes|serons) empeche\w*\b",
     r"\bno (?:podre|podremos|puedo|podra|podria) (?:asistir|participar|conectarme|estar)",
     r"\bya no (?:podre|puedo) (?:asistir|participar)\b",
+    r"\bnao (?:poderei|posso|podemos|poderemos|vou poder|conseguirei|irei) (?:mais )?"
+    r"(?:participar|comparecer|assistir|estar presente)",
 )
-_CERTIFICATE = re.compile(r"\b(?:certific\w*|attestation\w*|constancia\w*)\b")
+_CERTIFICATE = re.compile(r"\b(?:certific\w*|attestation\w*|constancia\w*|"
+                          r"declaracao de (?:participacao|presenca))\b")
+# "I have not yet received my certificate": a negation that asks all the same.
+_NOT_RECEIVED = re.compile(r"\b(?:not|n'ai pas|pas|no|nao)\s+(?:yet\s+|encore\s+|todavia\s+|"
+                           r"aun\s+|ainda\s+)?(?:received|got|recu|recibido|recibi|recebi|"
+                           r"recebido)\b")
 _QUESTION_START = re.compile(
     r"(?:^|[.!\n]\s*)(?:what|when|where|how|why|which|who|will|is there|are there|can i|"
     r"could you|do you|does|would it|est-ce que?|quel|quelle|quels|quelles|quand|comment|"
@@ -95,36 +107,86 @@ _REGISTER_SENSE = _rx(
     r"\b(?:inscribame|registreme|inscribirme|registrarme|inscribanme)\b",
     r"\bconfirm\w* (?:mi|nuestra) (?:participacion|asistencia)|\basistire\b|\bparticipare\b",
     r"\b(?:delegation|delegacion)\b",
+    # Free text: "count me in", "I'll be there", "please accept this email as my registration",
+    # "Kenya nominates the following officials", "je serai présente", "solicito se me
+    # registre", "gostaria de participar", "seguem os dados dos participantes".
+    r"\b(?:i|we) (?:hereby )?(?:register|confirm)\b|\bhereby register\b|\bregister(?:ing)? "
+    r"(?:for|to) (?:the|this|your)\b|\b(?:find|see) (?:below|attached|hereunder) (?:the |my |our )?"
+    r"(?:details|particulars)\b|\bdetails of (?:the |our )?(?:participants?|nominees?|"
+    r"delegates?|officers?|officials?)\b|\binteres(?:t|se|ado|ada|sado|sada) (?:em|en|in|pour)"
+    r" (?:participar|participating|attending|le webinaire|participer)\b|"
+    r"\bconfirm\w* (?:la |a )?(?:participacion|asistencia|participacao|presenca) de(?:l| la| "
+    r"los)?\b|\bcount (?:me|us) in\b",
+    r"\b(?:i|we)(?: will|'ll| shall) be (?:there|attending|joining)\b",
+    r"\b(?:would be|am|are) (?:glad|happy|pleased|delighted) to (?:attend|participate|join)",
+    r"\baccept this (?:e-?mail|message|reply) as (?:my|our) registration\b",
+    r"\bnominat\w* (?:the following|as follows)\b|\bthe following (?:officials|officers|"
+    r"participants|persons|delegates|colleagues|people)\b|\bmy details for registration\b",
+    r"\bje serai present\w*\b|\bnous serons presents?\b|\b(?:pour|en vue de) (?:mon |notre |"
+    r"l')inscription\b|\bparticipants? (?:suivants?|ci-apres|\w+ais) (?:au|a la|pour)\b"
+    r"|\bliste des participants\b|\b(?:inscrire|inscription de) (?:les|nos|mes)\b",
+    r"\bsolicito (?:se me (?:registre|inscriba)|mi inscripcion|(?:el|mi) registro)\b"
+    r"|\bcuenten conmigo\b|\bdatos para (?:la|mi) inscripcion\b|\bmis datos\b",
+    r"\bgostaria de (?:me inscrever|participar|solicitar a (?:minha )?inscricao)"
+    r"|\bconfirm\w* (?:a )?(?:minha |nossa )?(?:participacao|presenca)\b"
+    r"|\bsolicito (?:a )?(?:minha )?inscricao\b|\btenho interesse em participar\b"
+    r"|\bquero (?:me inscrever|participar)\b|\binscrevam-me\b|\bme inscrevam\b"
+    r"|\bseguintes participantes\b|\bdados dos participantes\b|\bparticiparei\b"
+    r"|\bestarei presente\b|\bseguem (?:os )?meus dados\b",
+    # Others will attend: "participarán la licenciada ...", "participeront", "participarão".
+    r"\b(?:participaran|participara|participeront|participarao|will (?:participate|attend))"
+    r"\b",
 )
+# "I am from Ghana", "je suis du Togo", "soy de Honduras", "sou de Angola", "my country is".
+_FROM_COUNTRY = re.compile(
+    r"\b(?:i am|i'm|we are|i come|je suis|je viens|nous sommes|soy|vengo|somos|sou|venho)"
+    r" (?:from|du|de la|de l'|des|d'|de|do|da|dos|das)\b|\b(?:my country is|mon pays est|"
+    r"mi pais es|meu pais e)\b")
 
 
-def classify(text: str, folded: str, sender: str
+def classify(text: str, folded: str, sender: str | Sender
               ) -> tuple[IntentKind, tuple[Participant, ...], bool, str]:
     """Kind, participants, certificate flag and reason from what the sender wrote.
 
     Cancellation comes first (a withdrawal quoting its own form is still a withdrawal);
     filled form fields make a registration even when the text also mentions a certificate,
     which then sets the certificate flag; a certificate alone is a certificate request.
+    A reply that only says who the sender is ("I am from Ghana, not Kenya", "My name is
+    ...") is a registration too: it completes or corrects one (see ``rules``).
     """
+    if isinstance(sender, str):
+        sender = Sender(sender)
     if not folded.strip():
         return IntentKind.UNKNOWN, (), False, "empty reply"
     if _sense(_CANCEL_VERB, folded) or _sense(_CANNOT_ATTEND, folded, negatable=False):
-        return (IntentKind.CANCELLATION, named_or_sender(text, sender), False,
+        return (IntentKind.CANCELLATION, named_or_sender(text, sender.address), False,
                 "cancellation")
-    certificate = _sense(_CERTIFICATE, folded)
+    certificate = _sense(_CERTIFICATE, folded) or bool(
+        _NOT_RECEIVED.search(folded) and _CERTIFICATE.search(folded))
     registering = _sense(_REGISTER_SENSE, folded)
     records = read_participants(text)
     if not registering and sum(r.loose for r in records) < 2:
         # One "Name, Ministry, Country" line alone is more likely a signature than a form.
         records = [r for r in records if not r.loose]
     if records or registering:
-        participants = participants_of(records, sender)
+        participants = registrants(text, records, sender)
         return (IntentKind.REGISTRATION, participants, certificate,
-                registration_reason(participants, sender))
+                registration_reason(participants, sender.address))
     if certificate:
-        return (IntentKind.CERTIFICATE_REQUEST, named_or_sender(text, sender), True,
+        return (IntentKind.CERTIFICATE_REQUEST, named_or_sender(text, sender.address), True,
                 "certificate request")
     if "?" in folded or _QUESTION_START.search(folded):
         return IntentKind.QUESTION, (), False, "question"
+    if _introduces(text, folded):
+        participants = registrants(text, [], sender)
+        return (IntentKind.REGISTRATION, participants, False,
+                registration_reason(participants, sender.address))
     return IntentKind.UNKNOWN, (), False, "no request recognised"
+
+
+def _introduces(text: str, folded: str) -> bool:
+    """Whether the sender says who they are or where they are from, and nothing else."""
+    if _FROM_COUNTRY.search(folded) and countries_in_text(text):
+        return True
+    return any(p.source == "introduction" for p in people_in_prose(text))
 

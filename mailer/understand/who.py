@@ -8,20 +8,25 @@ regular expressions over accent-folded, casefolded lines do it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mailer.countries import resolve_country
 from mailer.domain import Participant, normalise_email
+from mailer.understand.country import country_in_text, country_of_address
 from mailer.understand.folding import fold, fold_with_map, wordset
+from mailer.understand.prose import (
+    EMAIL,
+    NOT_NAMES,
+    Person,
+    clean_name,
+    people_in_prose,
+    sign_off,
+)
 
 MAX_LINE = 1_000            # longer lines are not forms: only their start is read for fields
 MAX_VALUE = 200             # a field value longer than this is cut
 MAX_RECORDS = 100           # participants read from one reply (a delegation is a few people)
 MAX_ROW_TRIES = 200         # lines tried as "name, position, ..." rows (each resolves countries)
-
-EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]{1,64}@[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
-                    r"(?:\.[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)+", re.IGNORECASE)
-
 
 def named_or_sender(text: str, sender: str) -> tuple[Participant, ...]:
     """The addresses a cancellation or certificate request names, else the sender."""
@@ -59,9 +64,11 @@ def registration_reason(participants: tuple[Participant, ...], sender: str) -> s
         if p.country_text and not p.country:
             lacks[lacks.index("country"):lacks.index("country") + 1] = [
                 f"country ({p.country_text!r} not recognised)"]
+        who = "" if count == 1 else f" for participant {number}"
         if lacks:
-            who = "" if count == 1 else f" for participant {number}"
             gaps.append(f"missing {', '.join(lacks)}{who}")
+        if p.inferred:
+            gaps.append(f"{' and '.join(p.inferred)} inferred{who}")
     if len(gaps) > 5:   # the reason is for people reading a log line
         gaps = [*gaps[:5], f"and {len(gaps) - 5} more incomplete"]
     return "; ".join([head, *gaps])
@@ -94,6 +101,8 @@ class Record:
             self.name = " ".join(p for p in (self.first, self.last) if p)
         elif self.first and self.first.casefold() not in self.name.casefold():
             self.name = f"{self.first} {self.name}"
+        elif self.last and self.last.casefold() not in self.name.casefold():
+            self.name = f"{self.name} {self.last}"    # "Nombre: Carolina", "Apellido: Vega"
         return self
 
     @property
@@ -110,24 +119,28 @@ class Record:
 # Labels per field, as regular expressions over folded text; tried in this order, so "first
 # name" is read before "name". Accents are folded ("prénom" is "prenom").
 _LABELS: tuple[tuple[str, str], ...] = (
-    ("first", r"first ?names?|given names?|forenames?|prenoms?|nombres? de pila"),
-    ("last", r"last ?names?|surnames?|family names?|nom de famille|apellidos?"),
+    ("first", r"first ?names?|given names?|forenames?|prenoms?|nombres? de pila|primeiro nome"),
+    ("last", r"last ?names?|surnames?|family names?|nom de famille|apellidos?|apelidos?"
+             r"|sobrenomes?"),
     ("name", r"(?:full |your |complete )?names?(?: and surnames?)?(?: of (?:the )?participants?)?"
              r"|participant'?s? names?|nom (?:et|&|/) ?prenoms?|prenoms? (?:et|&|/) ?noms?"
              r"|noms? complets?|noms?(?: du participant)?|nombres? (?:y|&|/) ?apellidos?"
              r"|apellidos? (?:y|&|/) ?nombres?|nombres? completos?|nombres?"
-             r"|participante?(?: ?(?:n[o°º]\.? ?)?\d{1,2})?|name/surname"),
+             r"|participante?(?: ?(?:n[o°º]\.? ?)?\d{1,2})?|name/surname"
+             r"|nome(?: completo| e apelidos?| e sobrenome)?"),
     ("country", r"(?:your |home )?country(?: represented| of origin)?|countries|pays"
                 r"(?: represente)?|pais|nationality|nationalite|nacionalidad"),
     ("organisation", r"organi[sz]ations?|organismes?|institutions?|institucion|organizacion"
                      r"|ministry|ministere|ministerio|agency|department|departement"
                      r"|departamento|entity|entite|entidad|employer|administration"
-                     r"|organi[sz]ation/institution|institution/organi[sz]ation|service"),
+                     r"|organi[sz]ation/institution|institution/organi[sz]ation|service"
+                     r"|instituicao|organizacao|orgao|entidade|structure|estrutura"),
     ("position", r"(?:job )?(?:position|title|function)s?|fonctions?|postes?|cargos?|puestos?"
-                 r"|titre|designation|rank|grade|role"),
+                 r"|titre|designation|rank|grade|role|funcao|posto"),
     ("email", r"(?:your )?e-?mail(?: address)?|email address|courriel|adresse (?:electronique"
               r"|e-?mail|mail|courriel)|mail|correo(?: electronico| e| -e|-e)?"
-              r"|direccion de correo(?: electronico)?"),
+              r"|direccion de correo(?: electronico)?|correio e(?:le|lec)tronico"
+              r"|endereco (?:de )?e-?mail"),
 )
 _FIELD_NAMES = {name for name, _ in _LABELS}
 _BULLET = r"[ \t>*_•·◦▪-]*+(?:(?:participant|participante)?\s*(?:n[o°º]\.? ?)?\d{1,2}[.)]\s+)?"
@@ -136,6 +149,13 @@ _LABEL_LINES = tuple(
     (name, re.compile(rf"{_BULLET}[*_]*[ \t]*(?:{labels})(?:[ \t]*\([^)]{{0,40}}\))?{_SEP}"))
     for name, labels in _LABELS)
 _CELL_LABELS = tuple((name, re.compile(rf"(?:{labels})")) for name, labels in _LABELS)
+# A label inside a line ("Name: Kemar Brown, Position: Detective Inspector, Country: ...");
+# only with a colon or "=", so "Ministry of Justice, Department of ..." stays one value.
+_INLINE_LABELS = tuple(
+    (name, re.compile(rf"(?:\*\*?)?(?:{labels})(?:[ \t]*\([^)]{{0,40}}\))?[ \t]*\**[ \t]*"
+                      rf"(?:[:=]|-(?= )|(?<= )[–—](?= ))[ \t]*\**[ \t]*"))
+    for name, labels in _LABELS)
+_INLINE_CUT = re.compile(r"[,;|/:\t]|\s{2,}|\s[-–—]\s")
 _NUMBERING = re.compile(r"[ \t>*_#-]*(?:(?:participant|participante|delegate|delegue|delegado)"
                         r"[ \t]*(?:n[o°º]\.? ?)?\d{1,2}|\d{1,2}[.)])[ \t]*[:.)*_-]*[ \t]*")
 _TABLE_RULE = re.compile(r"[\s|:+-]+")
@@ -176,6 +196,13 @@ def read_participants(text: str) -> list[Record]:
             close()
             records.append(_from_columns(header, cells))
             continue
+        inline = _inline_fields(line, folded, where)
+        if inline:
+            for name, value in inline:
+                if name in current.fields:
+                    close()
+                current.set(name, value)
+            continue
         labelled = _labelled(line, folded, where)
         if labelled is not None:
             name, value = labelled
@@ -212,6 +239,32 @@ def _labelled(line: str, folded: str, where: list[int]) -> tuple[str, str] | Non
     return None
 
 
+def _inline_fields(line: str, folded: str, where: list[int]) -> list[tuple[str, str]]:
+    """Two or more labelled fields written on one line, in order; [] for anything else."""
+    found: list[tuple[int, str, int]] = []     # (label start, field, value start), folded
+    starts = [0, *(m.end() for m in _INLINE_CUT.finditer(folded))]
+    for start in starts[:200]:
+        while start < len(folded) and folded[start] in " \t":
+            start += 1
+        if found and start < found[-1][2]:
+            continue
+        for name, pattern in _INLINE_LABELS:
+            match = pattern.match(folded, start)
+            if match:
+                found.append((start, name, match.end()))
+                break
+    if len(found) < 2:
+        return []
+    fields: list[tuple[str, str]] = []
+    for index, (_start, name, value_start) in enumerate(found):
+        value_end = found[index + 1][0] if index + 1 < len(found) else len(folded)
+        value = line[where[value_start]:where[value_end]].strip(" \t,;|/–—-")
+        value = _clean_value(name, value)
+        if value:
+            fields.append((name, value))
+    return fields if len(fields) >= 2 else []
+
+
 def _next_value(line: str) -> str:
     """The value written under an empty label, unless that line is itself a label."""
     folded, where = fold_with_map(line)
@@ -224,11 +277,17 @@ def _clean_value(name: str, value: str) -> str:
     value = re.sub(r"\s+", " ", value).strip().strip("*_").strip()[:MAX_VALUE]
     value = re.sub(r"^\[(.*?)\]\(mailto:.*\)$", r"\1", value)   # html2text links
     value = value.rstrip(",;").strip()
+    if name == "country" or (value.endswith(".") and len(value.rsplit(None, 1)[-1]) > 4):
+        value = value.rstrip(".").strip()   # the end of a sentence, not "Inc." or "S.A."
     if name == "email":
         match = EMAIL.search(value)
         return normalise_email(match.group(0)) if match else ""
     if "@" in value and name in ("name", "first", "last"):
         return ""   # an address is not a name
+    if name == "name":
+        value = clean_name(value) or value   # "Dr. Ana Soto" is Ana Soto
+    if name == "position" and not clean_name(value):
+        return ""   # "Title: Mr" is a form of address, not a position
     return value
 
 
@@ -299,8 +358,11 @@ _ANGLE = re.compile(r"\s*(?P<name>[^<>@,;|\t]{2,80}?)\s*<(?P<email>[^<>\s]+@[^<>
 
 
 def _name_like(cell: str) -> bool:
-    words = cell.split()
-    if not 1 <= len(words) <= 6 or len(cell) > 80:
+    """A person's name as a cell of a list line: two to six capitalised words (titles apart)."""
+    words = clean_name(cell).split()
+    if not 2 <= len(words) <= 6 or len(cell) > 80:
+        return False
+    if any(w[:1].isupper() and fold(w).strip(".,") in NOT_NAMES for w in words):
         return False
     return all(_NAME_WORD.fullmatch(w) and (w[0].isupper() or w.lower() in _PARTICLES)
                for w in words)
@@ -314,6 +376,9 @@ def _list_row(line: str, cells: list[str]) -> Record | None:
         record.set("name", _clean_value("name", angle.group("name")))
         record.set("email", _clean_value("email", angle.group("email")))
         return record
+    # "Ms. Jane Mwangi – Senior State Counsel, Office of the AG – jane@ag.go.ke": dashes
+    # between spaces separate cells as commas do.
+    cells = [part.strip() for cell in cells for part in re.split(r"\s[–—-]\s", cell)][:12]
     if len(cells) < 2 or not _name_like(cells[0]):
         return None
     record = Record(loose=True)
@@ -330,6 +395,8 @@ def _list_row(line: str, cells: list[str]) -> Record | None:
             rest.append(cell)
     if "email" not in record.fields and "country" not in record.fields:
         return None   # a sentence with commas, not a participant
+    if "email" not in record.fields and not [cell for cell in rest if cell]:
+        return None   # "Kingston, Jamaica", "Santo Domingo, República Dominicana": a place
     # Position and organisation: the one cell with an institution word is the organisation;
     # otherwise the order of the brief's example, "name, position, organisation".
     flagged = [bool(_ORG_WORDS.search(cell)) for cell in rest]
@@ -343,3 +410,95 @@ def _list_row(line: str, cells: list[str]) -> Record | None:
             record.set(target, _clean_value(target, cell))
     return record
 
+
+
+# --------------------------------------------------------------------------- free text
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who sent the reply: the From address, and its display name when it is a person's."""
+
+    address: str
+    name: str = ""
+
+
+def registrants(text: str, records: list[Record], sender: Sender) -> tuple[Participant, ...]:
+    """The participants of a registration, completed from what the reply says in prose.
+
+    Forms, tables and list lines come first (``records``). Without them, people described in
+    sentences with their own address are registered ("my colleague, Mr. Tevita Taufa, Crown
+    Counsel ... (ttaufa@...)"), else the sender. The sender's missing name, position,
+    institution and country come from their own sentence ("I am ..."), then their sign-off;
+    a country still missing comes from the countries the text names, then (a guess) from
+    the participant's or the sender's government address, and a name still missing from the
+    From display name (a guess). Guesses are listed in ``Participant.inferred``.
+    """
+    people = people_in_prose(text)
+    own = next((p for p in people if p.source in ("introduction", "sentence")
+                and (not p.email or p.email == sender.address)), None)
+    signed = sign_off(text)
+    if own is None or (signed is not None and _same_person(own.name, signed.name)):
+        own = _merge(own, signed)
+    if records:
+        base = list(participants_of(records, sender.address))
+    else:
+        others = [p for p in people if p.email != sender.address and (
+            p.email or p.source == "title")]
+        base = [Participant(email=p.email, name=p.name, organisation=p.organisation,
+                            position=p.position, country=p.country)
+                for p in others[:MAX_RECORDS]]
+        if not base or _ALSO_ME.search(fold(text)):
+            base.insert(0, Participant(email=sender.address))
+    skip = (own.start, own.end) if own is not None and own.source != "sign-off" else None
+    text_country, certain = country_in_text(text, prefer=skip)
+    single = len(base) == 1
+    out: list[Participant] = []
+    for p in base:
+        inferred: list[str] = []
+        is_sender = p.email == sender.address or (single and not p.email)
+        if is_sender and own is not None and (not p.name or _same_person(p.name, own.name)):
+            p = replace(p, name=p.name or own.name, position=p.position or own.position,
+                        organisation=p.organisation or own.organisation,
+                        country=p.country or (None if p.country_text else own.country))
+        if is_sender and not p.name and sender.name:
+            p = replace(p, name=sender.name)
+            inferred.append("name")
+        if not p.country and not p.country_text:
+            guess = None
+            if text_country:
+                guess = text_country
+                if not certain:
+                    inferred.append("country")
+            else:
+                guess = country_of_address(p.email) if p.email else None
+                guess = guess or country_of_address(sender.address)
+                if guess:
+                    inferred.append("country")
+            p = replace(p, country=guess)
+        out.append(replace(p, inferred=tuple(inferred)))
+    return tuple(out)
+
+
+# "Please register me and my colleague ...", "inscribirnos", "nos inscrever".
+_ALSO_ME = re.compile(
+    r"\b(?:register|enrol+|inscribe|sign up|add|include)\s+(?:both\s+)?(?:me|myself)\s+"
+    r"(?:and|as well as|together with|&)\b|\bmyself and\b|\b(?:m'inscrire|me inscrire)\s+"
+    r"(?:ainsi que|et|avec)\b|\bmoi-meme et\b|\bnous inscrire\b|\b(?:inscribirme|"
+    r"registrarme)\s+(?:a mi|y|junto)\b|\binscribirnos\b|\b(?:me inscrever|inscrever-me)\s+"
+    r"(?:e|junto)\b|\bnos inscrever\b")
+
+
+def _same_person(one: str, other: str) -> bool:
+    """Whether two written names are one person's ("Grace Wanjiru", "Grace W. Wanjiru")."""
+    a, b = set(fold(one).split()), set(fold(other).split())
+    return bool(a and b) and (a <= b or b <= a or len(a & b) >= 2)
+
+
+def _merge(first: Person | None, then: Person | None) -> Person | None:
+    """``first`` with what it lacks taken from ``then`` (the same person's sign-off)."""
+    if first is None or then is None:
+        return first or then
+    return replace(first, position=first.position or then.position,
+                   organisation=first.organisation or then.organisation,
+                   country=first.country or then.country)

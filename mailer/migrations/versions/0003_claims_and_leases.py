@@ -6,7 +6,7 @@ is one UPDATE); ``send_slots`` holds the next free moment of the mail server's s
 ``instances`` says who is running, for ``mailer status``.
 
 Revision ID: 0003
-Revises: 0005
+Revises: 0004
 Create Date: 2026-11-23
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0003'
-down_revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

@@ -95,7 +95,7 @@ class Registration(Base):
     attended: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     sequence_seen: Mapped[int] = mapped_column(Integer, default=0)
     # How far their own withdrawals and re-registrations raised their calendar entry's
-    # SEQUENCE above the event's (migration 0005); their messages carry event + offset.
+    # SEQUENCE above the event's (migration 0003); their messages carry event + offset.
     sequence_offset: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The UTC offset in minutes of the Date header of the reply that registered them: it
     # picks their zone in a country with several (None: not known).

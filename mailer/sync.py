@@ -74,7 +74,7 @@ def sync_events(session: Session, catalog: Catalog, now: datetime,
                     log.info("pack files changed", event_id=event.id)
                 row.packs = versions
         if row.shown is None and row.fingerprint == fingerprint:
-            # A row from before migration 0005: what it shows now is its current version.
+            # A row from before migration 0003: what it shows now is its current version.
             row.shown = {str(row.sequence): shown(event)}
         if row.fingerprint != fingerprint:
             row.sequence += 1

@@ -216,7 +216,7 @@ def load_catalog_text(folder: Path, text: str) -> Catalog:
 
 
 def test_upgrading_keeps_the_packs_already_sent_as_sent(tmp_path: Path) -> None:
-    """A store from before 0005 keyed packs by the event's start; after the upgrade the
+    """A store from before 0003 keyed packs by the event's start; after the upgrade the
     planner's key is the renamed row's, so nobody gets the pack again."""
     st = store_at(f"sqlite:///{tmp_path}/m.db", "0002")
     now = datetime(2020, 7, 6, 9, 0, tzinfo=timezone.utc)

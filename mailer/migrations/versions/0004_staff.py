@@ -6,7 +6,7 @@ id is signed into the digest's reply address), and a quarantined message's first
 ``quarantined_mail`` so staff can read it and hand it back.
 
 Revision ID: 0004
-Revises: 0005
+Revises: 0003
 Create Date: 2026-11-23
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0004'
-down_revision = '0005'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

@@ -12,7 +12,7 @@
   re-sent the pack to everyone). Existing pack rows are renamed to the new key of version
   0, so nobody gets a pack again because of this upgrade.
 
-Revision ID: 0005
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-23
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0005'
+revision = '0003'
 down_revision = '0002'
 branch_labels = None
 depends_on = None

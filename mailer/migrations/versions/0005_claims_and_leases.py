@@ -5,7 +5,7 @@ instance at a time holds the leader's lease (``leases``, its row inserted here s
 is one UPDATE); ``send_slots`` holds the next free moment of the mail server's shared rate;
 ``instances`` says who is running, for ``mailer status``.
 
-Revision ID: 0003
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-23
 """
@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003'
+revision = '0005'
 down_revision = '0004'
 branch_labels = None
 depends_on = None

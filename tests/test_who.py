@@ -255,6 +255,32 @@ def test_a_list_line_with_dashes_and_titles() -> None:
     assert (rec.name, rec.email) == ("Jane Mwangi", "jane.mwangi@ag.go.ke")
 
 
+@pytest.mark.parametrize("dash", ["–", "—", "-"])
+def test_list_lines_cut_only_by_dashes_are_each_a_participant(dash: str) -> None:
+    """Outlook's and phones' habit: "Name – Position – Institution – address", no comma.
+    Each line is a person; the second used to be dropped without a word to anyone."""
+    text = (f"Solicito a inscrição dos seguintes participantes:\n\n"
+            f"Ana Paula Silva {dash} Delegada de Polícia Federal {dash} Polícia Federal "
+            f"{dash} ana.silva@pf.gov.br\n"
+            f"Carlos Eduardo Lima {dash} Perito Criminal Federal {dash} Polícia Federal "
+            f"{dash} carlos.lima@pf.gov.br\n\nAtenciosamente,\nAna Paula Silva")
+    records = read_participants(text)
+    assert [(r.name, r.position, r.organisation, r.email) for r in records] == [
+        ("Ana Paula Silva", "Delegada de Polícia Federal", "Polícia Federal",
+         "ana.silva@pf.gov.br"),
+        ("Carlos Eduardo Lima", "Perito Criminal Federal", "Polícia Federal",
+         "carlos.lima@pf.gov.br")]
+    kind, people, _, _ = classify(text, fold(text), Sender("ana.silva@pf.gov.br",
+                                                           "Ana Paula Silva"))
+    assert kind.value == "registration"
+    assert [p.email for p in people] == ["ana.silva@pf.gov.br", "carlos.lima@pf.gov.br"]
+
+
+def test_a_sentence_with_dashes_is_not_a_participant() -> None:
+    assert read_participants("Kingston - Jamaica - see you on the 9th") == []
+    assert read_participants("The webinar – as announced – starts at 10:00.") == []
+
+
 # --------------------------------------------------------------------------- together
 
 

@@ -221,7 +221,10 @@ def read_participants(text: str) -> list[Record]:
         if _TABLE_RULE.fullmatch(line) and "|" in line:
             continue
         row = None
-        if (len(cells) >= 2 or "<" in line) and tries < MAX_ROW_TRIES:
+        # A line cut only by dashes ("Ana Silva – Delegada – Polícia Federal – ana@pf.gov.br")
+        # is a list row too: _list_row splits at the dashes.
+        if (len(cells) >= 2 or "<" in line or _DASHED.search(line)) \
+                and tries < MAX_ROW_TRIES:
             tries += 1
             row = _list_row(line, cells)
         if row is not None:
@@ -368,6 +371,9 @@ def _name_like(cell: str) -> bool:
                for w in words)
 
 
+_DASHED = re.compile(r"\s[–—-]\s")
+
+
 def _list_row(line: str, cells: list[str]) -> Record | None:
     """One participant written on one line: "Awa Diop, Magistrate, Ministry, awa@x.sn"."""
     angle = _ANGLE.fullmatch(re.sub(r"^[ \t>*_•·◦▪-]*(?:\d{1,2}[.)][ \t]+)?", "", line))
@@ -378,7 +384,7 @@ def _list_row(line: str, cells: list[str]) -> Record | None:
         return record
     # "Ms. Jane Mwangi – Senior State Counsel, Office of the AG – jane@ag.go.ke": dashes
     # between spaces separate cells as commas do.
-    cells = [part.strip() for cell in cells for part in re.split(r"\s[–—-]\s", cell)][:12]
+    cells = [part.strip() for cell in cells for part in _DASHED.split(cell)][:12]
     if len(cells) < 2 or not _name_like(cells[0]):
         return None
     record = Record(loose=True)

@@ -429,6 +429,16 @@ def test_name_and_address_lines(catalog: Catalog) -> None:
     ("Cancelo mi inscripción, gracias.", "es"),
     ("Lamentablemente no podré asistir.", "es"),
     ("Por favor anule mi registro.", "es"),
+    # The ways people decline that were read as nothing (a registration form came back):
+    ("Suite à un empêchement, je ne pourrai malheureusement pas participer.", "fr"),
+    ("Je ne pourrai finalement pas y assister.", "fr"),
+    ("Je ne serai pas en mesure de participer au webinaire.", "fr"),
+    ("Il ne me sera malheureusement pas possible d'y assister.", "fr"),
+    ("Je suis au regret de ne pouvoir participer.", "fr"),
+    ("Je me désiste, merci.", "fr"),
+    ("I am no longer available on that date.", "en"),
+    ("I must withdraw, with apologies.", "en"),
+    ("No me será posible participar en el webinario.", "es"),
 ])
 def test_cancellation(catalog: Catalog, text: str, language: str) -> None:
     """Cancellations in the three languages are read as such, in their language."""
@@ -442,6 +452,10 @@ def test_cancellation(catalog: Catalog, text: str, language: str) -> None:
     "I will not cancel my registration, but will the session be recorded?",
     "Je ne veux pas annuler mon inscription : le lien sera-t-il envoyé ?",
     "No quiero cancelar mi inscripción, ¿habrá grabación?",
+    # Not being free at some hour is not declining the session.
+    "Will the slides be shared? I am not available before 10:00 anyway.",
+    "Je ne serai pas disponible avant 10h : le lien sera-t-il envoyé ?",
+    "Il ne me sera pas possible d'envoyer les documents avant lundi, est-ce grave ?",
 ])
 def test_negated_cancellation_is_not_a_cancellation(catalog: Catalog, text: str) -> None:
     """ "I will not cancel" keeps its meaning in each language: not a cancellation."""

@@ -66,18 +66,37 @@ _CANCEL_VERB = _rx(
     # The keyword our templates ask for ("reply with the word CANCEL"), alone on its line.
     r"^\W*(?:cancel|annuler|cancelar)\W*$",
 )
+# Adverbs French puts between a verb and its "pas": "je ne pourrai malheureusement pas".
+_FR_ADVERBS = r"(?:malheureusement|finalement|helas|donc|probablement|vraisemblablement)"
 # Phrases that already contain their negation ("je ne pourrai pas participer").
 _CANNOT_ATTEND = _rx(
     r"\b(?:can ?not|can't|cannot|no longer able to|won't be able to|will not be able to|"
     r"unable to|not be able to|can no longer|will no longer) "
     r"(?:attend|participate|join|make it|take part)",
-    r"\bne (?:pourrai|pourrons|peux|pourra|pourrais|serai|serons) (?:pas|plus) "
-    r"(?:participer|assister|etre present|y assister|prendre part|me connecter)",
+    # "I am no longer available", "I must withdraw". Not "I am not available": it is as often
+    # "not available before 10:00", and a cancellation gives the seat away.
+    r"\b(?:i am|i'm|we are|we're|i will|i'll|we will|we'll) (?:unfortunately )?(?:be )?"
+    r"no longer available\b|\b(?:must|have to|need to) withdraw\b|\btake (?:me|us) off\b",
+    # An adverb may sit inside the French negation: "je ne pourrai malheureusement pas".
+    r"\bne (?:pourrai|pourrons|peux|pouvons|pourra|pourrais|pourrions|serai|serons)"
+    r"(?: " + _FR_ADVERBS + r")? (?:pas|plus) (?:y )?(?:participer|assister|etre present\w*"
+    r"|prendre part|me connecter|nous connecter)",
+    r"\bne (?:serai|serons|suis|sommes)(?: " + _FR_ADVERBS + r")? (?:pas|plus) en mesure de "
+    r"(?:y )?(?:participer|assister|prendre part|me connecter)|\bne (?:serai|serons|suis|"
+    r"sommes)(?: " + _FR_ADVERBS + r")? plus disponibles?\b",
+    r"\bne (?:me|nous) sera(?: " + _FR_ADVERBS + r")? (?:pas|plus) possible (?:de (?:y )?"
+    r"(?:participer|assister|prendre part|me connecter)|d'y (?:participer|assister)"
+    r"|d'(?:assister|etre present))",
+    r"\b(?:au regret|regrette|regrettons) de ne (?:pas )?pouvoir (?:y )?(?:participer|assister"
+    r"|prendre part)|\bje me desiste\b|\bnous nous desistons\b",
     r"\bje ne participerai (?:pas|plus)\b|\b(?:suis|serai|sommes|serons) empeche\w*\b",
     r"\bno (?:podre|podremos|puedo|podra|podria) (?:asistir|participar|conectarme|estar)",
     r"\bya no (?:podre|puedo) (?:asistir|participar)\b",
+    r"\bno (?:me|nos) (?:sera|es) posible (?:asistir|participar|conectarme|estar)"
+    r"|\bya no (?:estare|estaremos) disponibles?\b",
     r"\bnao (?:poderei|posso|podemos|poderemos|vou poder|conseguirei|irei) (?:mais )?"
     r"(?:participar|comparecer|assistir|estar presente)",
+    r"\bnao (?:me |nos )?sera possivel (?:participar|comparecer|assistir|estar presente)",
 )
 _CERTIFICATE = re.compile(r"\b(?:certific\w*|attestation\w*|constancia\w*|"
                           r"declaracao de (?:participacao|presenca))\b")

@@ -7,6 +7,7 @@ printed, logged or echoed in a validation error.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -32,12 +33,26 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+")
+
+
+def _address(value: str) -> str:
+    """One plain address (``name@domain.tld``): caught here, not as a template failure when
+    the first message is written."""
+    value = value.strip()
+    if not _ADDRESS.fullmatch(value):
+        raise ValueError(f"{value!r} is not an email address (write it as name@example.org)")
+    return value
+
+
 class Organiser(_Section):
     """Who the messages come from, and where questions for staff go."""
 
     name: str = "Cybercrime Programme Office"
     address: str = "webinars@example.org"
     staff_address: str = "staff@example.org"
+
+    _addresses = field_validator("address", "staff_address")(_address)
 
 
 class Smtp(_Section):
@@ -160,6 +175,11 @@ class Staff(_Section):
     digest_hour: int = Field(default=8, ge=0, le=23)
     time_zone: str = "UTC"
     reply_days: int = Field(default=14, ge=1)
+
+    @field_validator("addresses")
+    @classmethod
+    def _staff_addresses(cls, value: list[str]) -> list[str]:
+        return [_address(v) for v in value]
 
     @field_validator("time_zone")
     @classmethod
@@ -295,5 +315,15 @@ def _problems(name: str, exc: ValidationError) -> list[Problem]:
         if err["type"] == "extra_forbidden":
             message = "unknown key"
         message = message.removeprefix("Value error, ")    # a validator's own words
-        problems.append(Problem(name, field, message))
+        problems.append(Problem(_origin(name, err["loc"]), field, message))
     return problems
+
+
+def _origin(name: str, loc: tuple[int | str, ...]) -> str:
+    """Where a wrong value came from: the environment variable that set it (it wins over the
+    file, and an operator reading the file would not find the mistake there), else the file."""
+    if len(loc) >= 2:
+        variable = f"MAILER_{loc[0]}__{loc[1]}".upper()
+        if any(key.upper() == variable for key in os.environ):
+            return f"{variable} (environment)"
+    return name

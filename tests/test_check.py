@@ -285,7 +285,8 @@ def test_format_problems_one_line_each_then_a_count() -> None:
 
 def _of_config(problems: list[Problem]) -> list[Problem]:
     """The problems of the configuration file itself (its folders are checked too)."""
-    return [p for p in problems if p.file in ("config.toml", "MAILER_CONFIG")]
+    return [p for p in problems if p.file in ("config.toml", "MAILER_CONFIG")
+            or p.file.endswith("(environment)")]
 
 
 def test_config_bad_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -303,6 +304,37 @@ def test_config_unknown_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     Path("config.toml").write_text('[smtp]\nhots = "mail.example.org"\n', encoding="utf-8")
     assert str(_only(_of_config(check(Path("config.toml"))))) == (
         "config.toml: smtp.hots: unknown key")
+
+
+def test_a_wrong_value_from_the_environment_names_its_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment wins over the file: its mistake is named by the variable, not blamed
+    on config.toml, where the operator would look for it in vain."""
+    monkeypatch.chdir(tmp_path)
+    Path("config.toml").write_text("[smtp]\nport = 587\n", encoding="utf-8")
+    monkeypatch.setenv("MAILER_SMTP__PORT", "abc")
+    monkeypatch.setenv("MAILER_IMAP__HOTS", "imap.example.org")
+    said = {str(p) for p in _of_config(check(Path("config.toml")))}
+    assert said == {
+        "MAILER_SMTP__PORT (environment): smtp.port: Input should be a valid integer, unable "
+        "to parse string as an integer",
+        "MAILER_IMAP__HOTS (environment): imap.hots: unknown key"}
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ('address = "webinars@example.org"', 'address = "webinars"', "organiser.address"),
+    ('staff_address = "staff@example.org"', 'staff_address = "staff at example.org"',
+     "organiser.staff_address"),
+    ("# addresses = [", 'addresses = ["boss@example.org", "director"]\n# x = [',
+     "staff.addresses"),
+])
+def test_an_address_that_is_no_address_is_named_in_the_configuration(
+        setup: Path, old: str, new: str, field: str) -> None:
+    """Not 'templates: template check failed: PermanentSendError: invalid address...'."""
+    _edit(setup / "config.toml", old, new)
+    problem = _only(check(setup / "config.toml"))
+    assert (Path(problem.file).name, problem.field) == ("config.toml", field)
+    assert "is not an email address" in problem.message
 
 
 def test_config_syntax_error_has_a_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

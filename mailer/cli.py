@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -40,6 +41,16 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _reader_gone() -> None:
+    """The output's reader went away (``mailer messages | head``): nothing is wrong with the
+    mailer and nobody is left to tell, so no "error: [Errno 32] Broken pipe". Exit 1, as
+    Python's documentation advises, with stdout pointed at /dev/null so that the
+    interpreter's last flush cannot complain either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(1)
+
+
 def guarded(func: F) -> F:
     """Turn the mailer's errors into the documented exit codes and one clear message."""
     @functools.wraps(func)
@@ -52,6 +63,8 @@ def guarded(func: F) -> F:
             _fail(f"error: {exc}", 2)
         except MailerError as exc:
             _fail(f"error: {exc}", 1)
+        except BrokenPipeError:
+            _reader_gone()
         except OSError as exc:
             _fail(f"error: {exc}", 1)
         except Exception as exc:

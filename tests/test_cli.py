@@ -7,7 +7,10 @@ import email
 import email.policy
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -91,6 +94,23 @@ def test_plan_lists_reminders_and_packs_of_the_five_webinars(project: Path) -> N
         labels = sorted(r["label"] for r in data["sends"]
                         if r["event_id"] == event.id and r["kind"] == "reminder")
         assert labels == ["1d", "1h", "7d"]
+
+
+def test_output_to_a_reader_that_went_away_is_no_error(project: Path) -> None:
+    """`mailer plan | head -1`: the reader leaves early; that is no error of the mailer, so
+    nothing on stderr (it said "error: [Errno 32] Broken pipe"), and no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)              # the reader is gone before the first line is written
+    try:
+        done = subprocess.run([sys.executable, "-m", "mailer", "--config",
+                               str(project / "config.toml"), "plan",
+                               "--now", "2020-06-01T00:00Z"],
+                              stdout=write_end, stderr=subprocess.PIPE, cwd=project,
+                              timeout=120, check=False)
+    finally:
+        os.close(write_end)
+    assert done.stderr.decode() == ""
+    assert done.returncode == 1
 
 
 def test_plan_text_names_each_reminder_by_its_offset(project: Path) -> None:

@@ -627,7 +627,11 @@ class Composer:
         if event_id is not None and event_id not in self.catalog.events:
             raise UsageError(f"unknown event {event_id!r}")
         event = self.catalog.events.get(event_id) if event_id else None
-        others = [e for e in self.catalog.events if e != event_id][:2]
+        # Only a clarification ever names other sessions (the rules fill candidates for
+        # nothing else): a preview listing some under a refusal or a cancellation would show
+        # staff a paragraph no participant receives.
+        others = ([e for e in self.catalog.events if e != event_id][:2]
+                  if chosen is Kind.CLARIFICATION else [])
         out = sample_outgoing(chosen, lang, event, others, to=to, name=name, country=country)
         files, links = attach(out) if attach else ((), ())
         return self.compose(out, now=now, attachments=files, links=links).data

@@ -157,6 +157,20 @@ def test_preview_writes_the_message_that_would_be_sent(project: Path, tmp_path: 
     assert Calendar.from_ical(part.get_content())["METHOD"] == "REQUEST"
 
 
+@pytest.mark.parametrize(("kind", "lang", "words"), [
+    ("not_invited", "en", "following sessions"), ("cancellation", "fr", "séances suivantes"),
+    ("cancellation", "es", "siguientes sesiones")])
+def test_preview_lists_no_other_sessions_where_no_message_does(
+        project: Path, kind: str, lang: str, words: str) -> None:
+    """The rules give other sessions to a clarification only: the preview of a refusal or a
+    cancellation listed two (from another series, long over) that no participant gets."""
+    result = run(project, "preview", kind, "--event", "africa-fr", "--lang", lang,
+                 "--country", "FR", "--now", "2020-06-20T00:00Z")
+    assert result.exit_code == 0, result.output
+    assert words not in result.output
+    assert "caribbean-kickoff" not in result.output and "lac-es" not in result.output
+
+
 def test_preview_of_an_unknown_kind_exits_2(project: Path) -> None:
     """An unknown message kind is bad usage."""
     assert run(project, "preview", "welcome", "--event", "lac-es").exit_code == 2

@@ -35,13 +35,29 @@ class Problem:
         return f"{where}: {'warning: ' if self.warning else ''}{self.message}"
 
 
-def toml_error(exc: tomllib.TOMLDecodeError) -> tuple[str, int | None]:
-    """The message and line of a TOML syntax error (before 3.14 only its text has them)."""
+def toml_error(exc: tomllib.TOMLDecodeError, text: str | None = None) -> tuple[str, int | None]:
+    """The message and line of a TOML syntax error (before 3.14 only its text has them).
+
+    Given the file's ``text``, a line whose value looks like a date says what a date must be:
+    tomllib's own words for "2020-07-32T08:00:00Z" or "2020-07-09 08:00" are "Expected newline
+    or end of document after a statement", which sends staff looking for a missing newline.
+    """
     match = re.fullmatch(r"(.*?)(?: \(at line (\d+), column \d+\)| \(at end of document\))?",
                          str(exc), re.S)
     message = getattr(exc, "msg", None) or (match[1] if match else str(exc))
     line = getattr(exc, "lineno", None) or (int(match[2]) if match and match[2] else None)
+    if text is not None and line is not None:
+        source = text.splitlines()[line - 1] if line <= len(text.splitlines()) else ""
+        date = _DATE_VALUE.search(source)
+        if date:
+            message = (f"{date['value'].strip()!r} is not a date and time TOML reads: write "
+                       "it like 2020-07-09T08:00:00Z (a real day, hours 00-23, seconds "
+                       "included, then Z for UTC or an offset like +02:00)")
     return message, line
+
+
+# "start = 2020-07-32T08:00:00Z", "end = 2020-07-09 25:00", "start = 09/07/2020 08:00".
+_DATE_VALUE = re.compile(r"=\s*(?P<value>\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}[^#,}\]]*)")
 
 
 class InvalidInput(MailerError, ValueError):

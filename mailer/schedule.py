@@ -322,7 +322,7 @@ def _read_file(path: Path, problems: list[Problem]) -> ScheduleFile | None:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        message, line = toml_error(exc)
+        message, line = toml_error(exc, text)
         problems.append(Problem(str(path), None, f"TOML syntax: {message}", line))
         return None
     except (OSError, UnicodeDecodeError) as exc:

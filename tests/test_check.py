@@ -97,6 +97,28 @@ def test_toml_syntax_error_names_file_and_line(setup: Path, added: Added) -> Non
     assert "TOML syntax" in str(problem)
 
 
+@pytest.mark.parametrize("written", ["2020-07-32T08:00:00Z", "2020-07-09 08:00",
+                                     "2020-07-09T25:00:00Z", "2020-02-30T08:00:00Z",
+                                     "09/07/2020 08:00"])
+def test_a_date_toml_cannot_read_says_how_to_write_one(setup: Path, added: Added,
+                                                       written: str) -> None:
+    """tomllib says "Expected newline or end of document after a statement" for a day 32 or
+    a time without seconds: the line is named with what a date must look like."""
+    path = setup / "schedules" / "cyber-cj-2020.toml"
+    line = 0
+
+    def break_it() -> None:
+        nonlocal line
+        line = _edit(path, "start = 2020-07-09T08:00:00Z", f"start = {written}")
+
+    problem = _only(added(break_it))
+    assert (problem.file, problem.line) == (str(path), line)
+    assert problem.message == (
+        f"TOML syntax: {written!r} is not a date and time TOML reads: write it like "
+        "2020-07-09T08:00:00Z (a real day, hours 00-23, seconds included, then Z for UTC or "
+        "an offset like +02:00)")
+
+
 def test_unknown_key_names_the_event_field_and_line(setup: Path, added: Added) -> None:
     """A misspelt key inside an event is reported as that event's unknown key, on its line."""
     path = setup / "schedules" / "cyber-cj-2020.toml"

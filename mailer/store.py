@@ -401,9 +401,19 @@ class Store:
 
         config = Config()
         config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        with self.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        try:
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except DBAPIError as exc:
+            # The first connection of every command and of the daemon: SQLite's "unable to
+            # open database file" names no file, and the operator needs to know which one.
+            error = store_error(exc)
+            database = self.engine.url.database
+            if error is None or self.engine.dialect.name != "sqlite" or not database \
+                    or database == ":memory:":
+                raise
+            raise StoreError(f"{error} ({Path(database).resolve()})") from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -246,9 +246,18 @@ def test_once_without_its_inbox_still_sends_what_is_due_and_exits_1(
 @pytest.mark.parametrize("command", [["registrations"], ["once", "--no-read"], ["run"]])
 def test_a_store_error_is_one_line_and_exit_1(project: Path, command: list[str]) -> None:
     """A store the database cannot use (here a file that is no database) ends any command
-    with one line in the database's words and exit code 1, never a traceback."""
+    with one line in the database's words and exit code 1, never a traceback; an SQLite
+    file is named (its words, "unable to open database file", name none)."""
     (project / "var").mkdir()
-    (project / "var" / "m.db").write_bytes(b"not a database, but a stray file " * 100)
+    database = project / "var" / "m.db"
+    database.write_bytes(b"not a database, but a stray file " * 100)
     result = run(project, *command)
     assert result.exit_code == 1
-    assert result.output == "error: the store failed: file is not a database\n"
+    assert result.output == (f"error: the store failed: file is not a database "
+                             f"({database.resolve()})\n")
+    database.unlink()
+    database.mkdir()            # a folder where the file should be: it cannot be opened
+    result = run(project, *command)
+    assert result.exit_code == 1
+    assert result.output == (f"error: the store failed: unable to open database file "
+                             f"({database.resolve()})\n")

@@ -308,6 +308,14 @@ def test_purge_deletes_the_kept_bytes_of_old_quarantined_mail_only_with_yes(
     assert "1 quarantined message(s) older than 30 days deleted" in done.output
     assert office.rows(store.QuarantinedMail) == []
     assert "bytes not kept" in office.mailer("quarantine").output
+    # Where the message itself is, not "look in the IMAP quarantine folder", which only
+    # exists when imap.quarantine_folder is set.
+    (inbound,) = office.rows(store.Inbound)
+    for option in ("--show", "--release"):
+        gone = office.mailer("quarantine", option, f"M{inbound.id}", "--now", later)
+        assert gone.exit_code == 2
+        assert "the message is still in the IMAP folder 'INBOX' (flagged $MailerQuarantined " \
+               "if the server keeps keywords" in gone.output, gone.output
 
 
 def test_a_wrong_staff_time_zone_is_one_clear_line(office: Office) -> None:

@@ -294,7 +294,7 @@ def quarantine(ctx: click.Context, config: str | None, by: str | None, now: str 
     if show:
         number = mail.parse_message_ref(show)
         with _session(settings) as session:
-            row, raw, size = mail.kept_bytes(session, number)
+            row, raw, size = mail.kept_bytes(session, number, settings.imap)
         path = Path(out or f"quarantined-M{number}.eml")
         path.write_bytes(raw)
         cut = f" (the first {len(raw)} of its {size} bytes)" if len(raw) < size else ""
@@ -306,7 +306,7 @@ def quarantine(ctx: click.Context, config: str | None, by: str | None, now: str 
         number = mail.parse_message_ref(release)
         with _session(settings) as session:
             done = mail.release(session, catalog, policy_for(settings),
-                                _desk(settings, catalog, by, now), number)
+                                _desk(settings, catalog, by, now), number, settings.imap)
         click.echo(f"{done.ref} handed back: {done.outcome}: {done.summary}")
         if done.answers:
             click.echo(ANSWERS_HINT)

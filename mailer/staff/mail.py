@@ -17,8 +17,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from mailer import handling, store
+from mailer.config import Imap
 from mailer.domain import CALENDAR_KINDS, normalise_email
 from mailer.errors import MailerError, UsageError
+from mailer.inbox import QUARANTINED
 from mailer.retention import PURGED_PREFIX
 from mailer.schedule import Catalog
 from mailer.staff import audit
@@ -123,15 +125,28 @@ def _quarantined_row(session: Session, number: int) -> store.Inbound:
     return row
 
 
-def kept_bytes(session: Session, number: int) -> tuple[store.Inbound, bytes, int]:
-    """A quarantined message's kept bytes and its full size; UsageError when none were kept."""
+def kept_bytes(session: Session, number: int, imap: Imap | None = None
+               ) -> tuple[store.Inbound, bytes, int]:
+    """A quarantined message's kept bytes and its full size; UsageError when none were kept,
+    saying where the message itself is (``imap.quarantine_folder``, else where it was read)."""
     row = _quarantined_row(session, number)
     kept = session.get(store.QuarantinedMail, row.message_id)
     if kept is None:
         raise UsageError(f"{message_ref(number)}: its bytes were not kept (too large to "
-                         "download, or older than retention.quarantine_days); look in the "
-                         "IMAP quarantine folder")
+                         "download, or older than retention.quarantine_days); the message is "
+                         f"{_kept_where(row, imap or Imap())}")
     return row, bytes(kept.raw), kept.size
+
+
+def _kept_where(row: store.Inbound, imap: Imap) -> str:
+    if imap.quarantine_folder:
+        return f"in the IMAP folder {imap.quarantine_folder!r}"
+    # Without imap.quarantine_folder nothing moves it: it stays where it was read, flagged
+    # when the server keeps keywords.
+    sender = f" from {row.sender}" if row.sender else ""
+    return (f"still in the IMAP folder {row.folder or imap.folder!r}{sender} (flagged "
+            f"{QUARANTINED} if the server keeps keywords; imap.quarantine_folder moves such "
+            "mail aside)")
 
 
 class StillQuarantined(MailerError):
@@ -147,16 +162,17 @@ class Released:
 
 
 def release(session: Session, catalog: Catalog, policy: handling.Policy, desk: Desk,
-            number: int) -> Released:
+            number: int, imap: Imap | None = None) -> Released:
     """Hand a quarantined message back for handling, in the caller's transaction.
 
     Its size limit no longer applies (staff looked at it); if it still cannot be read, or
     its handling fails, StillQuarantined is raised and the caller rolls everything back.
     """
-    row, raw, size = kept_bytes(session, number)
+    row, raw, size = kept_bytes(session, number, imap)
     if len(raw) < size:
         raise UsageError(f"{message_ref(number)}: only its first {len(raw)} of {size} bytes "
-                         "were kept; it can only be handled from the IMAP quarantine folder")
+                         "were kept, too few to handle it; the message is "
+                         f"{_kept_where(row, imap or Imap())}")
     # No longer set aside: handled as a message that failed before, so ``settle`` takes it.
     session.execute(update(store.Inbound).where(store.Inbound.id == row.id)
                     .values(outcome="failed", attempts=0))

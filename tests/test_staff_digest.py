@@ -91,9 +91,9 @@ def test_the_digest_of_a_simulated_day(st: store.Store, tmp_path: Path,
     assert f"acknowledgement to {KOFI} (africa-fr)" in text
     assert "550 5.1.1 kofi.mensah: no such user" in text
     assert "QUARANTINED MAIL: 1" in text
-    coming = text.split("NEXT 48 HOURS")[1]
-    assert "2020-07-08 08:00  africa-fr  2 reminder" in coming
-    assert "2020-07-09 07:00  africa-fr  2 reminder" in coming
+    coming = text.split("NEXT 48 HOURS (UTC)")[1]     # the digest's hour is Paris time
+    assert "2020-07-08 08:00  africa-fr  2 reminders\n" in coming
+    assert "2020-07-09 07:00  africa-fr  2 reminders\n" in coming
     assert "2020-07-09 08:00  africa-fr  starts" in coming
     # For a phone: short lines, and an HTML part in one column, without tables.
     assert max(len(line) for line in text.splitlines()) <= 78

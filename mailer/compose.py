@@ -33,6 +33,7 @@ from mailer.domain import (
     CALENDAR_KINDS,
     CANCEL_KINDS,
     PARTICIPANT_KINDS,
+    PLACE_KINDS,
     STAFF_KINDS,
     Kind,
     Outgoing,
@@ -84,10 +85,6 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
                "questions": [], "unplaced": [], "failed": [], "quarantined": [], "coming": []},
     "results": [], "unread": [], "sent_to": "", "reply_to": "",
 }
-# Kinds sent to someone who holds a place: cancelling gives it to someone else. Others
-# (waiting list, review) only withdraw a request.
-_PLACE_KINDS = frozenset({Kind.ACKNOWLEDGEMENT, Kind.PROMOTION, Kind.REMINDER, Kind.PACK,
-                          Kind.UPDATE})
 
 # Control, format (bidi overrides, zero-width) and line/paragraph separator characters.
 _UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp"})
@@ -404,7 +401,7 @@ class Composer:
             "recorded": bool(view and view["recorded"] and out.kind in _RECORDED_KINDS),
             "cancel_hint": out.kind in _CANCELLABLE,
             # Whether cancelling frees a place (else it withdraws a request).
-            "holds_place": out.kind in _PLACE_KINDS or (
+            "holds_place": out.kind in PLACE_KINDS or (
                 out.kind is Kind.ALREADY_REGISTERED and ctx["status"] == "confirmed"),
             "calendar": out.kind in CALENDAR_KINDS | CANCEL_KINDS and event is not None,
             "labels": labels,

@@ -78,6 +78,12 @@ CALENDAR_KINDS: frozenset[Kind] = frozenset({
     Kind.ACKNOWLEDGEMENT, Kind.PROMOTION, Kind.REMINDER, Kind.UPDATE,
 })
 CANCEL_KINDS: frozenset[Kind] = frozenset({Kind.CANCELLATION, Kind.WITHDRAWAL, Kind.REJECTED})
+# Kinds sent to someone who holds a place (a confirmed registration): what they say (the link,
+# "your place") and the REQUEST they carry are true only while the place is held and the
+# event is on, so the outbox drops one still waiting when that is no longer so.
+PLACE_KINDS: frozenset[Kind] = frozenset({
+    Kind.ACKNOWLEDGEMENT, Kind.PROMOTION, Kind.REMINDER, Kind.PACK, Kind.UPDATE,
+})
 
 
 @dataclass(frozen=True)

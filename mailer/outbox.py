@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 from mailer import claims, store
 from mailer.cluster import Claim, Cluster
 from mailer.compose import carries_pack, compose_message
 from mailer.config import Settings
-from mailer.domain import Outgoing
+from mailer.domain import PLACE_KINDS, Outgoing, Status
 from mailer.errors import StoreError
 from mailer.schedule import Catalog
 from mailer.smtp import Composable, Sender, SendResult, retry_delay
@@ -150,7 +151,13 @@ async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: S
                         session, now=now, clock=held_from, limit=size, holder=cluster.holder,
                         until=held_from + timedelta(seconds=cluster.lease))]
             suppressed = store.suppressed_among(session, (r[3] for r in rows))
+            stale = _no_longer_true(session, rows, catalog)
+            if stale:
+                _drop(session, stale)
+                rows = [r for r in rows if r[0] not in stale]
         if not rows:
+            if stale:
+                continue            # all dropped: the rows due behind them are next
             return report
         claim = cluster.claim([r[0] for r in rows], asked)
         in_hand[:] = [claim]
@@ -321,6 +328,47 @@ def _unrecorded_error(exc: BaseException, waiting: int) -> StoreError:
     """Why sending stopped: the store refused to record what the mail server accepted."""
     cause = store.store_error(exc) or StoreError(f"{type(exc).__name__}: {exc}")
     return StoreError(f"sending stopped: {waiting} sent message(s) cannot be recorded ({cause})")
+
+
+def _no_longer_true(session: Session, rows: list[tuple[int, Outgoing, int, str]],
+                    catalog: Catalog) -> dict[int, str]:
+    """The claimed rows written to someone holding a place who no longer does (they
+    withdrew, were rejected or moved, or the event was cancelled since it was queued), each
+    with why it is not sent.
+
+    Checked here, when the message is about to go, not when the registration changes:
+    every path that changes one (replies, staff commands, a schedule edit) is covered, and
+    a reminder or update queued behind a retry or a burst never reaches someone who
+    cancelled, with a REQUEST that would put the event back in their calendar after the
+    CANCEL they got.
+    """
+    placed = [(row_id, out) for row_id, out, _, _ in rows
+              if out.kind in PLACE_KINDS and out.event_id is not None]
+    if not placed:
+        return {}
+    statuses = store.registration_statuses(
+        session, {(str(out.event_id), out.recipient.lower()) for _, out in placed})
+    why: dict[int, str] = {}
+    for row_id, out in placed:
+        event = catalog.events.get(str(out.event_id))
+        status = statuses.get((str(out.event_id), out.recipient.lower()))
+        if event is not None and event.cancelled:
+            why[row_id] = "not sent: the event was cancelled after it was queued"
+        elif status is not None and status != Status.CONFIRMED:
+            # (No registration at all: erased, and ``mailer forget`` removes what waited.)
+            why[row_id] = f"not sent: the registration is {status}"
+    return why
+
+
+def _drop(session: Session, stale: dict[int, str]) -> None:
+    """Record the rows ``_no_longer_true`` found as missed, with why, in the claim's
+    transaction (staff see them with ``mailer messages``; ``mailer resend`` can send one)."""
+    for reason in sorted(set(stale.values())):
+        ids = [row_id for row_id, why in stale.items() if why == reason]
+        session.execute(update(store.OutboxRow).where(store.OutboxRow.id.in_(ids))
+                        .values(status="missed", last_error=reason))
+    log.info("queued messages not sent: what they say is no longer true", rows=len(stale),
+             reasons=sorted(set(stale.values())))
 
 
 def _record_failure(st: store.Store, result: SendResult, tried: int, now: datetime,

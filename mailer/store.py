@@ -763,6 +763,21 @@ _SUPPRESSED_AMONG = select(Suppression.email).where(
     Suppression.email.in_(bindparam("emails", expanding=True)))
 
 
+def registration_statuses(session: Session, pairs: Iterable[tuple[str, str]]
+                          ) -> dict[tuple[str, str], str]:
+    """The status of the registration of each (event id, lower-cased email) pair, in one
+    query; a pair nobody is registered as is left out."""
+    wanted = set(pairs)
+    if not wanted:
+        return {}
+    rows = session.execute(select(Registration.event_id, Registration.email,
+                                  Registration.status).where(
+        Registration.event_id.in_(sorted({event for event, _ in wanted})),
+        Registration.email.in_(sorted({email for _, email in wanted}))))
+    return {(event, email): status for event, email, status in rows
+            if (event, email) in wanted}
+
+
 def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
     """Stop sending to ``email``; the first reason stays. ``ON CONFLICT DO NOTHING``: two
     messages to one address refused at once (two connections) both suppress it, and the

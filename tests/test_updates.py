@@ -235,3 +235,66 @@ def test_upgrading_keeps_the_packs_already_sent_as_sent(tmp_path: Path) -> None:
     st.close()
     assert keys == {"pack|ev|0|awa@gov.sn", "pack|ev|0|awa@gov.sn|2020-07-08T08:00:00+00:00",
                     "reminder|ev|0|awa@gov.sn|7d@2020-07-09T08:00:00+00:00"}
+
+
+# --- what waits in the outbox is sent only while it is still true --------------------------
+
+def _outbox_rows(settings: object, email: str) -> dict[str, tuple[str, str]]:
+    """kind -> (status, last_error) of each outbox row to ``email``."""
+    st = store.Store(settings.store.url)  # type: ignore[attr-defined]
+    try:
+        with st.transaction() as session:
+            return {r.kind: (r.status, r.last_error) for r in session.scalars(
+                select(store.OutboxRow).where(store.OutboxRow.recipient == email))}
+    finally:
+        st.close()
+
+
+def test_a_reminder_waiting_for_a_retry_never_reaches_someone_who_withdrew(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """Awa's 1-day reminder meets a 451 and waits for its retry; she cancels meanwhile. The
+    next pass sends her withdrawal (CANCEL), never the reminder (a REQUEST that would put
+    the webinar back in her calendar); Kofi, still registered, gets his."""
+    write_schedule(tmp_path)
+    settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
+    append(dovecot,
+           reply(AWA, "Awa Diop", "Sénégal", "fr", "africa-fr", utc("2020-06-09T09:00:00")),
+           reply(KOFI, "Kofi Mensah", "Ghana", "en", "africa-fr", utc("2020-06-09T10:00:00")))
+    run(settings, utc("2020-06-10T10:00:00"))
+    run(settings, utc("2020-07-06T08:30:00"))        # the pack and the 7-day reminder
+    mark = len(smtp_sink.messages)
+    smtp_sink.fail_next(AWA, 451, "4.3.0 Try later")
+    run(settings, utc("2020-07-08T08:05:00"))        # the 1-day reminders
+    assert [(m.kind, m.to) for m in arrived(smtp_sink, mark)] == [("reminder", KOFI)]
+    assert _outbox_rows(settings, AWA)["reminder"][0] == "pending"
+
+    append(dovecot, cancellation(AWA, "Awa Diop", "africa-fr", "2020-07-08T08:10:00"))
+    run(settings, utc("2020-07-08T08:30:00"))        # her retry is due too
+    after = arrived(smtp_sink, mark + 1)
+    assert [(m.kind, m.to, m.method) for m in after] == [("withdrawal", AWA, "CANCEL")]
+    status, why = _outbox_rows(settings, AWA)["reminder"]
+    assert (status, why) == ("missed", "not sent: the registration is cancelled")
+
+
+def test_nothing_queued_for_a_cancelled_event_goes_after_its_cancellation(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """The organisers cancel the event while Kofi's update waits for a retry: he gets the
+    cancellation, and the update (a REQUEST for the moved time) is not sent after it."""
+    write_schedule(tmp_path)
+    settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
+    append(dovecot,
+           reply(KOFI, "Kofi Mensah", "Ghana", "en", "africa-fr", utc("2020-06-09T10:00:00")))
+    run(settings, utc("2020-06-10T10:00:00"))
+    write_schedule(tmp_path, africa_start="2020-07-09T09:00:00Z",
+                   africa_end="2020-07-09T10:45:00Z")
+    smtp_sink.fail_next(KOFI, 451, "4.3.0 Try later")
+    mark = len(smtp_sink.messages)
+    run(settings, utc("2020-06-20T10:00:00"))
+    assert arrived(smtp_sink, mark) == []
+    write_schedule(tmp_path, africa_start="2020-07-09T09:00:00Z",
+                   africa_end="2020-07-09T10:45:00Z", africa_cancelled=True)
+    run(settings, utc("2020-06-20T11:00:00"))
+    assert [(m.kind, m.method) for m in arrived(smtp_sink, mark)] == [
+        ("cancellation", "CANCEL")]
+    assert _outbox_rows(settings, KOFI)["update"] == (
+        "missed", "not sent: the event was cancelled after it was queued")

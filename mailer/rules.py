@@ -397,9 +397,12 @@ def approve(target: Registered, event: Event, registered: Sequence[Registered], 
         status, kind = Status.CONFIRMED, Kind.ACKNOWLEDGEMENT
     else:
         status, kind = Status.WAITING, Kind.WAITING_LIST
-    b.changed.append(StatusChange(target.id, status))
+    # A refusal may have cancelled their calendar entry (they held a seat): the invitation
+    # that puts it back must rise above that CANCEL (RFC 5546 2.1.4), as after a withdrawal.
+    offset = target.sequence_offset + (target.status is Status.REJECTED)
+    b.changed.append(StatusChange(target.id, status, offset))
     b.answer(kind, target.email, name=target.name, country=target.country,
-             language=target.language, offset=target.sequence_offset)
+             language=target.language, offset=offset)
     b.notes.append(f"{target.email} approved: {status}")
     return b.build()
 

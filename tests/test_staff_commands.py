@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from icalendar import Calendar
 
 from mailer import store
 from tests.servers.smtp import SmtpSink
@@ -119,6 +120,30 @@ def test_reject_frees_the_seat_for_the_first_waiting(office: Office) -> None:
     assert "METHOD:CANCEL" in refusal_ics and "SEQUENCE:1" in refusal_ics
     assert "SEQUENCE:0" in ack_ics
     assert [k for k, _ in office.sent_to(people[4])] == ["waiting_list", "promotion"]
+
+
+def test_approving_a_rejected_seat_holder_invites_above_the_refusals_cancel(
+        office: Office) -> None:
+    """Rejected by mistake, then approved: the new invitation's SEQUENCE rises above the
+    CANCEL the refusal carried (an equal one may be ignored by the calendar that took the
+    CANCEL), and a second round rises again."""
+    people = senegal(office, 4)
+    office.drain()
+    ref = f"R{office.registration(people[0]).id}"
+    for verb, extra in (("reject", ("--reason", "wrong person")), ("approve", ()),
+                        ("reject", ("--reason", "wrong again")), ("approve", ())):
+        result = office.mailer(verb, ref, *extra, "--now", NOW)
+        assert result.exit_code == 0, result.output
+    office.drain()
+    calendars = []
+    for kind, msg in office.sent_to(people[0]):     # in the order they were queued
+        (ics,) = [Calendar.from_ical(p.get_content()) for p in msg.walk()
+                  if p.get_content_type() == "text/calendar"]
+        (vevent,) = ics.walk("VEVENT")
+        calendars.append((kind, str(ics["METHOD"]), int(vevent["SEQUENCE"])))
+    assert calendars == [("acknowledgement", "REQUEST", 0), ("rejected", "CANCEL", 1),
+                         ("acknowledgement", "REQUEST", 2), ("rejected", "CANCEL", 3),
+                         ("acknowledgement", "REQUEST", 4)]
 
 
 def test_register_cancel_and_move_are_answered_as_replies_are(office: Office) -> None:

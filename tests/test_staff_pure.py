@@ -92,7 +92,7 @@ def test_approve_takes_a_seat_or_the_waiting_list(catalog: Catalog) -> None:
     event = catalog.events["africa-fr"]
     waiting = people((1, "fr@x.fr", "FR", Status.REVIEW))
     decision = rules.approve(waiting[0], event, waiting, sequence=2, now=NOW, action="a1")
-    assert decision.changed == (rules.StatusChange(1, Status.CONFIRMED),)
+    assert decision.changed == (rules.StatusChange(1, Status.CONFIRMED, 0),)
     (answer,) = decision.answers
     assert (answer.kind, answer.recipient, answer.sequence) == (
         Kind.ACKNOWLEDGEMENT, "fr@x.fr", 2)
@@ -100,7 +100,7 @@ def test_approve_takes_a_seat_or_the_waiting_list(catalog: Catalog) -> None:
     full = people(*[(i, f"p{i}@x.fr", "FR", Status.CONFIRMED) for i in range(1, 5)],
                   (5, "late@x.fr", "FR", Status.REVIEW))
     decision = rules.approve(full[4], event, full, sequence=0, now=NOW, action="a2")
-    assert decision.changed == (rules.StatusChange(5, Status.WAITING),)
+    assert decision.changed == (rules.StatusChange(5, Status.WAITING, 0),)
     assert decision.answers[0].kind is Kind.WAITING_LIST
 
 

@@ -19,7 +19,7 @@ from pypdf import PdfReader
 from mailer.cli import cli
 from mailer.compose import Composer, attachments_for
 from mailer.config import Organiser, Paths, Settings
-from mailer.domain import Kind, Outgoing
+from mailer.domain import PARTICIPANT_KINDS, Kind, Outgoing
 from mailer.schedule import load_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +85,21 @@ def test_the_certificate_names_the_organisers_with_articles_and_its_file_in_the_
 def test_the_events_description_is_shown_where_the_schedule_says(composer: Composer) -> None:
     text = _text(_message(composer, Kind.ACKNOWLEDGEMENT, "en", "asia-pacific-en"))
     assert "About 100 minutes: 10-minute presentations on each segment, then discussion." in text
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "es"])
+@pytest.mark.parametrize("status", ["confirmed", "review"])
+def test_every_paragraph_of_every_message_stands_apart(
+        composer: Composer, lang: str, status: str) -> None:
+    """A sentence ending a paragraph is never glued to the next one (a template tag at the
+    end of a line eats its line break: the refusal read "...your calendar.\nShould you")."""
+    for kind in PARTICIPANT_KINDS:
+        lines = _text(_message(composer, kind, lang, status=status,
+                               candidates=["lac-es"])).split("\n")
+        for line, after in zip(lines, lines[1:], strict=False):
+            prose_ends = len(line) > 60 and line.endswith((".", "?"))
+            assert not (prose_ends and after.strip() and after[0] not in "- "), (
+                kind, line, after)
 
 
 def _project(tmp_path: Path) -> Path:

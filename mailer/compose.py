@@ -330,23 +330,28 @@ class Composer:
     # -- the values templates see ------------------------------------------------------------
 
     def event_view(self, event: Event, lang: str, country: str | None = None,
-                   utc_offset: int | None = None) -> dict[str, Any]:
+                   utc_offset: int | None = None, seen_at: datetime | None = None
+                   ) -> dict[str, Any]:
         """What templates know of an event (``event.title``, ``event.when_utc``...).
 
-        Cached per event object, language, country and UTC offset: a burst of reminders
-        formats each event's dates once per language and time zone, not once per message.
+        Cached per event object, language, country and UTC offset (with the hour it was
+        written: see ``localtime.local_zone``): a burst of reminders formats each event's
+        dates once per language and time zone, not once per message.
         """
-        key = (id(event), lang, country, utc_offset)
+        if seen_at is not None:
+            seen_at = seen_at.astimezone(timezone.utc).replace(minute=0, second=0,
+                                                                microsecond=0)
+        key = (id(event), lang, country, utc_offset, seen_at)
         cached = self._views.get(key)
         if cached is None or cached[0] is not event:   # an id is reused only after a reload
             cached = self._views[key] = (event, self._event_view(event, lang, country,
-                                                                 utc_offset))
+                                                                 utc_offset, seen_at))
         return dict(cached[1])
 
     def _event_view(self, event: Event, lang: str, country: str | None,
-                    utc_offset: int | None) -> dict[str, Any]:
+                    utc_offset: int | None, seen_at: datetime | None) -> dict[str, Any]:
         spec = event.series.spec
-        local = local_span(event.start, event.end, lang, country, utc_offset)
+        local = local_span(event.start, event.end, lang, country, utc_offset, seen_at)
         return {
             "id": event.id,
             "title": event.title(lang),
@@ -372,9 +377,10 @@ class Composer:
         ctx: dict[str, Any] = {**CONTEXT_DEFAULTS, **out.context}
         offset = ctx.get("utc_offset")
         offset = offset if isinstance(offset, int) else None
-        view = self.event_view(event, lang, out.country, offset) if event else None
+        seen = _aware(ctx.get("utc_offset_seen")) if offset is not None else None
+        view = self.event_view(event, lang, out.country, offset, seen) if event else None
         labels = FIELD_LABELS.get(lang, FIELD_LABELS["en"])
-        candidates = [self.event_view(self.catalog.events[c], lang, out.country, offset)
+        candidates = [self.event_view(self.catalog.events[c], lang, out.country, offset, seen)
                       for c in ctx["candidates"] if c in self.catalog.events]
         previous = ""
         start, end = _aware(ctx["previous_start"]), _aware(ctx["previous_end"])

@@ -335,14 +335,12 @@ def _settle(session: Session, catalog: Catalog, arrival: Arrival, understood: In
     decision = decide(intent, event, snapshot, sequence=sequence, now=now,
                       staff_address=policy.staff_address)
     answers = _ration(session, decision.answers, intent, now, policy)
-    # The zone the sender writes from (their Date header) shows their local time.
     utc_offset = date_offset(arrival.raw)
-    if utc_offset is not None:
-        answers = [replace(out, context={**out.context, "utc_offset": utc_offset})
-                   for out in answers]
     refs = {r.email: r.id for r in snapshot}
     refs.update(_apply(session, decision, intent, event.series.id if event else "", sequence,
                        now, utc_offset))
+    answers = _with_zones(session, answers, intent, event.id if event else None, utc_offset,
+                          now)
     store.enqueue(session, answers, now=now, domain=policy.domain)
     # What is kept and logged names people by REF (R12), not by address.
     summary = with_refs(decision.summary, refs)
@@ -356,6 +354,37 @@ def _settle(session: Session, catalog: Catalog, arrival: Arrival, understood: In
                          **where)
     return Handled(message_id, "handled", intent, decision, answers=len(answers),
                    summary=summary)
+
+
+def _with_zones(session: Session, answers: list[Outgoing], intent: Intent,
+                event_id: str | None, utc_offset: int | None, now: datetime
+                ) -> list[Outgoing]:
+    """Each answer with the zone its recipient writes from, where it is known: the sender's
+    own from this reply's Date header; someone else's (a colleague registered by a focal
+    point, a participant promoted by another's cancellation) from the reply that registered
+    them (the sender's too when this reply has no usable Date), never the sender's (a
+    mission in New York registering officials in Brasília)."""
+    sender = normalise_email(intent.sender)
+    known: dict[str, tuple[int, datetime]] = {}
+    if utc_offset is not None:
+        known[sender] = (utc_offset, now)
+    others = {normalise_email(out.recipient) for out in answers} - set(known)
+    if event_id is not None and others:
+        Reg = store.Registration
+        known.update((email, (offset, at)) for email, offset, at in session.execute(
+            select(Reg.email, Reg.utc_offset, Reg.created_at).where(
+                Reg.event_id == event_id, Reg.email.in_(sorted(others)),
+                Reg.utc_offset.is_not(None))))
+    if not known:
+        return answers
+    zoned = []
+    for out in answers:
+        found = known.get(normalise_email(out.recipient))
+        if found is not None:
+            out = replace(out, context={**out.context, "utc_offset": found[0],
+                                        "utc_offset_seen": found[1].isoformat()})
+        zoned.append(out)
+    return zoned
 
 
 def unfit_address(intent: Intent) -> str | None:
@@ -558,7 +587,11 @@ def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
                       source_message_id=intent.message_id, updated_at=now,
                       confirmed_at=now if confirmed else None,
                       sequence_seen=sequence if confirmed else 0,
-                      sequence_offset=new.sequence_offset, utc_offset=utc_offset)
+                      sequence_offset=new.sequence_offset,
+                      # The Date header tells where the sender writes from, not where the
+                      # colleagues they register are.
+                      utc_offset=utc_offset if p.email == normalise_email(intent.sender)
+                      else None)
         if new.revive_id is not None and new.revive_id in by_id:
             # Someone who cancelled and registers again queues anew: a fresh row (and id)
             # puts them behind everyone already waiting, even at the same instant.

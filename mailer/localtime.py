@@ -183,11 +183,16 @@ class LocalZone:
     matches: tuple[str, ...] = ()       # for "mail": every zone of the country that fits
 
 
-def local_zone(country: str | None, utc_offset: int | None, at: datetime) -> LocalZone | None:
+def local_zone(country: str | None, utc_offset: int | None, at: datetime,
+               seen_at: datetime | None = None) -> LocalZone | None:
     """The zone of a participant of ``country`` at the moment ``at`` (the event's start).
 
-    ``utc_offset`` (minutes) is their reply's Date header: among the country's zones, those
-    with that offset at ``at`` are theirs.
+    ``utc_offset`` (minutes) is their reply's Date header, written at ``seen_at`` (default:
+    ``at``): among the country's zones, those with that offset then are theirs. The offset
+    is compared at the moment it was written, not at the event: a reply from Los Angeles in
+    February (-0800) is Pacific time, where comparing at a July event (when -0800 is
+    Alaska's) would give Alaska time. When the zones that fit disagree at the event
+    (Denver and Phoenix, both -0700 in winter), the mail does not tell which: the capital's.
     """
     if not country:
         return None
@@ -199,8 +204,9 @@ def local_zone(country: str | None, utc_offset: int | None, at: datetime) -> Loc
         return LocalZone(main, "only", code) if main is not None else None
     if utc_offset is not None:
         wanted = timedelta(minutes=utc_offset)
-        fitting = [z for z in zones if at.astimezone(z).utcoffset() == wanted]
-        if fitting:
+        when = seen_at or at
+        fitting = [z for z in zones if when.astimezone(z).utcoffset() == wanted]
+        if fitting and len({at.astimezone(z).utcoffset() for z in fitting}) == 1:
             capital = CAPITALS.get(code, ("",))[0]
             fitting.sort(key=lambda z: z.key != capital)
             return LocalZone(fitting[0], "mail", code, tuple(z.key for z in fitting))
@@ -245,13 +251,14 @@ class LocalSpan:
 
 
 def local_span(start: datetime, end: datetime, lang: str, country: str | None,
-               utc_offset: int | None = None) -> LocalSpan:
+               utc_offset: int | None = None, seen_at: datetime | None = None) -> LocalSpan:
     """"10:00–11:45 (heure de Paris)" for a participant of ``country``, or "" for UTC/unknown.
 
-    The day is repeated only when it differs from the UTC day (Asia-Pacific mornings are the
-    previous evening in the Americas), so the usual case stays short.
+    ``utc_offset`` is their reply's, written at ``seen_at`` (see ``local_zone``). The day is
+    repeated only when it differs from the UTC day (Asia-Pacific mornings are the previous
+    evening in the Americas), so the usual case stays short.
     """
-    local = local_zone(country, utc_offset, start)
+    local = local_zone(country, utc_offset, start, seen_at)
     if local is None:
         return LocalSpan("")
     zone = local.zone

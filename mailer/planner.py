@@ -43,6 +43,7 @@ class Registrant:
     attended: bool | None
     sequence_offset: int = 0            # added to the event's SEQUENCE (own cancellations)
     utc_offset: int | None = None       # minutes, from the Date header of their reply
+    registered_at: datetime | None = None  # when that reply was read (the offset's moment)
 
 
 @dataclass(frozen=True)
@@ -337,7 +338,11 @@ def _for_registrant(board: _Board, facts: _Facts, person: Registrant) -> None:
     """Reminders, pack, update and certificate for one registrant of a running event."""
     who = (person.email, person.name, person.language, person.country, person.id)
     offset = person.sequence_offset
-    zone = None if person.utc_offset is None else {"utc_offset": person.utc_offset}
+    zone: dict[str, Any] | None = None
+    if person.utc_offset is not None:
+        zone = {"utc_offset": person.utc_offset}
+        if person.registered_at is not None:
+            zone["utc_offset_seen"] = person.registered_at.isoformat()
     if person.status is Status.CONFIRMED:
         confirmed = person.confirmed_at
         for reminder in facts.reminders:

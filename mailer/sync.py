@@ -179,14 +179,15 @@ def registrants(session: Session, catalog: Catalog) -> list[Registrant]:
     query = (select(Reg.id, Reg.event_id, Reg.email, Reg.name, Reg.language, Reg.country,
                     Reg.status, Reg.confirmed_at, Reg.sequence_seen,
                     Reg.certificate_requested, Reg.attended, Reg.sequence_offset,
-                    Reg.utc_offset)
+                    Reg.utc_offset, Reg.created_at)
              .where(Reg.event_id.in_(list(catalog.events)))
              .order_by(Reg.event_id, Reg.created_at, Reg.id))
     return [Registrant(id=r.id, event_id=r.event_id, email=r.email, name=r.name,
                        language=r.language, country=r.country, status=Status(r.status),
                        confirmed_at=r.confirmed_at, sequence_seen=r.sequence_seen,
                        certificate_requested=r.certificate_requested, attended=r.attended,
-                       sequence_offset=r.sequence_offset or 0, utc_offset=r.utc_offset)
+                       sequence_offset=r.sequence_offset or 0, utc_offset=r.utc_offset,
+                       registered_at=r.created_at)
             for r in session.execute(query)]
 
 

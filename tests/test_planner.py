@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -453,3 +454,19 @@ def test_keeping_only_due_and_missed_gives_the_same_due_and_next_moment(tmp_path
     assert {p.state for p in full.items} >= {"sent", "scheduled"}
     assert [p.state for p in kept.items if p.state not in ("due", "missed")] == ["scheduled"]
     assert len(kept.items) < len(full.items)
+
+
+def test_every_message_to_a_person_carries_the_zone_of_their_reply_and_when_it_was_read(
+        tmp_path: Path) -> None:
+    """The offset of their reply's Date header goes with the moment it was read (the
+    registration's), so the composer compares it at that moment, not at the event's."""
+    cat = catalog(tmp_path)
+    written = datetime(2020, 2, 10, 18, 0, tzinfo=UTC)
+    people = [replace(person(1, "awa@justice.sn"), utc_offset=-480, registered_at=written),
+              person(2, "kofi@justice.sn")]
+    result = run(cat, people, START - timedelta(days=3))
+    by_person = {p.out.recipient: p.out.context for p in result.items
+                 if p.out.kind is Kind.PACK}
+    assert by_person["awa@justice.sn"] == {"utc_offset": -480,
+                                           "utc_offset_seen": "2020-02-10T18:00:00+00:00"}
+    assert by_person["kofi@justice.sn"] == {}

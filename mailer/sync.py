@@ -106,18 +106,31 @@ def shown(event: Event) -> dict[str, Any]:
 _FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
-def pack_digests(event: Event, packs: Path) -> dict[str, str]:
+def pack_digests(event: Event, packs: Path) -> dict[str, str | None]:
     """Per language, a digest of the pack files a participant in it receives (names and
-    bytes); empty when the series has no pack."""
+    bytes); empty when the series has no pack.
+
+    None for a language whose pack lacks an item (no file in any language it may take):
+    a file being replaced (removed, then copied in), a folder not mounted. Its version is
+    then kept until the pack is whole again; otherwise every participant got the pack
+    twice more, once without the file (its message promising files it did not carry) and
+    once with it, for a file that never changed.
+    """
     from mailer.compose import pack_files  # the composer's own choice of files per language
 
-    if event.series.spec.pack is None:
+    items = event.series.spec.pack
+    if items is None:
         return {}
-    out: dict[str, str] = {}
+    out: dict[str, str | None] = {}
     for lang in LANGUAGES:
+        files = pack_files(event, lang, packs)
+        digests = [(item, path, _file_digest(path)) for item, path in files]
+        if len(files) < len(items.items()) or any(d == "missing" for _, _, d in digests):
+            out[lang] = None
+            continue
         total = hashlib.sha256()
-        for item, path in pack_files(event, lang, packs):
-            total.update(f"{item}\0{path.name}\0{_file_digest(path)}\0".encode())
+        for item, path, digest in digests:
+            total.update(f"{item}\0{path.name}\0{digest}\0".encode())
         out[lang] = total.hexdigest()[:16]
     return out
 
@@ -138,16 +151,20 @@ def _file_digest(path: Path) -> str:
     return found
 
 
-def _pack_versions(stored: Mapping[str, Any] | None, digests: Mapping[str, str] | None
-                   ) -> dict[str, Any] | None:
-    """``{lang: [digest, version]}``: a language's version is raised when its digest changes."""
+def _pack_versions(stored: Mapping[str, Any] | None,
+                   digests: Mapping[str, str | None] | None) -> dict[str, Any] | None:
+    """``{lang: [digest, version]}``: a language's version is raised when its digest changes
+    (a pack not whole, digest None, keeps what is stored: see ``pack_digests``)."""
     if digests is None:
         return dict(stored) if stored is not None else None
     stored = stored or {}
     out: dict[str, Any] = {}
     for lang, digest in digests.items():
         before = stored.get(lang)
-        if before is None:
+        if digest is None:
+            # Not whole: nothing to send anew; completing it later is a change ("" differs).
+            out[lang] = list(before) if before is not None else ["", 0]
+        elif before is None:
             out[lang] = [digest, 0]
         else:
             out[lang] = [digest, before[1] + (before[0] != digest)]

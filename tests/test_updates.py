@@ -210,6 +210,37 @@ def test_new_pack_files_send_the_pack_once_more_to_their_language_only(
     assert _pack_keys(st, moved, tmp_path, now) == second
 
 
+def test_pack_files_missing_for_a_while_send_nothing_anew(st: store.Store,
+                                                         tmp_path: Path) -> None:
+    """The files gone for a pass (a folder not mounted, a file removed to be copied in
+    again), then back unchanged: no pack goes again (it went twice more, the first time
+    without its files). Changed when they come back: once more."""
+    (tmp_path / "schedules").mkdir()
+    (tmp_path / "schedules" / "s.toml").write_text(PACK_SCHEDULE, encoding="utf-8")
+    files = {lang: tmp_path / f"factsheet.{lang}.pdf" for lang in ("fr", "en")}
+    for lang, path in files.items():
+        path.write_bytes(f"%PDF {lang} v1".encode())
+    catalog = load_catalog(tmp_path / "schedules")
+    now = datetime(2020, 7, 6, 9, 0, tzinfo=timezone.utc)
+    with st.transaction() as session:
+        for email, lang in (("awa@gov.sn", "fr"), ("kofi@gov.sn", "en")):
+            session.add(store.Registration(
+                event_id="ev", series_id="s", email=email, name="x", country="SN",
+                language=lang, status="confirmed", created_at=now, updated_at=now,
+                confirmed_at=datetime(2020, 6, 1, tzinfo=timezone.utc)))
+    first = _pack_keys(st, catalog, tmp_path, now)
+    assert first == ["pack|ev|0|awa@gov.sn", "pack|ev|0|kofi@gov.sn"]
+    kept = {lang: path.read_bytes() for lang, path in files.items()}
+    for path in files.values():
+        path.unlink()
+    assert _pack_keys(st, catalog, tmp_path, now) == first
+    for lang, path in files.items():
+        path.write_bytes(kept[lang])
+    assert _pack_keys(st, catalog, tmp_path, now) == first
+    files["en"].write_bytes(b"%PDF en v2, corrected")
+    assert _pack_keys(st, catalog, tmp_path, now) == [*first, "pack|ev|1|kofi@gov.sn"]
+
+
 def load_catalog_text(folder: Path, text: str) -> Catalog:
     (folder / "schedules" / "s.toml").write_text(text, encoding="utf-8")
     return load_catalog(folder / "schedules")

@@ -283,6 +283,36 @@ def test_messages_show_each_failure_in_the_servers_words_and_resend_sends_again(
     assert reg["delivery"] == ""
 
 
+def cancellation(sender: str, *, mid: str) -> bytes:
+    return (f"From: {sender}\r\nTo: webinars+africa-fr@example.org\r\n"
+            f"Subject: Re: [africa-fr]\r\nMessage-ID: <{mid}@client.example>\r\n\r\n"
+            "Please cancel my registration.\r\n").encode()
+
+
+def test_a_resent_invitation_keeps_the_persons_sequence(office: Office) -> None:
+    """Awa withdrew and registered again (CANCEL 1, then REQUEST 2); her acknowledgement,
+    sent again by staff, carries SEQUENCE 2, not the event's 0 (below the CANCEL)."""
+    office.reply(registration_reply(AWA, "Awa Diop", "Senegal", mid="sn1"))
+    office.drain()
+    office.reply(cancellation(AWA, mid="sn2"))
+    office.drain()
+    office.reply(registration_reply(AWA, "Awa Diop", "Senegal", mid="sn3"))
+    office.drain()
+    rows = json.loads(office.mailer("messages", "--to", AWA, "--kind", "acknowledgement",
+                                    "--json").output)
+    newest = max(rows, key=lambda r: r["id"])
+    assert office.mailer("resend", f"#{newest['id']}", "--now", NOW).exit_code == 0
+    office.drain()
+    sequences = []
+    for kind, msg in office.sent_to(AWA):
+        (ics,) = [Calendar.from_ical(p.get_content()) for p in msg.walk()
+                  if p.get_content_type() == "text/calendar"]
+        (vevent,) = ics.walk("VEVENT")
+        sequences.append((kind, int(vevent["SEQUENCE"])))
+    assert sequences == [("acknowledgement", 0), ("withdrawal", 1), ("acknowledgement", 2),
+                         ("acknowledgement", 2)]
+
+
 def test_quarantine_lists_shows_and_releases_set_aside_mail(office: Office) -> None:
     """Mail quarantined as too large is listed with its reason, written back byte for byte
     as .eml, and released: handled as a reply (a registration, answered) and audited."""

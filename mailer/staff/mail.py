@@ -64,8 +64,9 @@ def parse_message_number(text: str) -> int:
 def resend(session: Session, desk: Desk, number: int, reason: str = "") -> int:
     """Queue a sent, failed or missed message again; return the new message's number.
 
-    A calendar message goes with the event's current SEQUENCE. An address suppressed after a
-    bounce is let through again (staff asked for this message; the audit trail says so).
+    A calendar message goes with the person's current SEQUENCE (the event's, plus what their
+    own withdrawals and re-registrations added). An address suppressed after a bounce is let
+    through again (staff asked for this message; the audit trail says so).
     """
     row = session.get(store.OutboxRow, number)
     if row is None:
@@ -78,7 +79,12 @@ def resend(session: Session, desk: Desk, number: int, reason: str = "") -> int:
         raise UsageError(f"#{number}: event {row.event_id!r} is no longer in the schedules")
     out = store.row_to_outgoing(row)
     if out.kind in CALENDAR_KINDS and row.event_id:
-        out = replace(out, sequence=store.event_sequence(session, row.event_id))
+        # Without their offset, a participant who withdrew and registered again got a
+        # REQUEST below the CANCEL they had had: their calendar may ignore it.
+        offset = session.scalar(select(store.Registration.sequence_offset).where(
+            store.Registration.event_id == row.event_id,
+            store.Registration.email == normalise_email(row.recipient))) or 0
+        out = replace(out, sequence=store.event_sequence(session, row.event_id) + offset)
     again = replace(out, key=f"{row.key}|resend-{uuid.uuid4().hex[:12]}", due_at=desk.now)
     store.enqueue(session, [again], now=desk.now, domain=desk.domain)
     new_id = session.scalar(select(store.OutboxRow.id).where(store.OutboxRow.key == again.key))

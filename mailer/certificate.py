@@ -11,11 +11,11 @@ import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
-from babel.dates import format_date
 from babel.lists import format_list
 from fpdf import FPDF
 
 from mailer.errors import ConfigError, Problem
+from mailer.localtime import format_day_short
 from mailer.schedule import Event
 
 # Where a Unicode TTF font may be: Debian/Ubuntu (fonts-dejavu-core), Fedora, Arch.
@@ -64,7 +64,7 @@ def certificate_pdf(name: str, event: Event, lang: str, *,
         "name": clean_text(name)[:300] or "-",
         "took_part": words["took_part"],
         "title": clean_text(event.title(lang)),
-        "date": words["on"].format(date=format_date(event.start, format="long", locale=lang)),
+        "date": words["on"].format(date=format_day_short(event.start, lang)),
         "series": words["series"].format(series=clean_text(event.series_title(lang))),
         "organised": words["organised"].format(
             organisers=format_list([clean_text(o) for o in organisers], locale=lang))

@@ -96,6 +96,12 @@ def format_day(moment: datetime, lang: str, tz: ZoneInfo | timezone = timezone.u
     return format_date(local.date(), _DATE_PATTERNS.get(lang, "full"), locale=_locale(lang))
 
 
+def format_day_short(moment: datetime, lang: str) -> str:
+    """The UTC day of ``moment`` without its weekday, as the messages write dates: "9 July
+    2020" (British, not CLDR English's "July 9, 2020"), "9 juillet 2020"."""
+    return format_date(moment.astimezone(timezone.utc).date(), "long", locale=_locale(lang))
+
+
 def _hours(start: datetime, end: datetime, tz: ZoneInfo | timezone, lang: str) -> str:
     """"23:00–02:00 +1 day": the end's day is said when it is not the start's."""
     first = format_time(start, "HH:mm", tzinfo=tz, locale=_locale(lang))

@@ -76,6 +76,9 @@ def test_the_certificate_names_the_organisers_with_articles_and_its_file_in_the_
     assert pdf.get_filename() == file
     text = PdfReader(io.BytesIO(pdf.get_payload(decode=True))).pages[0].extract_text()
     assert organised in " ".join(text.split())
+    # The date as the messages write it (English: British order, as the series publishes).
+    held = {"en": "on 9 July 2020", "fr": "le 9 juillet 2020", "es": "el 9 de julio de 2020"}
+    assert held[lang] in " ".join(text.split())
     footer = {"en": "On behalf of the organisers: the European Union and the Council of Europe",
               "fr": "Au nom des organisateurs : l’Union européenne et le Conseil de l’Europe",
               "es": "En nombre de los organizadores: la Unión Europea y el Consejo de Europa"}

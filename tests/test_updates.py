@@ -184,13 +184,13 @@ def _pack_keys(st: store.Store, catalog: Catalog, packs: Path, now: datetime) ->
                                       .where(store.OutboxRow.kind == "pack")))
 
 
-def test_new_pack_files_send_the_pack_once_more_to_their_language_only(
-        st: store.Store, tmp_path: Path) -> None:
+def _two_confirmed_with_a_pack(st: store.Store, tmp_path: Path) -> tuple[Catalog, datetime]:
+    """The pack schedule with French and English factsheets, Awa (fr) and Kofi (en)
+    confirmed; the catalog and the pack's moment."""
     (tmp_path / "schedules").mkdir()
     (tmp_path / "schedules" / "s.toml").write_text(PACK_SCHEDULE, encoding="utf-8")
     for lang in ("fr", "en"):
         (tmp_path / f"factsheet.{lang}.pdf").write_bytes(f"%PDF {lang} v1".encode())
-    catalog = load_catalog(tmp_path / "schedules")
     now = datetime(2020, 7, 6, 9, 0, tzinfo=timezone.utc)
     with st.transaction() as session:
         for email, lang in (("awa@gov.sn", "fr"), ("kofi@gov.sn", "en")):
@@ -198,6 +198,12 @@ def test_new_pack_files_send_the_pack_once_more_to_their_language_only(
                 event_id="ev", series_id="s", email=email, name="x", country="SN",
                 language=lang, status="confirmed", created_at=now, updated_at=now,
                 confirmed_at=datetime(2020, 6, 1, tzinfo=timezone.utc)))
+    return load_catalog(tmp_path / "schedules"), now
+
+
+def test_new_pack_files_send_the_pack_once_more_to_their_language_only(
+        st: store.Store, tmp_path: Path) -> None:
+    catalog, now = _two_confirmed_with_a_pack(st, tmp_path)
     first = _pack_keys(st, catalog, tmp_path, now)
     assert first == ["pack|ev|0|awa@gov.sn", "pack|ev|0|kofi@gov.sn"]
     # The same files again, and the event moved: nothing more.
@@ -215,19 +221,8 @@ def test_pack_files_missing_for_a_while_send_nothing_anew(st: store.Store,
     """The files gone for a pass (a folder not mounted, a file removed to be copied in
     again), then back unchanged: no pack goes again (it went twice more, the first time
     without its files). Changed when they come back: once more."""
-    (tmp_path / "schedules").mkdir()
-    (tmp_path / "schedules" / "s.toml").write_text(PACK_SCHEDULE, encoding="utf-8")
+    catalog, now = _two_confirmed_with_a_pack(st, tmp_path)
     files = {lang: tmp_path / f"factsheet.{lang}.pdf" for lang in ("fr", "en")}
-    for lang, path in files.items():
-        path.write_bytes(f"%PDF {lang} v1".encode())
-    catalog = load_catalog(tmp_path / "schedules")
-    now = datetime(2020, 7, 6, 9, 0, tzinfo=timezone.utc)
-    with st.transaction() as session:
-        for email, lang in (("awa@gov.sn", "fr"), ("kofi@gov.sn", "en")):
-            session.add(store.Registration(
-                event_id="ev", series_id="s", email=email, name="x", country="SN",
-                language=lang, status="confirmed", created_at=now, updated_at=now,
-                confirmed_at=datetime(2020, 6, 1, tzinfo=timezone.utc)))
     first = _pack_keys(st, catalog, tmp_path, now)
     assert first == ["pack|ev|0|awa@gov.sn", "pack|ev|0|kofi@gov.sn"]
     kept = {lang: path.read_bytes() for lang, path in files.items()}

@@ -388,6 +388,9 @@ class Composer:
             previous = format_span_utc(start, end, lang)
         fallback = event.language if event else lang
         previous_title = _in_language(ctx["previous_title"], lang, fallback)
+        if view is not None and previous_title == view["title"]:
+            # Another language's title changed: this reader's reads as before.
+            previous_title = ""
         ctx.update({
             "kind": out.kind.value,
             "lang": lang,

@@ -105,6 +105,18 @@ def test_every_paragraph_of_every_message_stands_apart(
                 kind, line, after)
 
 
+def test_an_update_lists_only_what_changed_in_the_readers_language(
+        composer: Composer) -> None:
+    """Only the English title was corrected: the English reader sees old and new titles;
+    the French reader, whose title is the same, no "Titre : X → X" line."""
+    before = {"fr": "Webinaire avec les pays d'Afrique", "en": "Webinar with Africa"}
+    english = _text(_message(composer, Kind.UPDATE, "en", previous_title=before))
+    assert ("Title: Webinar with Africa → Webinar with African countries (in French)"
+            in english)
+    french = _text(_message(composer, Kind.UPDATE, "fr", previous_title=before))
+    assert "Titre :" not in french and "Ce qui change" not in french
+
+
 def _project(tmp_path: Path) -> Path:
     for name in ("schedules", "templates", "packs", "contacts"):
         shutil.copytree(ROOT / name, tmp_path / name)

@@ -18,6 +18,7 @@ import vobject
 from sqlalchemy import select
 
 from mailer import store
+from mailer.config import Settings
 from mailer.schedule import Catalog, load_catalog
 from mailer.sync import plan_into_outbox, sync_events
 from tests.builders import store_at
@@ -67,17 +68,24 @@ def arrived(sink: SmtpSink, since: int) -> list[Received]:
     return [Received(r.message()) for r in sink.messages[since:]]
 
 
-def test_edits_say_what_changed_send_the_pack_once_and_raise_each_persons_sequence(
-        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
-    """Moved, new link and title, a withdrawal and a re-registration, then moved again."""
+def _awa_and_kofi_at_the_packs_moment(tmp_path: Path, dovecot: ImapServer,
+                                      smtp_sink: SmtpSink) -> Settings:
+    """Awa (fr) and Kofi (en) registered for africa-fr by reply, then the pass at the pack's
+    moment (three days before): the pack, and the 7-day reminder."""
     write_schedule(tmp_path)
     settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
     append(dovecot,
            reply(AWA, "Awa Diop", "Sénégal", "fr", "africa-fr", utc("2020-06-09T09:00:00")),
            reply(KOFI, "Kofi Mensah", "Ghana", "en", "africa-fr", utc("2020-06-09T10:00:00")))
     run(settings, utc("2020-06-10T10:00:00"))
-    # The pack's moment (three days before): the pack, and the 7-day reminder.
     run(settings, utc("2020-07-06T08:30:00"))
+    return settings
+
+
+def test_edits_say_what_changed_send_the_pack_once_and_raise_each_persons_sequence(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """Moved, new link and title, a withdrawal and a re-registration, then moved again."""
+    settings = _awa_and_kofi_at_the_packs_moment(tmp_path, dovecot, smtp_sink)
     before_edits = len(smtp_sink.messages)
 
     # Moved by one hour: one update each, saying the old and the new time; no pack.
@@ -281,13 +289,7 @@ def test_a_reminder_waiting_for_a_retry_never_reaches_someone_who_withdrew(
     """Awa's 1-day reminder meets a 451 and waits for its retry; she cancels meanwhile. The
     next pass sends her withdrawal (CANCEL), never the reminder (a REQUEST that would put
     the webinar back in her calendar); Kofi, still registered, gets his."""
-    write_schedule(tmp_path)
-    settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
-    append(dovecot,
-           reply(AWA, "Awa Diop", "Sénégal", "fr", "africa-fr", utc("2020-06-09T09:00:00")),
-           reply(KOFI, "Kofi Mensah", "Ghana", "en", "africa-fr", utc("2020-06-09T10:00:00")))
-    run(settings, utc("2020-06-10T10:00:00"))
-    run(settings, utc("2020-07-06T08:30:00"))        # the pack and the 7-day reminder
+    settings = _awa_and_kofi_at_the_packs_moment(tmp_path, dovecot, smtp_sink)
     mark = len(smtp_sink.messages)
     smtp_sink.fail_next(AWA, 451, "4.3.0 Try later")
     run(settings, utc("2020-07-08T08:05:00"))        # the 1-day reminders

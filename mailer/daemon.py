@@ -578,9 +578,15 @@ class Service:
         async with self._reloading:
             log.info("reloading schedules and templates", trigger=trigger)
             problems = await asyncio.to_thread(self.mailer.reload)
+            unsaid = False
             if problems and not self.broken and self.mailer.cluster.leading():
-                await asyncio.to_thread(self._alert_staff, problems)
-            self.broken = bool(problems)
+                try:
+                    await asyncio.to_thread(self._alert_staff, problems)
+                except Exception as exc:  # noqa: BLE001 - a reload must never end the watcher
+                    # (a store refusing writes): the next broken reload tries again.
+                    log.error("staff not alerted", error=one_line(exc))
+                    unsaid = True
+            self.broken = bool(problems) and not unsaid
         self.wake.set()
         return problems
 

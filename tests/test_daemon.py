@@ -537,3 +537,37 @@ async def test_a_stop_mid_batch_withdraws_the_claims_it_did_not_use(
         assert outcomes() == Counter({"handled": 2})
     finally:
         mailer.close()
+
+
+async def test_a_staff_alert_the_store_refuses_neither_ends_reloading_nor_is_forgotten(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """A broken schedule while the store refuses the staff alert (a full disk): the reload
+    says so in one line instead of raising (it ended the file watcher for good, and a
+    SIGHUP's reload with a traceback); the next broken reload, the store mended, alerts."""
+    from sqlalchemy import text
+    from structlog.testing import capture_logs
+
+    write_schedule(tmp_path)
+    settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
+    service = Service(settings, clock=fixed(utc("2020-06-10T10:00:00")), watch=False)
+    st = service.mailer.store
+    try:
+        assert service.mailer.beat(lead=True)       # only the leader alerts
+        with st.transaction() as session:
+            session.execute(text("CREATE TRIGGER full BEFORE INSERT ON outbox "
+                                 "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"))
+        schedule = tmp_path / "schedules" / "sim.toml"
+        schedule.write_text(schedule.read_text(encoding="utf-8") + "\n[[event]\n",
+                            encoding="utf-8")
+        with capture_logs() as logs:
+            assert await service.reload("file change")
+        (failed,) = [e for e in logs if e["event"] == "staff not alerted"]
+        assert failed["error"] == "the store failed: database or disk is full"
+        with st.transaction() as session:
+            session.execute(text("DROP TRIGGER full"))
+        assert await service.reload("file change")
+        with st.transaction() as session:
+            kinds = list(session.scalars(select(store.OutboxRow.kind)))
+        assert kinds == ["staff_alert"]
+    finally:
+        service.mailer.close()

@@ -237,22 +237,32 @@ class SharedRate:
     Like ``smtp.RateLimiter`` (same ``acquire``), but the slots come from one row in the
     store (``claims.reserve_sends``), a few at a time (half a second's worth, at most 256),
     so all instances together keep to ``per_minute`` for one UPDATE per few messages.
-    Slots left unused when a pass ends are lost, which only ever slows the total.
+    Slots left unused when a pass ends are lost, which only ever slows the total; so are
+    slots this process comes to too late (``LATE_SECONDS`` after their moment, beyond the
+    burst): a process that stalled (a busy machine, a store that kept it waiting) would
+    otherwise send its late slots back to back, on top of the slots the others send on
+    time. Any window then holds at most ``LATE_SECONDS`` worth of messages beyond the rate
+    and the burst, whatever the number of processes.
     """
 
     MAX_BLOCK = 256
+    LATE_SECONDS = 0.25
 
     def __init__(self, cluster: Cluster, per_minute: float, burst: int = 1) -> None:
         self._cluster = cluster
         self._interval = 60.0 / per_minute
         self._slack = (max(burst, 1) - 1) * self._interval
         self._block = max(1, min(self.MAX_BLOCK, math.ceil(0.5 / self._interval)))
+        self._late = timedelta(seconds=self._slack + max(self.LATE_SECONDS, self._interval))
         self._slots: deque[datetime] = deque()
         self._lock = asyncio.Lock()
         self._ahead: asyncio.Future[None] | None = None
 
     async def acquire(self) -> None:
         """Wait until one more message may be sent."""
+        stale = self._cluster.clock() - self._late
+        while self._slots and self._slots[0] < stale:
+            self._slots.popleft()
         if not self._slots:
             await self._refill()
         elif len(self._slots) <= self._block // 2 and self._ahead is None:

@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 
 from mailer import claims, store
 from mailer.cli import cli
-from mailer.cluster import Cluster
+from mailer.cluster import Cluster, SharedRate
 from mailer.compose import Composer
 from mailer.config import Cluster as ClusterSettings
 from mailer.config import Organiser, Paths, Settings, Store, load_settings
@@ -31,7 +31,15 @@ from mailer.handling import Policy, handle
 from mailer.outbox import drain
 from mailer.schedule import load_catalog
 from mailer.smtp import Sender
-from tests.instances import INBOX, NOW, ROOT, STAFF, enqueue_reminders, registration
+from tests.instances import (
+    INBOX,
+    NOW,
+    ROOT,
+    STAFF,
+    enqueue_reminders,
+    registration,
+    worst_excess,
+)
 from tests.servers.imap import ImapServer
 from tests.servers.smtp import SmtpSink, smtp_settings
 from tests.test_daemon import EVENT, write_live_schedule
@@ -211,6 +219,27 @@ def test_sending_slots_are_shared_in_order_and_an_idle_bucket_allows_a_burst(
     assert [(b - a).total_seconds() for a, b in pairwise(firsts)] == [1.5, 1.5, 1.5]
     with st.transaction() as session:                   # idle for a minute: the bucket refills
         assert claims.reserve_sends(session, 3, 0.5, 0.5, later(60)) == later(59.5)
+
+
+async def test_slots_a_stalled_process_comes_to_late_are_dropped_not_sent_back_to_back(
+        st: store.Store) -> None:
+    """At 100 messages a second a process takes slots half a second at a time; stalled for a
+    second after the first, its late slots are dropped and the next ones taken: the sends
+    after the stall keep to the rate (beyond the burst, at most ``LATE_SECONDS`` worth).
+    Before, the 49 late slots all went at once."""
+    per_minute, connections = 6000, 2
+    rate = Cluster(st, Settings(store=Store(url=st.url))).rate(per_minute, connections)
+    await rate.acquire()
+    time.sleep(1.0)                 # the process stalls: its slots' moments pass
+    times = []
+    for _ in range(50):
+        await rate.acquire()
+        times.append(time.monotonic())
+    excess = worst_excess(times, per_minute)
+    allowed = connections + SharedRate.LATE_SECONDS * per_minute / 60
+    print(f"worst window after the stall: {excess:.1f} messages beyond the rate "
+          f"(allowed {allowed:.0f})")
+    assert excess <= allowed
 
 
 def settings_for(tmp_path: Path, sink: SmtpSink, url: str, **smtp: object) -> Settings:

@@ -94,13 +94,14 @@ def test_overlapping_cron_passes_send_each_message_once_at_the_shared_rate(
     print(f"{len(times)} messages in {max(times) - min(times):.2f} s; worst window exceeds "
           f"the rate by {excess:.1f} messages")
     # Over the whole drain, the three together keep the rate (three passes each keeping it
-    # alone would send at three times it); at any moment, two connections may start
-    # together and a message may reach the server up to a second after its slot (a loaded
-    # 2-core machine lags one pass behind the others), while passes that each kept the rate
-    # alone exceeded it by about 140.
+    # alone would send at three times it). At any moment, two connections may start
+    # together (the burst), and a message may go a little after its slot
+    # (SharedRate.LATE_SECONDS, 0.25 s: later slots are dropped) and reach the sink later
+    # still (0.15 s more: the machine is shared); passes that each kept the rate alone
+    # exceeded it by about 140, and late slots sent back to back by up to 50.
     overall = (len(times) - 1) / (max(times) - min(times)) * 60
     assert overall <= per_minute * 1.1, overall
-    assert excess <= 2 + per_minute / 60 * 1.0
+    assert excess <= 2 + per_minute / 60 * 0.4
 
 
 def test_three_daemons_decide_a_wave_of_replies_as_one_process_would(

@@ -613,10 +613,15 @@ class Service:
         if not self.mailer.cluster.leading():
             return          # the leader purges, once
 
-        with self.mailer.store.transaction() as session:
-            purge_expired(session, self.mailer.catalog, self.clock(),
-                          self.settings.retention.days)
-            purge_quarantined(session, self.clock(), self.settings.retention.quarantine_days)
+        try:
+            with self.mailer.store.transaction() as session:
+                purge_expired(session, self.mailer.catalog, self.clock(),
+                              self.settings.retention.days)
+                purge_quarantined(session, self.clock(),
+                                  self.settings.retention.quarantine_days)
+        except Exception as exc:  # noqa: BLE001 - the scheduler would log a traceback
+            # Nothing was purged (one transaction); tomorrow's run purges it all.
+            log.error("retention failed; tried again tomorrow", error=one_line(exc))
 
     # -- plumbing -----------------------------------------------------------------------------
     async def _wait(self, *events: asyncio.Event) -> None:

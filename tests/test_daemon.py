@@ -580,3 +580,31 @@ async def test_a_staff_alert_the_store_refuses_neither_ends_reloading_nor_is_for
         assert kinds == ["staff_alert"]
     finally:
         service.mailer.close()
+
+
+def test_a_purge_the_store_refuses_is_one_line_not_a_traceback(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """The daily retention job on a store that refuses its deletes: one line in the log and
+    nothing purged (it raised into APScheduler, which logs a traceback)."""
+    from sqlalchemy import text
+    from structlog.testing import capture_logs
+
+    write_schedule(tmp_path)
+    settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
+    service = Service(settings, clock=fixed(utc("2020-06-10T10:00:00")), watch=False)
+    st = service.mailer.store
+    try:
+        assert service.mailer.beat(lead=True)       # only the leader purges
+        with st.transaction() as session:
+            session.add(store.QuarantinedMail(message_id="<old@x>", raw=b"x", size=1,
+                                              kept_at=utc("2019-01-01T00:00:00")))
+            session.execute(text("CREATE TRIGGER full BEFORE DELETE ON quarantined_mail "
+                                 "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"))
+        with capture_logs() as logs:
+            service.retention()
+        (failed,) = [e for e in logs if e["event"] == "retention failed; tried again tomorrow"]
+        assert failed["error"] == "the store failed: database or disk is full"
+        with st.transaction() as session:
+            assert session.scalars(select(store.QuarantinedMail.message_id)).all() == ["<old@x>"]
+    finally:
+        service.mailer.close()

@@ -362,12 +362,18 @@ async def run_once(settings: Settings, *, now: datetime | None = None, read: boo
                                 reason=str(exc))
                     report.leading = False
             if report.leading:
-                moment = clock()
-                changes, current = mailer.sync_and_plan(moment)
-                report.changes += changes
-                report.planned = len(current.due)
-                report.missed = len(current.missed)
-            else:
+                try:
+                    changes, current = mailer.sync_and_plan(clock())
+                    report.changes += changes
+                    report.planned = len(current.due)
+                    report.missed = len(current.missed)
+                except LeaseLost as exc:
+                    # Another instance leads now (this one could not renew in time): it
+                    # plans; what is due still goes, as beside any leader.
+                    log.warning("another instance leads now: this pass only sends",
+                                reason=str(exc))
+                    report.leading = False
+            if not report.leading:
                 report.leader = await asyncio.to_thread(mailer.cluster.leader)
             if sender is not None:
                 report.drain.add(await mailer.drain(clock(), sender))

@@ -25,7 +25,7 @@ from mailer.cluster import Cluster, SharedRate
 from mailer.compose import Composer
 from mailer.config import Cluster as ClusterSettings
 from mailer.config import Organiser, Paths, Settings, Store, load_settings
-from mailer.daemon import run_once
+from mailer.daemon import Mailer, run_once
 from mailer.errors import ConfigError, LeaseLost
 from mailer.handling import Policy, handle
 from mailer.outbox import drain
@@ -319,6 +319,31 @@ def test_a_pass_beside_a_leader_only_sends(tmp_path: Path, st: store.Store,
     with st.transaction() as session:
         assert claims.lease_of(session, claims.LEADER).holder is None
         assert session.scalars(select(store.Instance)).all() == []    # checked out
+
+
+def test_a_pass_whose_lease_is_taken_before_it_plans_still_sends(
+        tmp_path: Path, st: store.Store, smtp_sink: SmtpSink,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mailer once` leads, but another instance takes the lease before it plans (it could
+    not renew in time): it plans nothing and sends what is due, as beside any leader (it
+    raised LeaseLost and sent nothing)."""
+    settings = settings_for(tmp_path, smtp_sink, st.url)
+    enqueue_reminders(st.url, 3)
+    plan = Mailer.sync_and_plan
+
+    def taken_over(mailer: Mailer, now: datetime) -> object:
+        with st.transaction() as session:
+            session.execute(update(store.Lease).values(
+                holder="daemon-elsewhere",
+                until=datetime.now(timezone.utc) + timedelta(minutes=5)))
+        return plan(mailer, now)
+
+    monkeypatch.setattr(Mailer, "sync_and_plan", taken_over)
+    report = asyncio.run(run_once(settings, now=NOW, read=False))
+    assert (report.leading, report.leader) == (False, "daemon-elsewhere")
+    assert (report.planned, report.drain.sent) == (0, 3)
+    with st.transaction() as session:
+        assert claims.lease_of(session, claims.LEADER).holder == "daemon-elsewhere"
 
 
 def test_status_says_who_leads_and_holds_what(tmp_path: Path) -> None:

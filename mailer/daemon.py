@@ -420,6 +420,14 @@ class Service:
         self.tick_seconds = tick_seconds
         self.watch = watch
         self.mailer = Mailer.open(settings)
+        try:
+            # Made here, not in the worker task: a configuration it refuses (an smtp.ca_file
+            # it cannot load) stops the daemon at once (exit 2), where it ended the worker
+            # task alone and the daemon ran on, sending nothing and saying nothing.
+            self.sender = self.mailer.sender()
+        except BaseException:
+            self.mailer.close()
+            raise
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()         # plan and send
         self.answers = asyncio.Event()      # send the answers of replies just handled
@@ -434,7 +442,7 @@ class Service:
     # -- the worker: plan what is due and send it -------------------------------------------
     async def worker(self) -> None:
         delay = FIRST_RETRY_SECONDS
-        async with self.mailer.sender() as sender:
+        async with self.sender as sender:
             while not self.stopping.is_set():
                 await self._wait(self.wake, self.answers)
                 if self.stopping.is_set():

@@ -608,3 +608,23 @@ def test_a_purge_the_store_refuses_is_one_line_not_a_traceback(
             assert session.scalars(select(store.QuarantinedMail.message_id)).all() == ["<old@x>"]
     finally:
         service.mailer.close()
+
+
+def test_a_daemon_that_could_never_send_refuses_to_start(
+        tmp_path: Path, live: Path, smtp_sink: SmtpSink) -> None:
+    """`mailer run` with an smtp.ca_file it cannot load exits 2 at once, saying so in one
+    line; it ran on without its worker task (dead with the error, unlogged), sending nothing."""
+    text = live.read_text(encoding="utf-8")
+    live.write_text(text.replace(json.dumps(str(smtp_sink.ca_file)),
+                                 json.dumps(str(tmp_path / "gone.pem"))), encoding="utf-8")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", "from mailer.cli import main; main()", "run", "--config",
+             str(live)], capture_output=True, cwd=tmp_path, timeout=30,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    except subprocess.TimeoutExpired:
+        pytest.fail("the daemon ran on, unable to send anything")
+    errors = result.stderr.decode(errors="replace").strip().splitlines()
+    assert result.returncode == 2, errors
+    assert errors[-1].startswith("configuration: smtp.ca_file: cannot load CA certificates")
+    assert not any("Traceback" in line for line in errors)

@@ -511,6 +511,12 @@ class Service:
             await self._wait(self.leading)
             if self.stopping.is_set():
                 return
+            if not self.mailer.cluster.leading():
+                # The lease ran out by this process's clock and the heartbeat has not said
+                # so yet (it may hang on the store): wait for it, rather than log in to
+                # IMAP and out again in a tight loop.
+                await self._sleep(self.mailer.cluster.renew_every)
+                continue
             try:
                 async with AsyncInbox(imap) as box:
                     log.info("inbox ready", folder=imap.folder,

@@ -287,3 +287,31 @@ def test_the_daemon_sends_each_message_once_through_a_store_fault(
         if process.poll() is None:
             process.kill()
             process.wait(5)
+
+
+async def test_an_inbox_whose_lease_ran_out_waits_for_the_heartbeat_instead_of_spinning(
+        tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """The leader's lease ran out by its own clock while its heartbeat hangs on the store (a
+    lock, a network that stopped answering): the inbox stops reading and waits, rather than
+    log in to IMAP and out again in a tight loop until the heartbeat returns."""
+    from mailer.config import Cluster as ClusterSettings
+
+    write_schedule(tmp_path)
+    settings: Settings = series_settings(tmp_path, dovecot.settings(), smtp_sink)
+    settings = settings.model_copy(update={
+        "cluster": ClusterSettings(lease_seconds=1, renew_seconds=0.5)})
+    service = Service(settings, clock=lambda: utc("2020-06-10T10:00:00"), watch=False)
+    assert service.mailer.beat(lead=True)
+    service.leading.set()               # as the heartbeat said, before it hung
+    await asyncio.sleep(1.0)            # the lease runs out: no heartbeat renews it
+    try:
+        with capture_logs() as logs:
+            inbox = asyncio.create_task(service.inbox())
+            await asyncio.sleep(2.0)
+            service.stop()
+            await asyncio.wait_for(inbox, 15)
+    finally:
+        service.mailer.close()
+    logins = [e for e in logs if e["event"] == "inbox ready"]
+    print(f"{len(logins)} IMAP logins in 2 s without the lease")
+    assert logins == []

@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import deque
@@ -69,6 +70,13 @@ class Cluster:
         # the next one does, before it claims (this process drains one batch at a time).
         self.owes_release = False
         self._leading_until: float | None = None    # monotonic: when our lease runs out
+        # Once this instance has left, nothing checks in or takes the lease again: a beat
+        # still running in its thread when the pass or daemon stopped (a cancelled
+        # ``to_thread`` does not stop the thread) took the lease back after ``leave``, so
+        # the process that had gone held it for a whole lease, and its instance row came
+        # back as a ghost.
+        self._leaving = threading.Lock()
+        self._left = False
 
     @property
     def holder(self) -> str:
@@ -86,7 +94,9 @@ class Cluster:
     # -- this instance ------------------------------------------------------------------------
     def check_in(self) -> None:
         """Say this instance is alive; measure the store's clock; forget long-dead instances."""
-        with self.store.transaction() as session:
+        with self._leaving, self.store.transaction() as session:
+            if self._left:
+                return
             before = time.time()
             server = claims.server_time(session)
             if server is not None:
@@ -100,11 +110,13 @@ class Cluster:
 
     def leave(self) -> None:
         """Stop on purpose: give the lease and every claim back, and forget this instance."""
-        with self.store.transaction() as session:
-            claims.give_up(session, claims.LEADER, self.holder)
-            claims.release_all_claims(session, self.holder)
-            claims.check_out(session, self.holder)
-        self._leading_until = None
+        with self._leaving:
+            self._left = True
+            self._leading_until = None
+            with self.store.transaction() as session:
+                claims.give_up(session, claims.LEADER, self.holder)
+                claims.release_all_claims(session, self.holder)
+                claims.check_out(session, self.holder)
 
     def release_claims(self) -> None:
         """Give back every claim this instance still holds (see ``owes_release``)."""
@@ -116,10 +128,11 @@ class Cluster:
     def try_lead(self) -> bool:
         """Take or renew the leader's lease; True while this instance holds it."""
         asked = time.monotonic()
-        with self.store.transaction() as session:
+        with self._leaving, self.store.transaction() as session:
             clock = self.clock()
-            held = claims.take_lease(session, claims.LEADER, self.holder, clock=clock,
-                                     until=clock + timedelta(seconds=self.lease))
+            held = not self._left and claims.take_lease(
+                session, claims.LEADER, self.holder, clock=clock,
+                until=clock + timedelta(seconds=self.lease))
         was = self.leading()
         self._leading_until = asked + self.lease - self.margin if held else None
         if held != was:

@@ -346,6 +346,22 @@ def test_a_pass_whose_lease_is_taken_before_it_plans_still_sends(
         assert claims.lease_of(session, claims.LEADER).holder == "daemon-elsewhere"
 
 
+def test_a_beat_that_ends_after_its_instance_left_takes_nothing_back(st: store.Store) -> None:
+    """A pass or daemon stops (``leave``) while its last beat still runs in its thread (the
+    task awaiting it was cancelled; the thread goes on): that beat neither takes the lease
+    back nor brings the instance back (the instance that had gone held the lease for a whole
+    lease, the next leader waiting; seen as a test failure under load)."""
+    cluster = Cluster(st, Settings(store=Store(url=st.url)), "once")
+    cluster.check_in()
+    assert cluster.try_lead()
+    cluster.leave()
+    cluster.check_in()                          # the late beat, after the leave
+    assert not cluster.try_lead() and not cluster.leading()
+    with st.transaction() as session:
+        assert claims.lease_of(session, claims.LEADER).holder is None
+        assert session.scalars(select(store.Instance)).all() == []
+
+
 def test_status_says_who_leads_and_holds_what(tmp_path: Path) -> None:
     """`mailer status` names each instance (host, pid, command, start, last seen) and what it
     holds; one that stopped checking in is shown as gone; it exits 0 (JSON too)."""

@@ -226,10 +226,13 @@ class Mailer:
                         left.remove(key)
                         if self._account(outcome, fetched, report, handled_uids, failed_uids):
                             await inbox.quarantine([fetched.uid], outcome.reason)
-            except (asyncio.CancelledError, LeaseLost):
-                # A stop on purpose, or another instance leading now, is no crash: the
-                # claims not used are withdrawn.
-                with self.store.transaction() as session:
+            except (Exception, asyncio.CancelledError):
+                # A stop on purpose, another instance leading now, or a server failing (the
+                # store, IMAP: ``read`` never raises, ``handle_one`` records a message's own
+                # errors) is no crash: the claims not used are withdrawn, so they count
+                # against no message (three such failures set innocent replies aside).
+                # (If the store still fails, they count.)
+                with contextlib.suppress(Exception), self.store.transaction() as session:
                     store.release(session, left)
                 raise
             if handled_uids:

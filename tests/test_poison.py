@@ -209,3 +209,60 @@ def test_a_bounce_that_kills_the_pass_still_suppresses_the_addresses_it_names(
     (set_aside,) = [o for o in report.outcomes if o.outcome == "quarantined"]
     assert set_aside.message_id == poison and set_aside.intent is not None
     assert set(set_aside.intent.bounced) == suppressed(st) != set()
+
+
+def refuse_records_of(st: store.Store, message_id: str) -> None:
+    """Make the database refuse to record the message ``message_id`` as handled or as a
+    failed try (a store failing in the middle of a batch, after the pass claimed it)."""
+    refused = "NEW.outcome IN ('handled', 'failed') AND NEW.message_id = " f"'{message_id}'"
+    with st.transaction() as session:
+        if st.engine.dialect.name == "postgresql":
+            session.execute(text(f"""
+                CREATE FUNCTION refuse_records() RETURNS trigger AS $$ BEGIN
+                  IF {refused} THEN RAISE EXCEPTION 'refused by the test'; END IF;
+                  RETURN NEW;
+                END $$ LANGUAGE plpgsql"""))
+            session.execute(text("CREATE TRIGGER refuse_records BEFORE INSERT OR UPDATE ON "
+                                 "inbound FOR EACH ROW EXECUTE FUNCTION refuse_records()"))
+        else:
+            for when in ("INSERT", "UPDATE"):
+                session.execute(text(
+                    f"CREATE TRIGGER refuse_records_{when} BEFORE {when} ON inbound "
+                    f"WHEN {refused} BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
+
+
+def allow_records(st: store.Store) -> None:
+    """Undo ``refuse_records_of``."""
+    with st.transaction() as session:
+        if st.engine.dialect.name == "postgresql":
+            session.execute(text("DROP TRIGGER refuse_records ON inbound"))
+            session.execute(text("DROP FUNCTION refuse_records()"))
+        else:
+            for when in ("INSERT", "UPDATE"):
+                session.execute(text(f"DROP TRIGGER refuse_records_{when}"))
+
+
+def test_a_store_failing_mid_batch_is_no_crash_of_the_replies_in_hand(
+        st: store.Store, tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """Three passes end with the store failing in the middle of a batch (it refuses to record
+    the second reply at all): an error the pass lives through, not a death, so it counts
+    against no reply. Once the store works, every reply is handled and answered (before,
+    the claims left behind counted as three deaths and the second reply, whose only fault
+    was to be in hand, was quarantined unanswered)."""
+    settings = on_store(tmp_path, st, dovecot, smtp_sink)
+    ids = [f"<m{n}@client.example>" for n in range(5)]
+    append(dovecot, *(raw_reply(f"delegate{n}@gouv.sn", f"Delegate {n}", mid)
+                      for n, mid in enumerate(ids)))
+    refuse_records_of(st, ids[1])
+    for _ in range(3):
+        with pytest.raises(Exception, match="refused by the test"):
+            asyncio.run(run_once(settings, now=NOW))
+    allow_records(st)
+    asyncio.run(run_once(settings, now=NOW))
+    with st.transaction() as session:
+        outcomes = dict(session.execute(select(store.Inbound.message_id,
+                                                  store.Inbound.outcome)).all())
+    assert outcomes == dict.fromkeys(ids, "handled")
+    acks = Counter(m.rcpt_tos[0] for m in smtp_sink.messages
+                   if m.message()["X-Mailer-Kind"] in ("acknowledgement", "waiting_list"))
+    assert acks == Counter({f"delegate{n}@gouv.sn": 1 for n in range(5)})

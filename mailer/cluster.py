@@ -65,7 +65,9 @@ class Cluster:
         self.lease = settings.cluster.lease_seconds
         self.renew_every = settings.cluster.renew_seconds
         self.identity = Identity.here(command, settings.cluster.name)
-        self._skew = timedelta(0)          # the database server's clock minus ours
+        # PostgreSQL's clock when this instance last read it, and the monotonic moment
+        # then: its time is that one run on by the monotonic clock (see ``clock``).
+        self._measured: tuple[datetime, float] | None = None
         # A drain failed and could not give its claims back (the store refused writes):
         # the next one does, before it claims (this process drains one batch at a time).
         self.owes_release = False
@@ -88,8 +90,19 @@ class Cluster:
         return self.lease / 10
 
     def clock(self) -> datetime:
-        """The database server's time, as this instance estimates it (leases are on it)."""
-        return datetime.now(timezone.utc) + self._skew
+        """The database server's time, as this instance estimates it (leases are on it).
+
+        On PostgreSQL, the server's clock read at the last check-in run on by this
+        machine's monotonic clock, never its wall clock: a step of the wall clock (chrony
+        setting a clock that was far off, just after boot) moved the estimate with it
+        until the next check-in, and an instance whose clock jumped ahead took the live
+        claims of the others (they sent the same rows). A SQLite store is a local file:
+        every process on it reads the same wall clock.
+        """
+        if self._measured is None:
+            return datetime.now(timezone.utc)
+        server, at = self._measured
+        return server + timedelta(seconds=time.monotonic() - at)
 
     # -- this instance ------------------------------------------------------------------------
     def check_in(self) -> None:
@@ -97,11 +110,10 @@ class Cluster:
         with self._leaving, self.store.transaction() as session:
             if self._left:
                 return
-            before = time.time()
+            before = time.monotonic()
             server = claims.server_time(session)
             if server is not None:
-                half_trip = (time.time() - before) / 2
-                self._skew = server - datetime.fromtimestamp(before + half_trip, timezone.utc)
+                self._measured = (server, (before + time.monotonic()) / 2)
             clock = self.clock()
             ident = self.identity
             claims.check_in(session, instance_id=ident.id, host=ident.host, pid=ident.pid,

@@ -362,6 +362,42 @@ def test_a_beat_that_ends_after_its_instance_left_takes_nothing_back(st: store.S
         assert session.scalars(select(store.Instance)).all() == []
 
 
+def stepped(monkeypatch: pytest.MonkeyPatch, by: timedelta) -> None:
+    """This machine's wall clock, as the cluster module reads it, jumps by ``by``."""
+    import mailer.cluster
+
+    class Stepped(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
+            return datetime.now(tz) + by    # type: ignore[arg-type]
+
+    monkeypatch.setattr(mailer.cluster, "datetime", Stepped)
+
+
+def test_a_wall_clock_step_takes_no_live_claim_on_postgresql(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two instances on one PostgreSQL; one host's wall clock jumps an hour ahead (chrony
+    correcting it just after boot) between two check-ins: that instance still reads the
+    store's clock right, and takes none of the rows the other holds (it took them all, and
+    both sent them)."""
+    enqueue_reminders(postgres_url, 5)
+    st = store.Store(postgres_url)
+    settings = Settings(store=Store(url=postgres_url))
+    try:
+        holder, stepping = Cluster(st, settings), Cluster(st, settings)
+        for one in (holder, stepping):
+            one.check_in()
+        now = holder.clock()
+        assert len(claim(st, holder.holder, 10, clock=now)) == 5
+        stepped(monkeypatch, timedelta(hours=1))
+        with st.transaction() as session:
+            server = claims.server_time(session)
+        assert abs((stepping.clock() - server).total_seconds()) < 1
+        assert claim(st, stepping.holder, 10, clock=stepping.clock()) == []
+    finally:
+        st.close()
+
+
 def test_status_says_who_leads_and_holds_what(tmp_path: Path) -> None:
     """`mailer status` names each instance (host, pid, command, start, last seen) and what it
     holds; one that stopped checking in is shown as gone; it exits 0 (JSON too)."""

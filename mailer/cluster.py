@@ -176,10 +176,10 @@ class Cluster:
         configured rate, so claims seldom need renewing and a dead instance holds few."""
         return max(connections, min(size, int(per_minute * self.lease / 120)))
 
-    def claim(self, ids: Sequence[int], asked: float) -> Claim:
+    def claim(self, ids: Sequence[int], asked: float, until: datetime | None = None) -> Claim:
         """Follow (and renew, from now on) the claim just made on ``ids``; ``asked`` is the
-        monotonic time before it was made."""
-        claim = Claim(self, ids, asked)
+        monotonic time before it was made, ``until`` the end it was given in the store."""
+        claim = Claim(self, ids, asked, until)
         claim.start()
         return claim
 
@@ -192,10 +192,16 @@ class Claim:
     only while surely still held (``held``), so a row whose claim expired (this process
     stalled, or lost the store) is left to the instance that took it."""
 
-    def __init__(self, cluster: Cluster, ids: Sequence[int], asked: float) -> None:
+    def __init__(self, cluster: Cluster, ids: Sequence[int], asked: float,
+                 until: datetime | None = None) -> None:
         self._cluster = cluster
         self._ids = list(ids)
         self._until = asked + cluster.lease - cluster.margin
+        # The claim's end in the store, on the store's clock: others take the rows once
+        # their clock passes it. A forward step of the wall clock SQLite's processes share
+        # makes them do so at once, while this process's monotonic clock says it still
+        # holds them: both checks must pass.
+        self._ends = None if until is None else until - timedelta(seconds=cluster.margin)
         self._lost: set[int] = set()
         self._done: set[int] = set()
         self._renewing: asyncio.Task[None] | None = None
@@ -206,7 +212,8 @@ class Claim:
 
     def held(self, row_id: int) -> bool:
         """True while the claim on ``row_id`` surely still holds (by this process's clock)."""
-        return row_id not in self._lost and time.monotonic() < self._until
+        return (row_id not in self._lost and time.monotonic() < self._until
+                and (self._ends is None or self._cluster.clock() < self._ends))
 
     def held_key(self, key: str) -> bool:
         """``held`` for a row id written as the sender's key."""
@@ -241,19 +248,20 @@ class Claim:
                 return
             asked = time.monotonic()
             try:
-                kept = await asyncio.to_thread(self._renew, wanted)
+                kept, until = await asyncio.to_thread(self._renew, wanted)
             except Exception as exc:  # noqa: BLE001 - the claim simply runs out
                 log.warning("claims not renewed", error=str(exc), rows=len(wanted))
                 continue
             self._lost |= set(wanted) - kept - self._done
             self._until = asked + self._cluster.lease - self._cluster.margin
+            if self._ends is not None:
+                self._ends = until - timedelta(seconds=self._cluster.margin)
 
-    def _renew(self, ids: list[int]) -> set[int]:
+    def _renew(self, ids: list[int]) -> tuple[set[int], datetime]:
         cluster = self._cluster
         with cluster.store.transaction() as session:
-            clock = cluster.clock()
-            return claims.renew_claims(session, ids, cluster.holder,
-                                       clock + timedelta(seconds=cluster.lease))
+            until = cluster.clock() + timedelta(seconds=cluster.lease)
+            return claims.renew_claims(session, ids, cluster.holder, until), until
 
 
 class SharedRate:

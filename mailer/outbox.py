@@ -146,10 +146,11 @@ async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: S
             if backlog is None and workers is not None and workers.start_for_messages:
                 backlog = store.count_due(session, now)
             held_from = cluster.clock()       # the store's time, for the claims
+            until = held_from + timedelta(seconds=cluster.lease)
             rows = [(r.id, store.row_to_outgoing(r), r.attempts, r.recipient)
                     for r in claims.claim_due(
                         session, now=now, clock=held_from, limit=size, holder=cluster.holder,
-                        until=held_from + timedelta(seconds=cluster.lease))]
+                        until=until)]
             suppressed = store.suppressed_among(session, (r[3] for r in rows))
             stale = _no_longer_true(session, rows, catalog)
             if stale:
@@ -159,7 +160,7 @@ async def _drain(st: store.Store, compose: Callable[..., WireMessage], sender: S
             if stale:
                 continue            # all dropped: the rows due behind them are next
             return report
-        claim = cluster.claim([r[0] for r in rows], asked)
+        claim = cluster.claim([r[0] for r in rows], asked, until)
         in_hand[:] = [claim]
         left = max(backlog or 0, len(rows))
         backlog = left - len(rows)

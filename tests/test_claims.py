@@ -398,6 +398,30 @@ def test_a_wall_clock_step_takes_no_live_claim_on_postgresql(
         st.close()
 
 
+async def test_a_forward_wall_clock_step_stops_the_sends_of_claims_others_may_take(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On SQLite every process reads the machine's wall clock; when it jumps five minutes
+    ahead, the others may take this one's claims at once, so this one sends none of those
+    rows any more (its monotonic clock alone said it still held them: both sent them)."""
+    url = f"sqlite:///{tmp_path}/m.db"
+    enqueue_reminders(url, 5)
+    st = store.Store(url)
+    settings = Settings(store=Store(url=url))
+    try:
+        sending, other = Cluster(st, settings), Cluster(st, settings)
+        asked, now = time.monotonic(), sending.clock()
+        until = now + timedelta(seconds=sending.lease)
+        ids = claim(st, sending.holder, 10, clock=now, lease=sending.lease)
+        held = sending.claim(ids, asked, until)
+        assert len(ids) == 5 and all(held.held(i) for i in ids)
+        stepped(monkeypatch, timedelta(minutes=5))
+        assert sorted(claim(st, other.holder, 10, clock=other.clock())) == sorted(ids)
+        assert not any(held.held(i) for i in ids)
+        await held.end([])
+    finally:
+        st.close()
+
+
 def test_status_says_who_leads_and_holds_what(tmp_path: Path) -> None:
     """`mailer status` names each instance (host, pid, command, start, last seen) and what it
     holds; one that stopped checking in is shown as gone; it exits 0 (JSON too)."""

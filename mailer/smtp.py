@@ -277,9 +277,11 @@ class Sender:
                                         error=f"not composed: {what}"[:500])
                     self._log_failure(result, None)
                 else:
-                    result = await self._deliver(slot, key, msg, recording)
+                    result = await self._deliver(slot, key, msg, recording, batch.held)
                     recording = None        # _deliver waited for it
                 batch.results[index] = result
+                if result.error == NOT_HELD:
+                    continue                # not ours any more: nothing to report
                 if batch.on_result is not None:
                     if recording is not None:
                         await recording
@@ -304,13 +306,16 @@ class Sender:
             raise
 
     async def _deliver(self, slot: int, key: str, msg: WireMessage,
-                       previous: Awaitable[None] | None = None) -> SendResult:
+                       previous: Awaitable[None] | None = None,
+                       held: Callable[[str], bool] | None = None) -> SendResult:
         """Send one message on connection ``slot``, reconnecting and retrying once if it drops.
 
         ``previous`` (the record of the connection's previous message) is awaited before the
         server can accept this one (crash safety), but after the envelope: MAIL FROM and
         RCPT TO go while it is committed. Until the DATA's final dot, a crash leaves the
-        server nothing to deliver.
+        server nothing to deliver. ``held`` is asked again just before the DATA: the
+        envelope and that record may take long enough for the message to pass to another
+        instance (then it is reset, not sent: ``NOT_HELD``).
         """
         recipient = msg.recipient
         sender = self._envelope_from or msg.sender
@@ -333,6 +338,9 @@ class Sender:
                     if previous is not None:
                         await previous
                         previous = None
+                    if held is not None and not held(key):
+                        await _reset(client)
+                        return SendResult(key, ok=False, error=NOT_HELD)
                     await client.data(msg.data)
                     return SendResult(key, ok=True)
                 except SendError as exc:  # the reconnect for the retry failed

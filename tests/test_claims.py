@@ -11,6 +11,7 @@ import json
 import re
 import threading
 import time
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from itertools import pairwise
 from pathlib import Path
@@ -466,3 +467,53 @@ def test_a_renewal_slower_than_half_the_lease_is_refused(tmp_path: Path) -> None
     path.write_text("[cluster]\nlease_seconds = 10\nrenew_seconds = 6\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="cluster: .*renew_seconds must be at most half"):
         load_settings(path)
+
+
+def test_a_message_whose_claim_passed_while_its_connection_waited_is_not_sent(
+        tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    """The store keeps the record of the first message waiting (another writer holds it)
+    longer than the claim's lease, and another instance takes the rows meanwhile: the
+    second message, whose envelope went while the connection waited for that record, is
+    not sent after all (it was, by both: its claim was checked only before the envelope)."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path}/m.db"
+    settings = settings_for(tmp_path, smtp_sink, url, connections=1,
+                            messages_per_minute=6000).model_copy(update={
+        "cluster": ClusterSettings(lease_seconds=2, renew_seconds=0.5)})
+    enqueue_reminders(url, 3)
+    st = store.Store(url)
+    catalog = load_catalog(ROOT / "schedules")
+
+    def take_over(db: sqlite3.Connection) -> None:
+        time.sleep(settings.cluster.lease_seconds + 0.5)     # the claim runs out
+        db.execute("UPDATE outbox SET claimed_by = 'thief', "
+                   "lease_until = '2099-01-01 00:00:00.000000' WHERE status = 'pending'")
+        db.execute("COMMIT")
+        db.close()
+
+    def hold_the_store(_received: object) -> None:
+        # As the server accepts the first message, before the mailer can record it.
+        if len(smtp_sink.messages) == 1:
+            db = sqlite3.connect(tmp_path / "m.db", isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("BEGIN IMMEDIATE")
+            threading.Thread(target=take_over, args=(db,)).start()
+
+    smtp_sink.on_accept = hold_the_store
+
+    async def go() -> int:
+        async with Sender(settings.smtp) as sender:
+            report = await drain(st, Composer(settings, catalog).compose, sender,
+                                 catalog=catalog, settings=settings, now=NOW)
+        return report.sent
+
+    try:
+        assert asyncio.run(go()) == 1
+        with st.transaction() as session:
+            rows = Counter(session.execute(select(store.OutboxRow.status,
+                                                  store.OutboxRow.claimed_by)).all())
+    finally:
+        st.close()
+    assert len(smtp_sink.messages) == 1
+    assert rows[("pending", "thief")] == 2

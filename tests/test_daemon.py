@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import select
+from sqlalchemy import select, text
+from structlog.testing import capture_logs
 
 from mailer import store
 from mailer.config import Settings
@@ -548,23 +549,33 @@ async def test_a_stop_mid_batch_withdraws_the_claims_it_did_not_use(
         mailer.close()
 
 
+@contextmanager
+def leading_service(tmp_path: Path, imap: ImapServer, sink: SmtpSink) -> Iterator[Service]:
+    """The simulated series' daemon in process, holding the leader's lease (only the leader
+    alerts staff and purges)."""
+    write_schedule(tmp_path)
+    service = Service(settings_for(tmp_path, imap.settings(), sink),
+                      clock=fixed(utc("2020-06-10T10:00:00")), watch=False)
+    try:
+        assert service.mailer.beat(lead=True)
+        yield service
+    finally:
+        service.mailer.close()
+
+
+# A trigger's body that refuses the statement as a full disk does.
+DISK_FULL = "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+
+
 async def test_a_staff_alert_the_store_refuses_neither_ends_reloading_nor_is_forgotten(
         tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
     """A broken schedule while the store refuses the staff alert (a full disk): the reload
     says so in one line instead of raising (it ended the file watcher for good, and a
     SIGHUP's reload with a traceback); the next broken reload, the store mended, alerts."""
-    from sqlalchemy import text
-    from structlog.testing import capture_logs
-
-    write_schedule(tmp_path)
-    settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
-    service = Service(settings, clock=fixed(utc("2020-06-10T10:00:00")), watch=False)
-    st = service.mailer.store
-    try:
-        assert service.mailer.beat(lead=True)       # only the leader alerts
+    with leading_service(tmp_path, dovecot, smtp_sink) as service:
+        st = service.mailer.store
         with st.transaction() as session:
-            session.execute(text("CREATE TRIGGER full BEFORE INSERT ON outbox "
-                                 "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"))
+            session.execute(text(f"CREATE TRIGGER full BEFORE INSERT ON outbox {DISK_FULL}"))
         schedule = tmp_path / "schedules" / "sim.toml"
         schedule.write_text(schedule.read_text(encoding="utf-8") + "\n[[event]\n",
                             encoding="utf-8")
@@ -578,36 +589,25 @@ async def test_a_staff_alert_the_store_refuses_neither_ends_reloading_nor_is_for
         with st.transaction() as session:
             kinds = list(session.scalars(select(store.OutboxRow.kind)))
         assert kinds == ["staff_alert"]
-    finally:
-        service.mailer.close()
 
 
 def test_a_purge_the_store_refuses_is_one_line_not_a_traceback(
         tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
     """The daily retention job on a store that refuses its deletes: one line in the log and
     nothing purged (it raised into APScheduler, which logs a traceback)."""
-    from sqlalchemy import text
-    from structlog.testing import capture_logs
-
-    write_schedule(tmp_path)
-    settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
-    service = Service(settings, clock=fixed(utc("2020-06-10T10:00:00")), watch=False)
-    st = service.mailer.store
-    try:
-        assert service.mailer.beat(lead=True)       # only the leader purges
+    with leading_service(tmp_path, dovecot, smtp_sink) as service:
+        st = service.mailer.store
         with st.transaction() as session:
             session.add(store.QuarantinedMail(message_id="<old@x>", raw=b"x", size=1,
                                               kept_at=utc("2019-01-01T00:00:00")))
             session.execute(text("CREATE TRIGGER full BEFORE DELETE ON quarantined_mail "
-                                 "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"))
+                                 f"{DISK_FULL}"))
         with capture_logs() as logs:
             service.retention()
         (failed,) = [e for e in logs if e["event"] == "retention failed; tried again tomorrow"]
         assert failed["error"] == "the store failed: database or disk is full"
         with st.transaction() as session:
             assert session.scalars(select(store.QuarantinedMail.message_id)).all() == ["<old@x>"]
-    finally:
-        service.mailer.close()
 
 
 def test_a_daemon_that_could_never_send_refuses_to_start(

@@ -35,37 +35,46 @@ POLICY = Policy(inbox_address="webinars@example.org", staff_address="staff@examp
                 domain="example.org")
 
 
-def refuse_handled(st: store.Store, senders: str) -> None:
-    """Make the database refuse to record as handled any message whose sender is LIKE
-    ``senders`` (its failed tries and its quarantine are still recorded)."""
+def refuse_inbound(st: store.Store, name: str, condition: str) -> None:
+    """Make the database refuse every write of an inbound record for which ``condition``
+    (SQL on ``NEW``) holds, with a trigger named ``name``."""
     with st.transaction() as session:
         if st.engine.dialect.name == "postgresql":
             session.execute(text(f"""
-                CREATE FUNCTION refuse_handled() RETURNS trigger AS $$ BEGIN
-                  IF NEW.outcome = 'handled' AND NEW.sender LIKE '{senders}' THEN
-                    RAISE EXCEPTION 'refused by the test';
-                  END IF;
+                CREATE FUNCTION {name}() RETURNS trigger AS $$ BEGIN
+                  IF {condition} THEN RAISE EXCEPTION 'refused by the test'; END IF;
                   RETURN NEW;
                 END $$ LANGUAGE plpgsql"""))
-            session.execute(text("CREATE TRIGGER refuse_handled BEFORE INSERT OR UPDATE ON "
-                                 "inbound FOR EACH ROW EXECUTE FUNCTION refuse_handled()"))
+            session.execute(text(f"CREATE TRIGGER {name} BEFORE INSERT OR UPDATE ON "
+                                 f"inbound FOR EACH ROW EXECUTE FUNCTION {name}()"))
         else:
             for when in ("INSERT", "UPDATE"):
                 session.execute(text(
-                    f"CREATE TRIGGER refuse_handled_{when} BEFORE {when} ON inbound "
-                    f"WHEN NEW.outcome = 'handled' AND NEW.sender LIKE '{senders}' "
-                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
+                    f"CREATE TRIGGER {name}_{when} BEFORE {when} ON inbound "
+                    f"WHEN {condition} BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
+
+
+def allow_inbound(st: store.Store, name: str) -> None:
+    """Undo ``refuse_inbound`` of that ``name``."""
+    with st.transaction() as session:
+        if st.engine.dialect.name == "postgresql":
+            session.execute(text(f"DROP TRIGGER {name} ON inbound"))
+            session.execute(text(f"DROP FUNCTION {name}()"))
+        else:
+            for when in ("INSERT", "UPDATE"):
+                session.execute(text(f"DROP TRIGGER {name}_{when}"))
+
+
+def refuse_handled(st: store.Store, senders: str) -> None:
+    """Make the database refuse to record as handled any message whose sender is LIKE
+    ``senders`` (its failed tries and its quarantine are still recorded)."""
+    refuse_inbound(st, "refuse_handled",
+                   f"NEW.outcome = 'handled' AND NEW.sender LIKE '{senders}'")
 
 
 def allow_handled(st: store.Store) -> None:
     """Undo ``refuse_handled``."""
-    with st.transaction() as session:
-        if st.engine.dialect.name == "postgresql":
-            session.execute(text("DROP TRIGGER refuse_handled ON inbound"))
-            session.execute(text("DROP FUNCTION refuse_handled()"))
-        else:
-            for when in ("INSERT", "UPDATE"):
-                session.execute(text(f"DROP TRIGGER refuse_handled_{when}"))
+    allow_inbound(st, "refuse_handled")
 
 
 def on_store(tmp_path: Path, st: store.Store, imap: ImapServer, sink: SmtpSink,
@@ -211,37 +220,6 @@ def test_a_bounce_that_kills_the_pass_still_suppresses_the_addresses_it_names(
     assert set(set_aside.intent.bounced) == suppressed(st) != set()
 
 
-def refuse_records_of(st: store.Store, message_id: str) -> None:
-    """Make the database refuse to record the message ``message_id`` as handled or as a
-    failed try (a store failing in the middle of a batch, after the pass claimed it)."""
-    refused = "NEW.outcome IN ('handled', 'failed') AND NEW.message_id = " f"'{message_id}'"
-    with st.transaction() as session:
-        if st.engine.dialect.name == "postgresql":
-            session.execute(text(f"""
-                CREATE FUNCTION refuse_records() RETURNS trigger AS $$ BEGIN
-                  IF {refused} THEN RAISE EXCEPTION 'refused by the test'; END IF;
-                  RETURN NEW;
-                END $$ LANGUAGE plpgsql"""))
-            session.execute(text("CREATE TRIGGER refuse_records BEFORE INSERT OR UPDATE ON "
-                                 "inbound FOR EACH ROW EXECUTE FUNCTION refuse_records()"))
-        else:
-            for when in ("INSERT", "UPDATE"):
-                session.execute(text(
-                    f"CREATE TRIGGER refuse_records_{when} BEFORE {when} ON inbound "
-                    f"WHEN {refused} BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
-
-
-def allow_records(st: store.Store) -> None:
-    """Undo ``refuse_records_of``."""
-    with st.transaction() as session:
-        if st.engine.dialect.name == "postgresql":
-            session.execute(text("DROP TRIGGER refuse_records ON inbound"))
-            session.execute(text("DROP FUNCTION refuse_records()"))
-        else:
-            for when in ("INSERT", "UPDATE"):
-                session.execute(text(f"DROP TRIGGER refuse_records_{when}"))
-
-
 def test_a_store_failing_mid_batch_is_no_crash_of_the_replies_in_hand(
         st: store.Store, tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
     """Three passes end with the store failing in the middle of a batch (it refuses to record
@@ -253,11 +231,13 @@ def test_a_store_failing_mid_batch_is_no_crash_of_the_replies_in_hand(
     ids = [f"<m{n}@client.example>" for n in range(5)]
     append(dovecot, *(raw_reply(f"delegate{n}@gouv.sn", f"Delegate {n}", mid)
                       for n, mid in enumerate(ids)))
-    refuse_records_of(st, ids[1])
+    # (A store failing in the middle of a batch, after the pass claimed it.)
+    refuse_inbound(st, "refuse_records", "NEW.outcome IN ('handled', 'failed') AND "
+                   f"NEW.message_id = '{ids[1]}'")
     for _ in range(3):
         with pytest.raises(Exception, match="refused by the test"):
             asyncio.run(run_once(settings, now=NOW))
-    allow_records(st)
+    allow_inbound(st, "refuse_records")
     asyncio.run(run_once(settings, now=NOW))
     with st.transaction() as session:
         outcomes = dict(session.execute(select(store.Inbound.message_id,

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -27,7 +28,6 @@ from structlog.testing import capture_logs
 
 from mailer import store
 from mailer.compose import Composer
-from mailer.config import Settings
 from mailer.config import Store as StoreSettings
 from mailer.daemon import Service
 from mailer.domain import Kind, Outgoing, outbox_key
@@ -142,25 +142,37 @@ async def test_a_store_refusing_writes_stops_sending_until_what_went_is_recorded
         st.close()
 
 
-async def test_the_inbox_backs_off_while_the_store_refuses_writes(
-        tmp_path: Path, refusing: Refusing, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
-    """Connecting to IMAP works but every pass fails at its first write: the inbox waits 1,
-    2, 4... seconds between tries (not one IMAP login a second), and says why in one line."""
+def leading(tmp_path: Path, imap: ImapServer, sink: SmtpSink, **settings: object) -> Service:
+    """The simulated series' daemon, in process, leading as its heartbeat said (only the
+    leader reads the inbox); ``settings`` replace sections of its settings."""
     write_schedule(tmp_path)
-    settings: Settings = series_settings(tmp_path, dovecot.settings(), smtp_sink)
-    settings = settings.model_copy(update={"store": StoreSettings(url=refusing.url)})
-    service = Service(settings, clock=lambda: utc("2020-06-10T10:00:00"), watch=False)
-    assert service.mailer.beat(lead=True)       # it leads: only the leader reads the inbox
+    service = Service(series_settings(tmp_path, imap.settings(), sink).model_copy(
+        update=settings), clock=lambda: utc("2020-06-10T10:00:00"), watch=False)
+    assert service.mailer.beat(lead=True)
     service.leading.set()
-    refusing.refuse()
+    return service
+
+
+async def inbox_logs(service: Service, seconds: float) -> list[dict[str, Any]]:
+    """The log of ``service``'s inbox task run for ``seconds``, then stopped."""
     try:
         with capture_logs() as logs:
             inbox = asyncio.create_task(service.inbox())
-            await asyncio.sleep(5.5)
+            await asyncio.sleep(seconds)
             service.stop()
             await asyncio.wait_for(inbox, 15)
     finally:
         service.mailer.close()
+    return logs
+
+
+async def test_the_inbox_backs_off_while_the_store_refuses_writes(
+        tmp_path: Path, refusing: Refusing, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """Connecting to IMAP works but every pass fails at its first write: the inbox waits 1,
+    2, 4... seconds between tries (not one IMAP login a second), and says why in one line."""
+    service = leading(tmp_path, dovecot, smtp_sink, store=StoreSettings(url=refusing.url))
+    refusing.refuse()
+    logs = await inbox_logs(service, 5.5)
     failures = [e for e in logs if e["event"] == "inbox failed; reconnecting"]
     connects = [e for e in logs if e["event"] == "inbox ready"]
     print(f"{len(connects)} IMAP logins, {len(failures)} failures in 5.5 s")
@@ -296,22 +308,10 @@ async def test_an_inbox_whose_lease_ran_out_waits_for_the_heartbeat_instead_of_s
     log in to IMAP and out again in a tight loop until the heartbeat returns."""
     from mailer.config import Cluster as ClusterSettings
 
-    write_schedule(tmp_path)
-    settings: Settings = series_settings(tmp_path, dovecot.settings(), smtp_sink)
-    settings = settings.model_copy(update={
-        "cluster": ClusterSettings(lease_seconds=1, renew_seconds=0.5)})
-    service = Service(settings, clock=lambda: utc("2020-06-10T10:00:00"), watch=False)
-    assert service.mailer.beat(lead=True)
-    service.leading.set()               # as the heartbeat said, before it hung
+    service = leading(tmp_path, dovecot, smtp_sink,
+                      cluster=ClusterSettings(lease_seconds=1, renew_seconds=0.5))
     await asyncio.sleep(1.0)            # the lease runs out: no heartbeat renews it
-    try:
-        with capture_logs() as logs:
-            inbox = asyncio.create_task(service.inbox())
-            await asyncio.sleep(2.0)
-            service.stop()
-            await asyncio.wait_for(inbox, 15)
-    finally:
-        service.mailer.close()
+    logs = await inbox_logs(service, 2.0)
     logins = [e for e in logs if e["event"] == "inbox ready"]
     print(f"{len(logins)} IMAP logins in 2 s without the lease")
     assert logins == []

@@ -107,18 +107,19 @@ class Cluster:
     # -- this instance ------------------------------------------------------------------------
     def check_in(self) -> None:
         """Say this instance is alive; measure the store's clock; forget long-dead instances."""
-        with self._leaving, self.store.transaction() as session:
+        with self._leaving:
             if self._left:
                 return
-            before = time.monotonic()
-            server = claims.server_time(session)
-            if server is not None:
-                self._measured = (server, (before + time.monotonic()) / 2)
-            clock = self.clock()
-            ident = self.identity
-            claims.check_in(session, instance_id=ident.id, host=ident.host, pid=ident.pid,
-                            command=ident.command, clock=clock)
-            claims.forget_gone(session, clock - FORGET_AFTER)
+            with self.store.transaction() as session:
+                before = time.monotonic()
+                server = claims.server_time(session)
+                if server is not None:
+                    self._measured = (server, (before + time.monotonic()) / 2)
+                clock = self.clock()
+                ident = self.identity
+                claims.check_in(session, instance_id=ident.id, host=ident.host,
+                                pid=ident.pid, command=ident.command, clock=clock)
+                claims.forget_gone(session, clock - FORGET_AFTER)
 
     def leave(self) -> None:
         """Stop on purpose: give the lease and every claim back, and forget this instance."""
@@ -140,11 +141,13 @@ class Cluster:
     def try_lead(self) -> bool:
         """Take or renew the leader's lease; True while this instance holds it."""
         asked = time.monotonic()
-        with self._leaving, self.store.transaction() as session:
-            clock = self.clock()
-            held = not self._left and claims.take_lease(
-                session, claims.LEADER, self.holder, clock=clock,
-                until=clock + timedelta(seconds=self.lease))
+        with self._leaving:
+            held = False
+            if not self._left:
+                with self.store.transaction() as session:
+                    clock = self.clock()
+                    held = claims.take_lease(session, claims.LEADER, self.holder, clock=clock,
+                                             until=clock + timedelta(seconds=self.lease))
         was = self.leading()
         self._leading_until = asked + self.lease - self.margin if held else None
         if held != was:

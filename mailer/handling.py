@@ -462,7 +462,7 @@ def _snapshot_queries() -> dict[tuple[str, bool], Select[Any]]:
     # What the rules read of a registration: columns, not ORM objects, which cost more.
     columns = (Reg.id, Reg.email, Reg.country, Reg.status, Reg.created_at, Reg.name,
                Reg.language, Reg.certificate_requested, Reg.sequence_offset,
-               Reg.organisation, Reg.position)
+               Reg.organisation, Reg.position, Reg.registered_by)
     event = Reg.event_id == bindparam("event_id")
     named = Reg.email.in_(bindparam("emails", expanding=True))
     queries: dict[tuple[str, bool], Select[Any]] = {}
@@ -515,7 +515,8 @@ def _snapshot(session: Session, event_id: str, intent: Intent) -> list[Registere
                        created_at=r.created_at, name=r.name, language=r.language,
                        certificate_requested=r.certificate_requested,
                        sequence_offset=r.sequence_offset or 0,
-                       organisation=r.organisation or "", position=r.position or "")
+                       organisation=r.organisation or "", position=r.position or "",
+                       registered_by=r.registered_by or "")
             for r in ordered]
 
 

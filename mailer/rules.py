@@ -33,6 +33,7 @@ class Registered:
     sequence_offset: int = 0        # their calendar's SEQUENCE is the event's plus this
     organisation: str = ""
     position: str = ""
+    registered_by: str = ""         # the address whose reply (or staff action) made it
 
 
 @dataclass(frozen=True)
@@ -193,8 +194,11 @@ def _register(b: _Builder, event: Event, registered: Sequence[Registered],
             if p.email in seen:
                 continue
             seen.add(p.email)
-            corrected = _corrected(earlier, p)
-            if intent.certificate and not earlier.certificate_requested and (
+            # Only the person, or whoever registered them, changes their registration: a
+            # reply from another address naming theirs must not move, rename or flag them.
+            theirs = intent.sender in (earlier.email, earlier.registered_by)
+            corrected = _corrected(earlier, p) if theirs else None
+            if theirs and intent.certificate and not earlier.certificate_requested and (
                     corrected is None or corrected.country == earlier.country):
                 b.certificate_for.append(earlier.id)
             if corrected is None or (corrected.country == earlier.country

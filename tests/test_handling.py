@@ -238,6 +238,42 @@ def test_a_reply_correcting_the_country_moves_the_registration(st: store.Store,
                        ("promotion", "bea@gouv.sn")]
 
 
+def test_only_the_person_or_who_registered_them_corrects_a_registration(
+        st: store.Store, catalog: Catalog) -> None:
+    """A form from another address naming a registered person's address ("Email: ama...,
+    Country: Ghana") moves, renames and flags nothing of theirs; the focal point who
+    registered a delegate may correct the delegate, as the delegate may."""
+    def form(sender: str, mid: str, *fields: str) -> bytes:
+        return (f"From: {sender}\r\nTo: webinars+africa-fr@example.org\r\n"
+                f"Subject: Re: [africa-fr]\r\nMessage-ID: <{mid}@client.example>\r\n"
+                "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+                + "".join(f"{field}\r\n" for field in fields)).encode()
+
+    def stored() -> dict[str, tuple[str, str | None, str, str, bool]]:
+        with st.transaction() as session:
+            return {r.email: (r.name, r.country, r.position, r.status,
+                              r.certificate_requested)
+                    for r in store.registrations_of(session, "africa-fr")}
+
+    handle(st, catalog, reply("ama.owusu@gmail.com", "Ama Owusu", "Senegal", mid="ama"),
+           now=NOW, policy=POLICY)
+    handle(st, catalog, form("focal@gouv.sn", "focal", "Name: Moussa Sow",
+                             "Email: moussa@gouv.sn", "Country: Senegal"),
+           now=NOW.replace(minute=1), policy=POLICY)
+    before = stored()
+    for n, (name, address) in enumerate([("Ama Owusu", "ama.owusu@gmail.com"),
+                                         ("Moussa Ndiaye Sow", "moussa@gouv.sn")]):
+        handle(st, catalog, form("mallory@elsewhere.example", f"m{n}", f"Name: {name}",
+                                 f"Email: {address}", "Country: Ghana", "Position: Clerk",
+                                 "I would also like a certificate."),
+               now=NOW.replace(minute=2 + n), policy=POLICY)
+    assert stored() == before
+    handle(st, catalog, form("focal@gouv.sn", "fix", "Name: Moussa Sow",
+                             "Email: moussa@gouv.sn", "Country: Ghana"),
+           now=NOW.replace(minute=5), policy=POLICY)
+    assert stored()["moussa@gouv.sn"][1] == "GH"
+
+
 def test_a_calendar_answer_naming_two_events_takes_the_senders_registration(
         st: store.Store, catalog: Catalog) -> None:
     """ "Accepted: Cybercrime webinars" (the series' title) names both events; the sender is

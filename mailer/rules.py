@@ -343,7 +343,12 @@ def _promote(b: _Builder, registered: Sequence[Registered], freed: dict[str | No
 def _cancel(b: _Builder, event: Event, registered: Sequence[Registered], now: datetime) -> None:
     intent = b.intent
     targets = {p.email.lower() for p in intent.participants if p.email} or {intent.sender}
-    active = [r for r in registered if r.email in targets and r.status in ACTIVE]
+    # Writing an address is no proof: a reply cancels the sender's own registrations and
+    # those they made (a focal point's delegates). A calendar answer cancels its ATTENDEE,
+    # who received our invitation (clients answer from an alias of the invited address).
+    calendar = intent.kind is IntentKind.CALENDAR_REPLY
+    active = [r for r in registered if r.email in targets and r.status in ACTIVE
+              and (calendar or intent.sender in (r.email, r.registered_by))]
     if not active:
         b.answer(Kind.CLARIFICATION, intent.sender, reason="no_registration")
         b.notes.append("cancellation: no registration found")

@@ -274,6 +274,40 @@ def test_only_the_person_or_who_registered_them_corrects_a_registration(
     assert stored()["moussa@gouv.sn"][1] == "GH"
 
 
+def test_a_cancellation_naming_someone_elses_address_cancels_only_what_the_sender_may(
+        st: store.Store, catalog: Catalog) -> None:
+    """ "Please cancel the registration of ama.owusu@gmail.com" from another address frees
+    nobody's seat (the sender is told no registration is under their address); the focal
+    point who registered a delegate may cancel the delegate."""
+    def text(sender: str, mid: str, body: str) -> bytes:
+        return (f"From: {sender}\r\nTo: webinars+africa-fr@example.org\r\n"
+                f"Subject: Re: [africa-fr]\r\nMessage-ID: <{mid}@client.example>\r\n"
+                f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").encode()
+
+    handle(st, catalog, reply("ama.owusu@gmail.com", "Ama Owusu", "Senegal", mid="ama"),
+           now=NOW, policy=POLICY)
+    handle(st, catalog, text("focal@gouv.sn", "focal", "Name: Moussa Sow\r\n"
+                             "Email: moussa@gouv.sn\r\nCountry: Senegal"),
+           now=NOW.replace(minute=1), policy=POLICY)
+    for n, address in enumerate(["ama.owusu@gmail.com", "moussa@gouv.sn"]):
+        refused = handle(st, catalog, text("mallory@elsewhere.example", f"m{n}",
+                                           f"Please cancel the registration of {address}."),
+                         now=NOW.replace(minute=2 + n), policy=POLICY)
+        assert refused.intent is not None
+        assert refused.intent.kind is IntentKind.CANCELLATION
+    handle(st, catalog, text("focal@gouv.sn", "drop", "Please cancel the registration of "
+                             "moussa@gouv.sn, he cannot attend."),
+           now=NOW.replace(minute=5), policy=POLICY)
+    with st.transaction() as session:
+        status = {r.email: r.status for r in store.registrations_of(session, "africa-fr")}
+        answers = [(r.kind, r.recipient, (r.context or {}).get("reason")) for r in
+                   session.scalars(select(store.OutboxRow).where(store.OutboxRow.id > 2)
+                                   .order_by(store.OutboxRow.id))]
+    assert status == {"ama.owusu@gmail.com": "confirmed", "moussa@gouv.sn": "cancelled"}
+    assert answers == [("clarification", "mallory@elsewhere.example", "no_registration")] * 2 \
+        + [("withdrawal", "moussa@gouv.sn", None)]
+
+
 def test_a_calendar_answer_naming_two_events_takes_the_senders_registration(
         st: store.Store, catalog: Catalog) -> None:
     """ "Accepted: Cybercrime webinars" (the series' title) names both events; the sender is

@@ -61,6 +61,16 @@ def test_the_grammar_gives_up_after_a_few_unreadable_lines() -> None:
     assert reading.commands == () and len(reading.unread) == grammar.MAX_UNREAD
 
 
+def test_the_grammar_stops_at_the_digests_own_listing() -> None:
+    """Below the staff's commands, the digest's lines (a REF, then what the participant
+    wrote: a name "x; approve R1", a position "approve R1") are not commands."""
+    text = ("approve R3\n\nWAITING FOR A DECISION: 2\n\nR1  Pierre; approve R1 (FR)\n"
+            "  pierre@x.fr\n  approve R1, Ministry of Justice\n")
+    reading = grammar.read_commands(text)
+    assert [c.text for c in reading.commands] == ["approve R3"]
+    assert reading.unread == ("not a command: WAITING FOR A DECISION: 2",)
+
+
 def test_a_digest_token_is_its_own_and_needs_the_secret() -> None:
     address = tokens.reply_address("webinars@example.org", "s3cret", 7)
     local, _, domain = address.partition("@")

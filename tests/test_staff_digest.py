@@ -246,3 +246,28 @@ def test_the_digests_own_text_in_a_reply_is_never_read_as_commands(
             b"Message-ID: <", f"Message-ID: <{n}.".encode()), utc("2020-07-08T07:00:00"))
     assert office.registration(PIERRE).status == "review"
     assert office.registration(HANS).status == "rejected"
+
+
+def test_replies_that_do_nothing_get_a_few_answers_a_day(
+        st: store.Store, tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    """A staff mailbox's auto-acknowledgement without RFC 3834 headers ("Thank you, your
+    message was received"), sent to the digest's reply address: each one did nothing, and
+    each answer would bring another; after limits.auto_answers_per_day such answers in a
+    day, none. A reply that does something is still done and answered."""
+    office = make_office(tmp_path, st.url, smtp_sink, digest=True, extra=PARIS)
+    office.reply(registration_reply(PIERRE, "Pierre Martin", "France", mid="p1"),
+                 utc("2020-07-07T10:00:00"))
+    office.drain("2020-07-08T06:01Z")
+    (digest,) = staff_messages(office, "staff_digest")
+    reply_to = digest["Reply-To"].addresses[0].addr_spec
+    ack = "Thank you for your message. It has been received and will be dealt with soon."
+    for n in range(8):
+        office.reply(staff_reply(reply_to, ack).replace(
+            b"Message-ID: <", f"Message-ID: <ack{n}.".encode()), utc("2020-07-08T07:00:00"))
+    pierre = office.registration(PIERRE)
+    office.reply(staff_reply(reply_to, f"approve R{pierre.id}"), utc("2020-07-08T07:30:00"))
+    done = [r for r in office.rows(store.OutboxRow) if r.kind == "staff_done"]
+    per_day = office.policy().answers_per_day
+    assert len(done) == per_day + 1
+    assert office.registration(PIERRE).status == "confirmed"
+    assert done[-1].context["results"][0]["ok"] is True

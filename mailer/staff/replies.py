@@ -98,6 +98,15 @@ def settle_staff_reply(session: Session, catalog: Catalog, arrival: Arrival, int
                         policy.domain, policy.staff_address)
     results = [_carry_out(session, desk, command) for command in reading.commands]
     done = sum(ok for ok, _ in results)
+    summary = (f"staff reply: {done} command(s) done, {len(results) - done} not done, "
+               f"{len(reading.unread)} line(s) not understood")
+    if not done and _answered_today(session, intent.sender, now) >= policy.answers_per_day:
+        # A reply that did nothing, again: an auto-acknowledgement without RFC 3834 headers
+        # would answer each answer. Past the sender's daily ration, no more (a reply that
+        # carries out a command is always answered: that cannot repeat by itself).
+        summary += "; not answered: the sender's daily ration is used up"
+        _record(session, arrival, intent, summary, previous)
+        return Handled(arrival.message_id, "handled", intent, Decision(summary=summary))
     answer = Outgoing(
         key=outbox_key(Kind.STAFF_DONE, intent.sender, None, 0, arrival.message_id),
         kind=Kind.STAFF_DONE, recipient=intent.sender, language="en",
@@ -106,10 +115,16 @@ def settle_staff_reply(session: Session, catalog: Catalog, arrival: Arrival, int
                  "unread": list(reading.unread), "subject": intent.subject,
                  "reply_to": _reply_to(arrival.raw, policy)})
     store.enqueue(session, [answer], now=now, domain=policy.domain)
-    summary = (f"staff reply: {done} command(s) done, {len(results) - done} not done, "
-               f"{len(reading.unread)} line(s) not understood")
     _record(session, arrival, intent, summary, previous)
     return Handled(arrival.message_id, "handled", intent, Decision(summary=summary), answers=1)
+
+
+def _answered_today(session: Session, sender: str, now: datetime) -> int:
+    """How many replies of this sender to a digest were answered in the last day."""
+    Out = store.OutboxRow
+    return session.scalar(select(func.count(Out.id)).where(
+        Out.kind == str(Kind.STAFF_DONE), func.lower(Out.recipient) == sender,
+        Out.created_at >= now - timedelta(days=1))) or 0
 
 
 def _carry_out(session: Session, desk: actions.Desk,

@@ -504,10 +504,11 @@ def _snapshot(session: Session, event_id: str, intent: Intent) -> list[Registere
         rows[r.id] = r
         if r.email in emails and r.country:
             their_countries.add(r.country)
-    others = their_countries - written
+    # A person registered writing again may correct their country, freeing their seat:
+    # that country's waiting list is read too (the first query read only the confirmed
+    # of the countries written, unless the message itself may free a seat).
+    others = their_countries - written if freeing else their_countries
     if others:
-        # A person registered in another country than they now write: a correction that
-        # may free their seat there, so that country's waiting list is read too.
         rows.update((r.id, r) for r in session.execute(_SNAPSHOT["countries", True], {
             "event_id": event_id, "countries": sorted(others)}))
     ordered = sorted(rows.values(), key=lambda r: (r.created_at, r.id))

@@ -321,19 +321,25 @@ def _move(b: _Builder, event: Event, registered: Sequence[Registered], earlier: 
              offset=offset)
     b.notes.append(f"{p.email} moved from {earlier.country} to {p.country} ({status})")
     if earlier.status is Status.CONFIRMED:
-        _promote(b, registered, {earlier.country: 1}, {earlier.id}, now, event)
+        # Before anyone this reply registers next: the first waiting takes the freed seat.
+        _promote(b, registered, {earlier.country: 1}, {earlier.id}, now, event, confirmed)
 
 
 def _promote(b: _Builder, registered: Sequence[Registered], freed: dict[str | None, int],
-             leaving: set[int], now: datetime, event: Event) -> None:
-    """Give freed seats to the earliest waiting participants of their countries."""
+             leaving: set[int], now: datetime, event: Event,
+             confirmed: dict[str | None, int] | None = None) -> None:
+    """Give freed seats to the earliest waiting participants of their countries (each
+    promoted once), counting the seats they take in ``confirmed`` when given."""
     if now >= event.start:
         return  # promotions stop at the event's start
+    promoted = {c.registration_id for c in b.changed}
     for country, seats in freed.items():
         waiting = [r for r in registered if r.country == country and r.status is Status.WAITING
-                   and r.id not in leaving]
+                   and r.id not in leaving and r.id not in promoted]
         waiting.sort(key=lambda r: (r.created_at, r.id))
         for r in waiting[:seats]:
+            if confirmed is not None:
+                confirmed[country] = confirmed.get(country, 0) + 1
             b.changed.append(StatusChange(r.id, Status.CONFIRMED))
             b.answer(Kind.PROMOTION, r.email, name=r.name, country=r.country,
                      language=r.language, once=True, offset=r.sequence_offset)

@@ -274,6 +274,39 @@ def test_only_the_person_or_who_registered_them_corrects_a_registration(
     assert stored()["moussa@gouv.sn"][1] == "GH"
 
 
+def test_a_seat_freed_by_a_correction_goes_to_the_first_waiting_not_to_a_newcomer(
+        st: store.Store, tmp_path: Path) -> None:
+    """A focal point's reply moves their delegate from Senegal to Ghana and registers a new
+    Senegalese: the freed Senegal seat goes to the Senegalese waiting first (promoted once),
+    the newcomer waits behind, and Senegal keeps its two seats."""
+    catalog = make_catalog(tmp_path, limit=2)
+
+    def form(sender: str, mid: str, *people: tuple[str, str, str]) -> bytes:
+        blocks = "\r\n".join(f"Name: {name}\r\nEmail: {address}\r\nCountry: {country}\r\n"
+                              for name, address, country in people)
+        return (f"From: {sender}\r\nTo: webinars+africa-fr@example.org\r\n"
+                f"Subject: Re: [africa-fr]\r\nMessage-ID: <{mid}@client.example>\r\n"
+                f"Content-Type: text/plain; charset=utf-8\r\n\r\n{blocks}").encode()
+
+    handle(st, catalog, form("focal@gouv.sn", "f1", ("Awa Diop", "awa@gouv.sn", "Senegal")),
+           now=NOW, policy=POLICY)
+    for minute, (address, name) in enumerate([("ousmane@gouv.sn", "Ousmane Ba"),
+                                              ("bea@gouv.sn", "Bea Ndiaye")], start=1):
+        handle(st, catalog, reply(address, name, "Senegal", mid=name[:3]),
+               now=NOW.replace(minute=minute), policy=POLICY)
+    handle(st, catalog, form("focal@gouv.sn", "f2", ("Awa Diop", "awa@gouv.sn", "Ghana"),
+                             ("Cheikh Fall", "cheikh@gouv.sn", "Senegal")),
+           now=NOW.replace(minute=3), policy=POLICY)
+    with st.transaction() as session:
+        rows = {r.email: (r.country, r.status)
+                for r in store.registrations_of(session, "africa-fr")}
+        promotions = [r.recipient for r in session.scalars(select(store.OutboxRow).where(
+            store.OutboxRow.kind == "promotion"))]
+    assert rows == {"awa@gouv.sn": ("GH", "confirmed"), "bea@gouv.sn": ("SN", "confirmed"),
+                    "ousmane@gouv.sn": ("SN", "confirmed"), "cheikh@gouv.sn": ("SN", "waiting")}
+    assert promotions == ["bea@gouv.sn"]
+
+
 def test_a_cancellation_naming_someone_elses_address_cancels_only_what_the_sender_may(
         st: store.Store, catalog: Catalog) -> None:
     """ "Please cancel the registration of ama.owusu@gmail.com" from another address frees

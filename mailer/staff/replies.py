@@ -11,10 +11,7 @@ rules refuse leaves the others done. Automatic replies to a digest are recorded,
 
 from __future__ import annotations
 
-import email.policy
 from datetime import datetime, timedelta
-from email.parser import BytesHeaderParser
-from email.utils import getaddresses
 from typing import TYPE_CHECKING
 
 import structlog
@@ -30,6 +27,8 @@ from mailer.schedule import Catalog
 from mailer.staff import actions, grammar, tokens
 from mailer.staff.audit import Actor
 from mailer.staff.replies_check import header_block
+from mailer.understand.message import parse_message
+from mailer.understand.message import recipients as message_recipients
 
 if TYPE_CHECKING:
     from typing import Any
@@ -44,12 +43,10 @@ REPORTS_PER_DAY = 20
 
 
 def recipients(raw: bytes) -> list[str]:
-    """The addresses a message was sent to (To, Cc and what the server says it delivered)."""
-    headers = BytesHeaderParser(policy=email.policy.compat32).parsebytes(header_block(raw))
-    values: list[str] = []
-    for name in ("To", "Cc", "Delivered-To", "X-Original-To"):
-        values += [str(v) for v in (headers.get_all(name) or [])]
-    return [addr for _name, addr in getaddresses(values)[:200] if "@" in addr]
+    """The addresses a message was sent to (To, Cc and what the server says it delivered),
+    read as understanding reads them: the first few headers of each name, each cut short
+    (all of them, unbounded, took 1.4 s for 2.9 MB of Cc, and each reply reads them thrice)."""
+    return message_recipients(parse_message(header_block(raw)))
 
 
 def refusal(session: Session, raw: bytes, intent: Intent, policy: Policy,

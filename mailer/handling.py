@@ -38,6 +38,7 @@ from mailer.schedule import Catalog
 from mailer.staff import replies_check as staff_replies
 from mailer.staff.refs import with_refs
 from mailer.understand import read
+from mailer.understand.message import digest_id
 
 log = structlog.get_logger(__name__)
 
@@ -81,8 +82,9 @@ class Policy:
 
 
 def fallback_message_id(raw: bytes) -> str:
-    """An id for mail without a Message-ID: the same bytes always give the same id."""
-    return f"<{hashlib.sha256(raw).hexdigest()}@no-message-id>"
+    """An id for mail without a Message-ID: the same bytes always give the same id (the
+    one understanding gives the intent, ``message.digest_id``)."""
+    return digest_id(raw)
 
 
 MAX_ID = 998            # the store's Message-ID columns (RFC 5322's longest line)

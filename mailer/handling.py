@@ -38,6 +38,7 @@ from mailer.schedule import Catalog
 from mailer.staff import replies_check as staff_replies
 from mailer.staff.refs import with_refs
 from mailer.understand import read
+from mailer.understand.message import digest_id
 
 log = structlog.get_logger(__name__)
 
@@ -81,8 +82,9 @@ class Policy:
 
 
 def fallback_message_id(raw: bytes) -> str:
-    """An id for mail without a Message-ID: the same bytes always give the same id."""
-    return f"<{hashlib.sha256(raw).hexdigest()}@no-message-id>"
+    """An id for mail without a Message-ID: the same bytes always give the same id (the
+    one understanding gives the intent, ``message.digest_id``)."""
+    return digest_id(raw)
 
 
 MAX_ID = 998            # the store's Message-ID columns (RFC 5322's longest line)
@@ -462,7 +464,7 @@ def _snapshot_queries() -> dict[tuple[str, bool], Select[Any]]:
     # What the rules read of a registration: columns, not ORM objects, which cost more.
     columns = (Reg.id, Reg.email, Reg.country, Reg.status, Reg.created_at, Reg.name,
                Reg.language, Reg.certificate_requested, Reg.sequence_offset,
-               Reg.organisation, Reg.position)
+               Reg.organisation, Reg.position, Reg.registered_by)
     event = Reg.event_id == bindparam("event_id")
     named = Reg.email.in_(bindparam("emails", expanding=True))
     queries: dict[tuple[str, bool], Select[Any]] = {}
@@ -504,10 +506,11 @@ def _snapshot(session: Session, event_id: str, intent: Intent) -> list[Registere
         rows[r.id] = r
         if r.email in emails and r.country:
             their_countries.add(r.country)
-    others = their_countries - written
+    # A person registered writing again may correct their country, freeing their seat:
+    # that country's waiting list is read too (the first query read only the confirmed
+    # of the countries written, unless the message itself may free a seat).
+    others = their_countries - written if freeing else their_countries
     if others:
-        # A person registered in another country than they now write: a correction that
-        # may free their seat there, so that country's waiting list is read too.
         rows.update((r.id, r) for r in session.execute(_SNAPSHOT["countries", True], {
             "event_id": event_id, "countries": sorted(others)}))
     ordered = sorted(rows.values(), key=lambda r: (r.created_at, r.id))
@@ -515,7 +518,8 @@ def _snapshot(session: Session, event_id: str, intent: Intent) -> list[Registere
                        created_at=r.created_at, name=r.name, language=r.language,
                        certificate_requested=r.certificate_requested,
                        sequence_offset=r.sequence_offset or 0,
-                       organisation=r.organisation or "", position=r.position or "")
+                       organisation=r.organisation or "", position=r.position or "",
+                       registered_by=r.registered_by or "")
             for r in ordered]
 
 

@@ -33,6 +33,7 @@ class Registered:
     sequence_offset: int = 0        # their calendar's SEQUENCE is the event's plus this
     organisation: str = ""
     position: str = ""
+    registered_by: str = ""         # the address whose reply (or staff action) made it
 
 
 @dataclass(frozen=True)
@@ -193,8 +194,11 @@ def _register(b: _Builder, event: Event, registered: Sequence[Registered],
             if p.email in seen:
                 continue
             seen.add(p.email)
-            corrected = _corrected(earlier, p)
-            if intent.certificate and not earlier.certificate_requested and (
+            # Only the person, or whoever registered them, changes their registration: a
+            # reply from another address naming theirs must not move, rename or flag them.
+            theirs = intent.sender in (earlier.email, earlier.registered_by)
+            corrected = _corrected(earlier, p) if theirs else None
+            if theirs and intent.certificate and not earlier.certificate_requested and (
                     corrected is None or corrected.country == earlier.country):
                 b.certificate_for.append(earlier.id)
             if corrected is None or (corrected.country == earlier.country
@@ -317,19 +321,25 @@ def _move(b: _Builder, event: Event, registered: Sequence[Registered], earlier: 
              offset=offset)
     b.notes.append(f"{p.email} moved from {earlier.country} to {p.country} ({status})")
     if earlier.status is Status.CONFIRMED:
-        _promote(b, registered, {earlier.country: 1}, {earlier.id}, now, event)
+        # Before anyone this reply registers next: the first waiting takes the freed seat.
+        _promote(b, registered, {earlier.country: 1}, {earlier.id}, now, event, confirmed)
 
 
 def _promote(b: _Builder, registered: Sequence[Registered], freed: dict[str | None, int],
-             leaving: set[int], now: datetime, event: Event) -> None:
-    """Give freed seats to the earliest waiting participants of their countries."""
+             leaving: set[int], now: datetime, event: Event,
+             confirmed: dict[str | None, int] | None = None) -> None:
+    """Give freed seats to the earliest waiting participants of their countries (each
+    promoted once), counting the seats they take in ``confirmed`` when given."""
     if now >= event.start:
         return  # promotions stop at the event's start
+    promoted = {c.registration_id for c in b.changed}
     for country, seats in freed.items():
         waiting = [r for r in registered if r.country == country and r.status is Status.WAITING
-                   and r.id not in leaving]
+                   and r.id not in leaving and r.id not in promoted]
         waiting.sort(key=lambda r: (r.created_at, r.id))
         for r in waiting[:seats]:
+            if confirmed is not None:
+                confirmed[country] = confirmed.get(country, 0) + 1
             b.changed.append(StatusChange(r.id, Status.CONFIRMED))
             b.answer(Kind.PROMOTION, r.email, name=r.name, country=r.country,
                      language=r.language, once=True, offset=r.sequence_offset)
@@ -339,7 +349,12 @@ def _promote(b: _Builder, registered: Sequence[Registered], freed: dict[str | No
 def _cancel(b: _Builder, event: Event, registered: Sequence[Registered], now: datetime) -> None:
     intent = b.intent
     targets = {p.email.lower() for p in intent.participants if p.email} or {intent.sender}
-    active = [r for r in registered if r.email in targets and r.status in ACTIVE]
+    # Writing an address is no proof: a reply cancels the sender's own registrations and
+    # those they made (a focal point's delegates). A calendar answer cancels its ATTENDEE,
+    # who received our invitation (clients answer from an alias of the invited address).
+    calendar = intent.kind is IntentKind.CALENDAR_REPLY
+    active = [r for r in registered if r.email in targets and r.status in ACTIVE
+              and (calendar or intent.sender in (r.email, r.registered_by))]
     if not active:
         b.answer(Kind.CLARIFICATION, intent.sender, reason="no_registration")
         b.notes.append("cancellation: no registration found")

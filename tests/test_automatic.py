@@ -147,6 +147,31 @@ def test_out_of_office_subjects(subject: str) -> None:
     assert result == Automatic("auto_reply", "out-of-office subject")
 
 
+@pytest.mark.parametrize("subject", [
+    "Resposta automática: Convite [africa-fr]", "Automatische Antwort: Einladung",
+    "Abwesenheitsnotiz: Einladung", "Risposta automatica: Invito",
+    "Automatisch antwoord: Uitnodiging", "Read: Invitation [africa-fr]",
+    "Lu : Invitation [africa-fr]", "Leído: Invitación", "Lido: Convite", "Gelesen: Einladung",
+    "Not read: Invitation", "Read receipt: Invitation", "Return Receipt (Confirm)",
+])
+def test_auto_replies_and_read_receipts_in_other_languages_by_their_subject(
+        subject: str) -> None:
+    """A vacation notice in Portuguese, German, Italian or Dutch, or a read receipt sent as
+    plain text, from a server that writes no RFC 3834 header: automatic all the same."""
+    result = classify_automatic(_simple(subject))
+    assert result is not None and result.kind == "auto_reply"
+
+
+@pytest.mark.parametrize("subject", [
+    "Leitura recomendada para o webinar", "Afwezig op het webinar van 9 juli",
+    "Read the attached form", "Re: Lu et approuvé",
+])
+def test_subjects_people_write_that_look_like_receipts_are_not_automatic(
+        subject: str) -> None:
+    """"Read" and its translations only as a receipt writes them: first, with a colon."""
+    assert classify_automatic(_simple(subject)) is None
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("X_Autoreply", "yes"), ("X_Autorespond", "yes"), ("Precedence", "junk"),
     ("Precedence", "list"), ("Precedence", "auto_reply"),

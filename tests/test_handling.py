@@ -238,6 +238,109 @@ def test_a_reply_correcting_the_country_moves_the_registration(st: store.Store,
                        ("promotion", "bea@gouv.sn")]
 
 
+def test_only_the_person_or_who_registered_them_corrects_a_registration(
+        st: store.Store, catalog: Catalog) -> None:
+    """A form from another address naming a registered person's address ("Email: ama...,
+    Country: Ghana") moves, renames and flags nothing of theirs; the focal point who
+    registered a delegate may correct the delegate, as the delegate may."""
+    def form(sender: str, mid: str, *fields: str) -> bytes:
+        return (f"From: {sender}\r\nTo: webinars+africa-fr@example.org\r\n"
+                f"Subject: Re: [africa-fr]\r\nMessage-ID: <{mid}@client.example>\r\n"
+                "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+                + "".join(f"{field}\r\n" for field in fields)).encode()
+
+    def stored() -> dict[str, tuple[str, str | None, str, str, bool]]:
+        with st.transaction() as session:
+            return {r.email: (r.name, r.country, r.position, r.status,
+                              r.certificate_requested)
+                    for r in store.registrations_of(session, "africa-fr")}
+
+    handle(st, catalog, reply("ama.owusu@gmail.com", "Ama Owusu", "Senegal", mid="ama"),
+           now=NOW, policy=POLICY)
+    handle(st, catalog, form("focal@gouv.sn", "focal", "Name: Moussa Sow",
+                             "Email: moussa@gouv.sn", "Country: Senegal"),
+           now=NOW.replace(minute=1), policy=POLICY)
+    before = stored()
+    for n, (name, address) in enumerate([("Ama Owusu", "ama.owusu@gmail.com"),
+                                         ("Moussa Ndiaye Sow", "moussa@gouv.sn")]):
+        handle(st, catalog, form("mallory@elsewhere.example", f"m{n}", f"Name: {name}",
+                                 f"Email: {address}", "Country: Ghana", "Position: Clerk",
+                                 "I would also like a certificate."),
+               now=NOW.replace(minute=2 + n), policy=POLICY)
+    assert stored() == before
+    handle(st, catalog, form("focal@gouv.sn", "fix", "Name: Moussa Sow",
+                             "Email: moussa@gouv.sn", "Country: Ghana"),
+           now=NOW.replace(minute=5), policy=POLICY)
+    assert stored()["moussa@gouv.sn"][1] == "GH"
+
+
+def test_a_seat_freed_by_a_correction_goes_to_the_first_waiting_not_to_a_newcomer(
+        st: store.Store, tmp_path: Path) -> None:
+    """A focal point's reply moves their delegate from Senegal to Ghana and registers a new
+    Senegalese: the freed Senegal seat goes to the Senegalese waiting first (promoted once),
+    the newcomer waits behind, and Senegal keeps its two seats."""
+    catalog = make_catalog(tmp_path, limit=2)
+
+    def form(sender: str, mid: str, *people: tuple[str, str, str]) -> bytes:
+        blocks = "\r\n".join(f"Name: {name}\r\nEmail: {address}\r\nCountry: {country}\r\n"
+                              for name, address, country in people)
+        return (f"From: {sender}\r\nTo: webinars+africa-fr@example.org\r\n"
+                f"Subject: Re: [africa-fr]\r\nMessage-ID: <{mid}@client.example>\r\n"
+                f"Content-Type: text/plain; charset=utf-8\r\n\r\n{blocks}").encode()
+
+    handle(st, catalog, form("focal@gouv.sn", "f1", ("Awa Diop", "awa@gouv.sn", "Senegal")),
+           now=NOW, policy=POLICY)
+    for minute, (address, name) in enumerate([("ousmane@gouv.sn", "Ousmane Ba"),
+                                              ("bea@gouv.sn", "Bea Ndiaye")], start=1):
+        handle(st, catalog, reply(address, name, "Senegal", mid=name[:3]),
+               now=NOW.replace(minute=minute), policy=POLICY)
+    handle(st, catalog, form("focal@gouv.sn", "f2", ("Awa Diop", "awa@gouv.sn", "Ghana"),
+                             ("Cheikh Fall", "cheikh@gouv.sn", "Senegal")),
+           now=NOW.replace(minute=3), policy=POLICY)
+    with st.transaction() as session:
+        rows = {r.email: (r.country, r.status)
+                for r in store.registrations_of(session, "africa-fr")}
+        promotions = [r.recipient for r in session.scalars(select(store.OutboxRow).where(
+            store.OutboxRow.kind == "promotion"))]
+    assert rows == {"awa@gouv.sn": ("GH", "confirmed"), "bea@gouv.sn": ("SN", "confirmed"),
+                    "ousmane@gouv.sn": ("SN", "confirmed"), "cheikh@gouv.sn": ("SN", "waiting")}
+    assert promotions == ["bea@gouv.sn"]
+
+
+def test_a_cancellation_naming_someone_elses_address_cancels_only_what_the_sender_may(
+        st: store.Store, catalog: Catalog) -> None:
+    """ "Please cancel the registration of ama.owusu@gmail.com" from another address frees
+    nobody's seat (the sender is told no registration is under their address); the focal
+    point who registered a delegate may cancel the delegate."""
+    def text(sender: str, mid: str, body: str) -> bytes:
+        return (f"From: {sender}\r\nTo: webinars+africa-fr@example.org\r\n"
+                f"Subject: Re: [africa-fr]\r\nMessage-ID: <{mid}@client.example>\r\n"
+                f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").encode()
+
+    handle(st, catalog, reply("ama.owusu@gmail.com", "Ama Owusu", "Senegal", mid="ama"),
+           now=NOW, policy=POLICY)
+    handle(st, catalog, text("focal@gouv.sn", "focal", "Name: Moussa Sow\r\n"
+                             "Email: moussa@gouv.sn\r\nCountry: Senegal"),
+           now=NOW.replace(minute=1), policy=POLICY)
+    for n, address in enumerate(["ama.owusu@gmail.com", "moussa@gouv.sn"]):
+        refused = handle(st, catalog, text("mallory@elsewhere.example", f"m{n}",
+                                           f"Please cancel the registration of {address}."),
+                         now=NOW.replace(minute=2 + n), policy=POLICY)
+        assert refused.intent is not None
+        assert refused.intent.kind is IntentKind.CANCELLATION
+    handle(st, catalog, text("focal@gouv.sn", "drop", "Please cancel the registration of "
+                             "moussa@gouv.sn, he cannot attend."),
+           now=NOW.replace(minute=5), policy=POLICY)
+    with st.transaction() as session:
+        status = {r.email: r.status for r in store.registrations_of(session, "africa-fr")}
+        answers = [(r.kind, r.recipient, (r.context or {}).get("reason")) for r in
+                   session.scalars(select(store.OutboxRow).where(store.OutboxRow.id > 2)
+                                   .order_by(store.OutboxRow.id))]
+    assert status == {"ama.owusu@gmail.com": "confirmed", "moussa@gouv.sn": "cancelled"}
+    assert answers == [("clarification", "mallory@elsewhere.example", "no_registration")] * 2 \
+        + [("withdrawal", "moussa@gouv.sn", None)]
+
+
 def test_a_calendar_answer_naming_two_events_takes_the_senders_registration(
         st: store.Store, catalog: Catalog) -> None:
     """ "Accepted: Cybercrime webinars" (the series' title) names both events; the sender is

@@ -154,6 +154,29 @@ def test_a_corrected_country_moves_the_registration_and_frees_its_seat(
     assert d.answers[0].key != first.answers[0].key   # not taken for the first answer again
 
 
+def test_seats_freed_by_corrections_go_to_the_waiting_in_order_and_the_limit_holds(
+        catalog: Catalog) -> None:
+    """A focal point moves two delegates out of a full Senegal and registers a newcomer
+    there, in one reply: the two freed seats go to the first two waiting (each promoted
+    once), the newcomer waits, and Senegal keeps four seats."""
+    focal = "focal@gouv.sn"
+    regs = [replace(seat(i, f"d{i}@gouv.sn", "SN", Status.CONFIRMED), registered_by=focal)
+            for i in (1, 2)]
+    regs += [seat(i, f"p{i}@gouv.sn", "SN", Status.CONFIRMED) for i in (3, 4)]
+    regs += [seat(5, "w5@gouv.sn", "SN", Status.WAITING, minute=5),
+             seat(6, "w6@gouv.sn", "SN", Status.WAITING, minute=6)]
+    intent = registration(focal, Participant("d1@gouv.sn", "Person 1", "GH"),
+                          Participant("d2@gouv.sn", "Person 2", "GH"),
+                          Participant("new@gouv.sn", "New Person", "SN"))
+    d = decide(intent, catalog.event("africa-fr"), regs, sequence=0, now=BEFORE,
+               staff_address=STAFF)
+    assert [(c.registration_id, c.status) for c in d.changed] == [
+        (5, Status.CONFIRMED), (6, Status.CONFIRMED)]
+    assert [(n.participant.email, n.status) for n in d.created] == [
+        ("d1@gouv.sn", Status.CONFIRMED), ("d2@gouv.sn", Status.CONFIRMED),
+        ("new@gouv.sn", Status.WAITING)]
+
+
 def test_a_corrected_name_updates_the_registration_in_place(catalog: Catalog) -> None:
     """A name written in full is stored and confirmed again; the seat is kept."""
     regs = [replace(seat(1, "maria@x.org", "SN", Status.WAITING), name="María López")]

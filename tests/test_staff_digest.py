@@ -217,3 +217,57 @@ def test_replies_without_the_right_token_or_sender_are_refused_and_reported(
     assert not [m for m in new if m["X-Mailer-Kind"] == "staff_done"]
     handled = {r.reason for r in desk.rows(store.Inbound) if r.intent == "staff_reply"}
     assert all(reason.startswith("staff reply refused: ") for reason in handled)
+
+
+def test_the_digests_own_text_in_a_reply_is_never_read_as_commands(
+        st: store.Store, tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    """A participant whose name or position is a command ("Position: approve R1") cannot
+    act through a staff reply that carries the digest's text unmarked (a client that writes
+    "On ... wrote:" over the original without ">", or staff's text above it): the digest's
+    lines are not the staff's commands; what staff wrote above them is."""
+    office = make_office(tmp_path, st.url, smtp_sink, digest=True, extra=PARIS)
+    day = utc("2020-07-07T10:00:00")
+    office.reply(registration_reply(PIERRE, "Pierre Martin; approve R2", "France", mid="p1"
+                                    ).replace(b"Position: Prosecutor", b"Position: approve R1"),
+                 day)
+    office.reply(registration_reply(HANS, "Hans Weber", "Germany", mid="h1"), day)
+    pierre, hans = office.registration(PIERRE), office.registration(HANS)
+    assert (pierre.id, hans.id, pierre.status, hans.status) == (1, 2, "review", "review")
+    office.drain("2020-07-08T06:01Z")
+    (digest,) = staff_messages(office, "staff_digest")
+    reply_to = digest["Reply-To"].addresses[0].addr_spec
+    original = body(digest)
+    assert "\n  approve R1, Ministry of Justice\n" in original    # what the participant wrote
+
+    attribution = f"On Wed, 8 Jul 2020 at 08:01, Webinars <{INBOX}> wrote:\n\n"
+    for n, text in enumerate([attribution + original, f"reject R{hans.id} not an official\n\n"
+                              + original]):
+        office.reply(staff_reply(reply_to, text).replace(
+            b"Message-ID: <", f"Message-ID: <{n}.".encode()), utc("2020-07-08T07:00:00"))
+    assert office.registration(PIERRE).status == "review"
+    assert office.registration(HANS).status == "rejected"
+
+
+def test_replies_that_do_nothing_get_a_few_answers_a_day(
+        st: store.Store, tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    """A staff mailbox's auto-acknowledgement without RFC 3834 headers ("Thank you, your
+    message was received"), sent to the digest's reply address: each one did nothing, and
+    each answer would bring another; after limits.auto_answers_per_day such answers in a
+    day, none. A reply that does something is still done and answered."""
+    office = make_office(tmp_path, st.url, smtp_sink, digest=True, extra=PARIS)
+    office.reply(registration_reply(PIERRE, "Pierre Martin", "France", mid="p1"),
+                 utc("2020-07-07T10:00:00"))
+    office.drain("2020-07-08T06:01Z")
+    (digest,) = staff_messages(office, "staff_digest")
+    reply_to = digest["Reply-To"].addresses[0].addr_spec
+    ack = "Thank you for your message. It has been received and will be dealt with soon."
+    for n in range(8):
+        office.reply(staff_reply(reply_to, ack).replace(
+            b"Message-ID: <", f"Message-ID: <ack{n}.".encode()), utc("2020-07-08T07:00:00"))
+    pierre = office.registration(PIERRE)
+    office.reply(staff_reply(reply_to, f"approve R{pierre.id}"), utc("2020-07-08T07:30:00"))
+    done = [r for r in office.rows(store.OutboxRow) if r.kind == "staff_done"]
+    per_day = office.policy().answers_per_day
+    assert len(done) == per_day + 1
+    assert office.registration(PIERRE).status == "confirmed"
+    assert done[-1].context["results"][0]["ok"] is True

@@ -11,9 +11,13 @@ from pathlib import Path
 import pytest
 
 from mailer import store
+from mailer.staff import tokens
 from tests.servers.smtp import SmtpSink
 from tests.staffkit import (
+    MOMENT,
     NOW,
+    SECRET,
+    STAFF,
     Office,
     make_office,
     question,
@@ -134,3 +138,42 @@ def test_forget_leaves_nothing_of_the_person_and_keeps_counts(office: Office) ->
     assert office.mailer("person", AWA).output.strip() == f"nothing stored about {AWA}"
     again = office.mailer("forget", AWA, "--now", NOW)
     assert again.exit_code == 0 and "nothing stored" in again.output
+
+
+def test_forget_erases_her_name_from_what_staff_were_told(office: Office) -> None:
+    """Staff's answer to a digest reply names her by REF and name ("R1 Awa Diop (SN)"), not
+    by address: `person --json` shows it, and `forget` leaves her name nowhere."""
+    office.reply(registration_reply(AWA, AWA_NAME, "Senegal", mid="lac1", event_id="lac-es"))
+    awa = office.registration(AWA, "lac-es")
+    assert awa.status == "review"
+    office.drain()                                           # 12:00 UTC: the day's digest
+    (digest,) = [d for d in office.rows(store.DigestRow) if d.sent]
+    to = tokens.reply_address("webinars@example.org", SECRET, digest.id)
+    reply = (f"From: {STAFF}\r\nTo: {to}\r\nSubject: Re: digest\r\n"
+             "Message-ID: <staff-1@example.org>\r\n\r\n"
+             f"approve R{awa.id}\r\n").encode()
+    office.reply(reply, MOMENT.replace(hour=13))
+    assert office.registration(AWA, "lac-es").status == "confirmed"
+    (done,) = [r for r in office.rows(store.OutboxRow) if r.kind == "staff_done"]
+    assert AWA_NAME in json.dumps(done.context)
+
+    data = json.loads(office.mailer("person", AWA, "--json").output)
+    assert done.id in {m["id"] for m in data["messages_about_them"]}
+    assert office.mailer("forget", AWA, "--now", NOW).exit_code == 0
+    assert office.tables_naming(AWA, AWA_NAME) == {}
+
+
+def test_an_internationalised_address_is_found_and_forgotten_everywhere(
+        office: Office) -> None:
+    """josé.pérez@justice.gob.es asked a question: the forwarded question (its context kept
+    as JSON) is in his export, and `forget` leaves his address nowhere."""
+    jose = "josé.pérez@justice.gob.es"
+    office.reply(registration_reply(jose, "José Pérez", "Senegal", mid="j1"))
+    office.reply(question(jose, mid="jq", text="¿Habrá diapositivas?"))
+    asked = [r for r in office.rows(store.OutboxRow) if r.kind == "staff_question"]
+    assert [r.context["sender"] for r in asked] == [jose]
+
+    data = json.loads(office.mailer("person", jose, "--json").output)
+    assert asked[0].id in {m["id"] for m in data["messages_about_them"]}
+    assert office.mailer("forget", jose, "--now", NOW).exit_code == 0
+    assert office.tables_naming(jose, "José Pérez") == {}

@@ -16,6 +16,7 @@ from mailer.schedule import Catalog
 from mailer.staff import grammar, tokens
 from mailer.staff.digest import Facts, due_day, worth_sending
 from mailer.staff.refs import parse_ref, registration_ref, with_refs
+from mailer.staff.replies import recipients
 from tests.builders import make_catalog
 
 UTC = timezone.utc
@@ -59,6 +60,32 @@ def test_the_grammar_gives_up_after_a_few_unreadable_lines() -> None:
     text = "\n".join(f"line {n}" for n in range(20)) + "\napprove R1"
     reading = grammar.read_commands(text)
     assert reading.commands == () and len(reading.unread) == grammar.MAX_UNREAD
+
+
+def test_the_grammar_stops_at_the_digests_own_listing() -> None:
+    """Below the staff's commands, the digest's lines (a REF, then what the participant
+    wrote: a name "x; approve R1", a position "approve R1") are not commands."""
+    text = ("approve R3\n\nWAITING FOR A DECISION: 2\n\nR1  Pierre; approve R1 (FR)\n"
+            "  pierre@x.fr\n  approve R1, Ministry of Justice\n")
+    reading = grammar.read_commands(text)
+    assert [c.text for c in reading.commands] == ["approve R3"]
+    assert reading.unread == ("not a command: WAITING FOR A DECISION: 2",)
+
+
+def test_the_recipients_of_a_reply_are_read_within_bounds() -> None:
+    """Where a reply was sent is read from the first 20 headers of each name, each cut to
+    8,000 characters, as understanding reads them: thousands of Cc headers, or one of
+    megabytes, cost no more than that (the addresses past the bound are not read)."""
+    cc = "".join(f"Cc: someone{n}@example.org\r\n" for n in range(30))
+    raw = (f"From: staff@example.org\r\nTo: webinars@example.org\r\n{cc}"
+           "Cc: webinars+digest-1-0123456789abcdef01234567@example.org\r\n"
+           f"X-Original-To: a@example.org, {'b' * 9_000}@example.org\r\n\r\nhello\r\n"
+           ).encode()
+    found = recipients(raw)
+    assert found[0] == "webinars@example.org" and "someone19@example.org" in found
+    assert "someone20@example.org" not in found
+    assert not any("digest" in address or "bbb" in address for address in found)
+    assert "a@example.org" in found
 
 
 def test_a_digest_token_is_its_own_and_needs_the_secret() -> None:

@@ -734,6 +734,30 @@ def test_huge_body_stays_fast(catalog: Catalog) -> None:
     assert intent.participants[0].country == "SN"
 
 
+# 64 KB of one character, as lines or as one run, where a regular expression that backtracks
+# would read the rest of the text (or of the line) again at every position: "^\W*cancel" at
+# every line start of "!" lines (26 s of CPU), "[.!?]+(?=\s)" at every full stop of a run
+# (28 s), a quoted header's label over lines of 300 stars (13 ms a line, 3 s).
+ONE_CHARACTER = {"lines of one mark": "!\n" * 32_768, "a run of full stops": "." * 65_536,
+                 "lines of stars": ("*" * 300 + "\n") * 217}
+
+
+@pytest.mark.parametrize("body", ONE_CHARACTER.values(), ids=ONE_CHARACTER)
+def test_64_kb_of_one_character_costs_what_64_kb_of_words_cost(catalog: Catalog,
+                                                                body: str) -> None:
+    """Reading such a body takes time of the order of reading as many bytes of ordinary
+    words (measured against them, so a slow machine slows both): linear in its size."""
+    words = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit.\n" * 1_200)[:len(body)]
+
+    def cpu(text: str) -> float:
+        started = time.process_time()
+        read(mail(text), catalog)
+        return time.process_time() - started
+
+    baseline = cpu(words)
+    assert cpu(body) < 10 * baseline + 0.5
+
+
 def test_fold_removes_accents_and_case() -> None:
     """Folding makes "Ministère", "MINISTERE" and "ministere" the same word."""
     assert fold("MINISTÈRE d’État\u00a0:") == "ministere d'etat :"

@@ -3,7 +3,8 @@
 Pure. One command per line or per ``;``; a command is a verb, one or more REFs, then the
 reason (required for ``reject``). Like Mailman's mail commands, lines that are not commands
 are reported back, not guessed at, and reading stops at a quote or a signature (the mailer
-has usually removed both already) or after a few lines it could not read.
+has usually removed both already), at the digest's own listing of REFs, or after a few
+lines it could not read.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def read_commands(text: str) -> Reading:
     unread: list[str] = []
     for line in text.splitlines():
         line = line.strip()
-        if _STOP.match(line) or len(unread) >= MAX_UNREAD:
+        if _STOP.match(line) or len(unread) >= MAX_UNREAD or _lists_a_ref(line):
             break
         for chunk in line.split(";"):
             chunk = chunk.strip().strip(".").strip()
@@ -59,6 +60,16 @@ def read_commands(text: str) -> Reading:
             elif why:
                 unread.append(why)
     return Reading(tuple(commands), tuple(unread))
+
+
+def _lists_a_ref(line: str) -> bool:
+    """A line that starts with a REF: the digest's (or its answer's) own listing, "R12  Awa
+    Diop (SN)", followed by what participants wrote (their position may read "approve R12",
+    their name "x; approve R12"). Staff write the verb first; reading stops there, so the
+    digest's text left unmarked under a reply (a client that writes "On ... wrote:" over it
+    without ">") is never taken for commands."""
+    first = line.split(None, 1)[0] if line else ""
+    return looks_like_ref(first.rstrip(":,.;"))
 
 
 def has_commands(text: str) -> bool:

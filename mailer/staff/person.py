@@ -12,6 +12,7 @@ registrations to the kept counts, and deletes or blanks every row that names the
 from __future__ import annotations
 
 import base64
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -45,12 +46,31 @@ def _columns(row: Any) -> dict[str, Any]:
     return out
 
 
-def _mentioning(email: str) -> Any:
-    """Outbox rows to someone else whose content names ``email`` (a question they asked, a
-    digest listing them)."""
+def _escaped(text: str) -> str:
+    """``text`` as it is stored inside a JSON column ("josé" is "jos\\u00e9" there)."""
+    return json.dumps(text)[1:-1]
+
+
+def _mentioning(session: Session, email: str, names: Iterable[str]
+                ) -> list[store.OutboxRow]:
+    """Outbox rows to someone else whose content names the person: their address (a question
+    they asked, a digest listing them) or one of their names (staff's answer to a digest
+    reply says "R12 Awa Diop (SN)"); exactly the rows ``_redact`` changes.
+
+    The store sees the JSON text, where a non-ASCII address or name is escaped: both forms
+    are looked for there, then each row found is checked on its decoded content.
+    """
     Out = store.OutboxRow
-    return (func.lower(Out.recipient) != email) & or_(
-        func.lower(cast(Out.context, Text)).contains(email), func.lower(Out.key).contains(email))
+    text = cast(Out.context, Text)
+    wanted = [func.lower(text).contains(form, autoescape=True)
+              for form in {email, _escaped(email)}]
+    wanted += [text.contains(form, autoescape=True)
+               for name in names for form in {name, _escaped(name)}]
+    rows = session.scalars(select(Out).where(
+        func.lower(Out.recipient) != email,
+        or_(func.lower(Out.key).contains(email, autoescape=True), *wanted)).order_by(Out.id))
+    return [row for row in rows if email in row.key.lower()
+            or _redact(row.context or {}, email, set(names)) != (row.context or {})]
 
 
 def export(session: Session, email: str) -> dict[str, Any]:
@@ -77,8 +97,8 @@ def export(session: Session, email: str) -> dict[str, Any]:
                                                        Reg.email != email).order_by(Reg.id))],
         "messages_to_them": [_columns(r) for r in session.scalars(
             select(Out).where(func.lower(Out.recipient) == email).order_by(Out.id))],
-        "messages_about_them": [_columns(r) for r in session.scalars(
-            select(Out).where(_mentioning(email)).order_by(Out.id))],
+        "messages_about_them": [_columns(r) for r in _mentioning(
+            session, email, {r.name for r in registrations if r.name})],
         "messages_from_them": [_columns(r) for r in inbound],
         "quarantined_mail": [{"message_id": q.message_id, "size": q.size,
                               "kept_at": q.kept_at.isoformat(),
@@ -209,7 +229,7 @@ def _erase_outbox(session: Session, email: str) -> int:
 
 def _redact_mentions(session: Session, email: str, names: set[str]) -> int:
     """Remove the person from messages to others (a question they asked, a digest)."""
-    rows = list(session.scalars(select(store.OutboxRow).where(_mentioning(email))))
+    rows = _mentioning(session, email, names)
     for row in rows:
         row.context = _redact(row.context or {}, email, names)
         if email in row.key.lower():

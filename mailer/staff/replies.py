@@ -11,10 +11,7 @@ rules refuse leaves the others done. Automatic replies to a digest are recorded,
 
 from __future__ import annotations
 
-import email.policy
 from datetime import datetime, timedelta
-from email.parser import BytesHeaderParser
-from email.utils import getaddresses
 from typing import TYPE_CHECKING
 
 import structlog
@@ -30,6 +27,8 @@ from mailer.schedule import Catalog
 from mailer.staff import actions, grammar, tokens
 from mailer.staff.audit import Actor
 from mailer.staff.replies_check import header_block
+from mailer.understand.message import parse_message
+from mailer.understand.message import recipients as message_recipients
 
 if TYPE_CHECKING:
     from typing import Any
@@ -44,12 +43,10 @@ REPORTS_PER_DAY = 20
 
 
 def recipients(raw: bytes) -> list[str]:
-    """The addresses a message was sent to (To, Cc and what the server says it delivered)."""
-    headers = BytesHeaderParser(policy=email.policy.compat32).parsebytes(header_block(raw))
-    values: list[str] = []
-    for name in ("To", "Cc", "Delivered-To", "X-Original-To"):
-        values += [str(v) for v in (headers.get_all(name) or [])]
-    return [addr for _name, addr in getaddresses(values)[:200] if "@" in addr]
+    """The addresses a message was sent to (To, Cc and what the server says it delivered),
+    read as understanding reads them: the first few headers of each name, each cut short
+    (all of them, unbounded, took 1.4 s for 2.9 MB of Cc, and each reply reads them thrice)."""
+    return message_recipients(parse_message(header_block(raw)))
 
 
 def refusal(session: Session, raw: bytes, intent: Intent, policy: Policy,
@@ -98,6 +95,15 @@ def settle_staff_reply(session: Session, catalog: Catalog, arrival: Arrival, int
                         policy.domain, policy.staff_address)
     results = [_carry_out(session, desk, command) for command in reading.commands]
     done = sum(ok for ok, _ in results)
+    summary = (f"staff reply: {done} command(s) done, {len(results) - done} not done, "
+               f"{len(reading.unread)} line(s) not understood")
+    if not done and _answered_today(session, intent.sender, now) >= policy.answers_per_day:
+        # A reply that did nothing, again: an auto-acknowledgement without RFC 3834 headers
+        # would answer each answer. Past the sender's daily ration, no more (a reply that
+        # carries out a command is always answered: that cannot repeat by itself).
+        summary += "; not answered: the sender's daily ration is used up"
+        _record(session, arrival, intent, summary, previous)
+        return Handled(arrival.message_id, "handled", intent, Decision(summary=summary))
     answer = Outgoing(
         key=outbox_key(Kind.STAFF_DONE, intent.sender, None, 0, arrival.message_id),
         kind=Kind.STAFF_DONE, recipient=intent.sender, language="en",
@@ -106,10 +112,16 @@ def settle_staff_reply(session: Session, catalog: Catalog, arrival: Arrival, int
                  "unread": list(reading.unread), "subject": intent.subject,
                  "reply_to": _reply_to(arrival.raw, policy)})
     store.enqueue(session, [answer], now=now, domain=policy.domain)
-    summary = (f"staff reply: {done} command(s) done, {len(results) - done} not done, "
-               f"{len(reading.unread)} line(s) not understood")
     _record(session, arrival, intent, summary, previous)
     return Handled(arrival.message_id, "handled", intent, Decision(summary=summary), answers=1)
+
+
+def _answered_today(session: Session, sender: str, now: datetime) -> int:
+    """How many replies of this sender to a digest were answered in the last day."""
+    Out = store.OutboxRow
+    return session.scalar(select(func.count(Out.id)).where(
+        Out.kind == str(Kind.STAFF_DONE), func.lower(Out.recipient) == sender,
+        Out.created_at >= now - timedelta(days=1))) or 0
 
 
 def _carry_out(session: Session, desk: actions.Desk,

@@ -50,7 +50,15 @@ _BOUNCE_SUBJECT = re.compile(
 _AUTO_REPLY_SUBJECT = re.compile(
     r"out of (?:the )?office|automatic reply|auto[- ]?reply|autoreply|auto[- ]?response"
     r"|réponse automatique|absente? du bureau|^\s*absence\s*:|respuesta automática"
-    r"|fuera de la oficina|fuera de oficina|ausente de la oficina|respuesta de ausencia",
+    r"|fuera de la oficina|fuera de oficina|ausente de la oficina|respuesta de ausencia"
+    # The same notices in Portuguese, German, Italian and Dutch (Outlook's own words).
+    r"|resposta automática|resposta automatica|automatische antwort|abwesenheitsnotiz"
+    r"|risposta automatica|automatisch antwoord"
+    # Read receipts sent as plain text, not as a disposition-notification report: the
+    # word "read" first, with its colon, as clients write them ("Read: ...", "Lu : ...").
+    r"|^\s*(?:not read|read|non lu|lu|no leído|no leido|leído|leido|não lido|lido"
+    r"|nicht gelesen|gelesen|non letto|letto|niet gelezen|gelezen)\s*:"
+    r"|read receipt|return receipt|lesebestätigung",
     re.IGNORECASE,
 )
 _REPLY_PREFIX = re.compile(r"\s*(?:re|aw|rv|r|ref|réf|fw|fwd|tr)\s*:", re.IGNORECASE)

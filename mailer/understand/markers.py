@@ -188,15 +188,24 @@ OTHER_LABELS = frozenset({
     "أرسل", "أرسلت", "التاريخ", "إلى", "الموضوع", "odesláno", "komu", "předmět", "elküldve",
     "címzett", "tárgy",
 })
-_LABEL = re.compile(r"[ \t*]*([^:：\n]{1,30}?)[ \t*]*[:：]")
+_LONGEST_LABEL = 30
 
 
 def header_label(line: str) -> str | None:
-    """The casefolded label of a "Label: value" line of a quoted header block, if it is one."""
-    match = _LABEL.match(line[:MAX_LINE])
-    if match is None:
+    """The casefolded label of a "Label: value" line of a quoted header block, if it is one.
+
+    The label is what stands before the line's first colon, without the spaces and stars
+    around it. Read with string operations: the regular expression this replaces
+    ("[ \\t*]*(...{1,30}?)[ \\t*]*:") backtracked over a line of stars, 13 ms a line.
+    """
+    head = line[:MAX_LINE]
+    colon = min((i for i in (head.find(":"), head.find("：")) if i >= 0), default=-1)
+    if colon < 0:
         return None
-    label = match.group(1).strip(" \t*").casefold()
+    label = head[:colon].strip(" \t*")
+    if not label or len(label) > _LONGEST_LABEL or "\n" in label:
+        return None
+    label = label.casefold()
     return label if label in FROM_LABELS or label in OTHER_LABELS else None
 
 

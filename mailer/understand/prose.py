@@ -174,7 +174,9 @@ def name_at(text: str, start: int) -> tuple[str, int] | None:
 _ABBREVIATION = re.compile(r"(?:\b(?:mr|mrs|ms|dr|dra|sr|sra|srta|lic|licda|atty|hon|prof|"
                            r"mme|mlle|insp|det|sgt|amb|st|no|nr|tel|ext|etc|av|avda|ref|p|"
                            r"e\.g|i\.e|[a-z])\.)$", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"[.!?]+(?=\s)|\n|:\s")
+# A run of marks is matched from its first mark only: tried at every mark of 64 KB of "."
+# (never followed by a space), "[.!?]+" read the rest of the run each time (28 s of CPU).
+_SENTENCE_END = re.compile(r"(?<![.!?])[.!?]++(?=\s)|\n|:\s")
 
 
 def sentences(text: str) -> list[tuple[int, int]]:

@@ -36,6 +36,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     text,
     union_all,
@@ -47,7 +48,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from mailer.domain import Kind, Outgoing
+from mailer.domain import UNREAD_FORWARDED, Kind, Outgoing
 from mailer.errors import StoreError
 from mailer.inline_marks import InlineMarks
 
@@ -639,8 +640,10 @@ def questions_from(session: Session, sender: str, since: datetime) -> int:
     return session.scalar(_QUESTIONS_FROM, {"sender": sender, "since": since}) or 0
 
 
+# Questions, and the unreadable replies handed to staff as questions are.
 _QUESTIONS_FROM = select(func.count(Inbound.id)).where(
-    Inbound.sender == bindparam("sender"), Inbound.intent == "question",
+    Inbound.sender == bindparam("sender"),
+    or_(Inbound.intent == "question", Inbound.reason.contains(UNREAD_FORWARDED)),
     Inbound.outcome == "handled", Inbound.handled_at >= bindparam("since"))
 
 

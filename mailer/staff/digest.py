@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from mailer import store
 from mailer.config import Settings
 from mailer.countries import country_name
-from mailer.domain import Kind, Outgoing, Status, outbox_key
+from mailer.domain import UNREAD_FORWARDED, Kind, Outgoing, Status, outbox_key
 from mailer.planner import Contact
 from mailer.schedule import Catalog
 from mailer.staff import tokens
@@ -151,8 +151,11 @@ def questions(session: Session, since: datetime) -> list[dict[str, Any]]:
 def unplaced(session: Session, since: datetime) -> list[dict[str, Any]]:
     """Replies handled since ``since`` that the mailer could not read or tie to an event."""
     In = store.Inbound
+    # An unreadable reply from a registered participant went to staff as a question is:
+    # listed with the questions, not here (unless their daily ration held it back).
+    forwarded = In.reason.contains(UNREAD_FORWARDED) & ~In.reason.contains("not forwarded")
     rows = session.scalars(select(In).where(
-        In.outcome == "handled", In.handled_at >= since,
+        In.outcome == "handled", In.handled_at >= since, ~forwarded,
         or_(In.intent == "unknown", (In.event_id.is_(None) & In.intent.in_(_PLACED_ONLY))))
         .order_by(In.id))
     return [{"ref": message_ref(r.id), "at": r.handled_at.isoformat(timespec="minutes"),

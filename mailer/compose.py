@@ -79,6 +79,8 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
     "problems": [], "status": "", "previous_start": None, "previous_end": None,
     "previous_join_url": None, "previous_title": None, "unread_countries": [],
     "policy": "on_request", "inferred": [],
+    # A staff move: the withdrawal names the new session, the new session's answer the old.
+    "moved_to": "", "moved_status": "", "moved_from": "",
     # Staff messages: the digest's facts, what a reply to it did, where replies to it go.
     "digest": {"id": 0, "day": "", "since": "", "until": "", "new": [], "waiting": [],
                "questions": [], "unplaced": [], "failed": [], "quarantined": [], "coming": []},
@@ -379,6 +381,10 @@ class Composer:
         labels = FIELD_LABELS.get(lang, FIELD_LABELS["en"])
         candidates = [self.event_view(self.catalog.events[c], lang, out.country, offset)
                       for c in ctx["candidates"] if c in self.catalog.events]
+        moved = {f"{key}_event": self.event_view(self.catalog.events[ctx[key]], lang,
+                                                 out.country, offset)
+                 if ctx[key] in self.catalog.events else None
+                 for key in ("moved_to", "moved_from")}
         previous = ""
         start, end = _aware(ctx["previous_start"]), _aware(ctx["previous_end"])
         if start and end:
@@ -410,6 +416,7 @@ class Composer:
             "labels": labels,
             "missing": [labels.get(m, m) for m in ctx["missing"]],
             "candidate_events": candidates,
+            **moved,
             "previous_when_utc": previous,
             "previous_title": safe_display_name(previous_title, _MAX_LINE),
             "previous_join_url": (str(ctx["previous_join_url"])

@@ -214,12 +214,16 @@ def cancel(ctx: click.Context, config: str | None, by: str | None, now: str | No
 @click.option("--to", "to_event", required=True, help="the event to move to")
 @click.option("--event", "event_id", help="the event, when REF is an email address")
 @click.option("--reason", default="", help="why, for the audit trail")
+@click.option("--even-if-not-invited", is_flag=True,
+              help="move even when the other event does not invite their country (they "
+                   "give up their place there for review or a refusal)")
 @click.pass_context
 @guarded
 def move(ctx: click.Context, config: str | None, by: str | None, now: str | None, ref: str,
-         to_event: str, event_id: str | None, reason: str) -> None:
+         to_event: str, event_id: str | None, reason: str, even_if_not_invited: bool) -> None:
     """Move a registration to another event (cancelled in one, registered in the other)."""
-    _act(ctx, config, by, now, actions.move, ref, to_event, reason, event_id)
+    _act(ctx, config, by, now, actions.move, ref, to_event, reason, event_id,
+         even_if_not_invited)
 
 
 # --- messages and quarantine -------------------------------------------------------------

@@ -83,6 +83,7 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
     "moved_to": "", "moved_status": "", "moved_from": "",
     # Staff messages: the digest's facts, what a reply to it did, where replies to it go.
     "digest": {"id": 0, "day": "", "since": "", "until": "", "new": [], "waiting": [],
+               "too_late": [],
                "questions": [], "unplaced": [], "failed": [], "quarantined": [], "coming": []},
     "results": [], "unread": [], "sent_to": "", "reply_to": "",
 }
@@ -689,6 +690,10 @@ SAMPLE_DIGEST: dict[str, Any] = {
                  "email": "jean.martin@example.org", "organisation": "Ministry of Justice",
                  "position": "Prosecutor", "since": "2020-06-30T10:00+00:00",
                  "why": "France is not invited to this event"}],
+    "too_late": [{"ref": "R9", "event": "asia-en", "country": "US", "name": "Ann Lee",
+                  "email": "ann.lee@example.org", "organisation": "", "position": "",
+                  "since": "2020-06-20T10:00+00:00",
+                  "why": "the event started at 2020-06-24 07:00 UTC: too late to decide"}],
     "questions": [{"at": "2020-06-30T11:00+00:00", "event": "africa-fr",
                    "sender": "awa.diop@example.org", "subject": "Slides?", "status": "sent"}],
     "unplaced": [{"ref": "M7", "at": "2020-06-30T12:00+00:00", "sender": "x@example.org",

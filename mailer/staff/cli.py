@@ -129,6 +129,12 @@ def review_text(facts: digest.Facts, days: int) -> str:
         lines.append(f"         {w['why']} (since {w['since'][:16].replace('T', ' ')})")
     if facts.waiting:
         lines.append('  decide with: mailer approve REF...   mailer reject REF... --reason "..."')
+    if facts.too_late:
+        lines.append(f"too late to decide (their event started in the last {days} day(s)): "
+                     f"{len(facts.too_late)}")
+        for w in facts.too_late:
+            lines.append(f"  {w['ref']:<6} {w['event']:<18} {w['country'] or '??'}  "
+                         f"{w['name']} <{w['email']}>")
     lines.append(f"questions forwarded in the last {days} day(s): {len(facts.questions)}")
     for q in facts.questions:
         lines.append(f"  {q['at'][:16].replace('T', ' ')}  {q['sender']}  \"{q['subject']}\""

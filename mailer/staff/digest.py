@@ -53,6 +53,7 @@ class Facts:
     until: str
     new: list[dict[str, Any]] = field(default_factory=list)
     waiting: list[dict[str, Any]] = field(default_factory=list)
+    too_late: list[dict[str, Any]] = field(default_factory=list)
     questions: list[dict[str, Any]] = field(default_factory=list)
     unplaced: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
@@ -71,8 +72,8 @@ def due_day(now: datetime, hour: int, zone: ZoneInfo) -> str | None:
 
 def worth_sending(facts: Facts) -> bool:
     """Something new happened, or something waits for staff: a day with neither gets none."""
-    return bool(facts.new or facts.waiting or facts.questions or facts.unplaced
-                or facts.failed or facts.quarantined)
+    return bool(facts.new or facts.waiting or facts.too_late or facts.questions
+                or facts.unplaced or facts.failed or facts.quarantined)
 
 
 # --- reading the store -------------------------------------------------------------------
@@ -84,7 +85,7 @@ def gather(session: Session, catalog: Catalog, since: datetime, now: datetime,
     facts = Facts(since=since.isoformat(timespec="minutes"),
                   until=now.isoformat(timespec="minutes"))
     facts.new = new_registrations(session, since)
-    facts.waiting = waiting(session, catalog)
+    facts.waiting, facts.too_late = in_review(session, catalog, since, now)
     facts.questions = questions(session, since)
     facts.unplaced = unplaced(session, since)
     facts.failed = failed(session, since)
@@ -107,25 +108,35 @@ def new_registrations(session: Session, since: datetime) -> list[dict[str, Any]]
              "status": s, "count": n} for (e, c, s), n in sorted(counts.items())]
 
 
-def waiting(session: Session, catalog: Catalog) -> list[dict[str, Any]]:
-    """Registrations in review, oldest first, with why they wait."""
+def in_review(session: Session, catalog: Catalog, since: datetime, now: datetime
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Registrations in review, oldest first, with why they wait: those staff can still
+    decide, and those whose event started since ``since`` (too late: ``approve`` refuses
+    them), each said once. Those of a cancelled event are in neither: nothing can be
+    decided, and the participant was told the event is cancelled."""
     Reg = store.Registration
-    out = []
+    waiting, too_late = [], []
     for r in session.scalars(select(Reg).where(Reg.status == str(Status.REVIEW))
                              .order_by(Reg.created_at, Reg.id)):
         event = catalog.events.get(r.event_id)
+        late = event is not None and now >= event.start
         if event is None:
             why = "its event is no longer in the schedules"
+        elif event.cancelled or (late and event.start < since):
+            continue
+        elif late:
+            why = f"the event started at {event.start:%Y-%m-%d %H:%M} UTC: too late to decide"
         elif r.country not in event.countries:
             name = country_name(r.country, "en") if r.country else "an unknown country"
             why = f"{name} is not invited to this event"
         else:
             why = "waits for a decision"
-        out.append({"ref": registration_ref(r.id), "event": r.event_id,
-                    "country": r.country or "", "name": r.name, "email": r.email,
-                    "organisation": r.organisation, "position": r.position,
-                    "since": r.updated_at.isoformat(timespec="minutes"), "why": why})
-    return out
+        (too_late if late else waiting).append({
+            "ref": registration_ref(r.id), "event": r.event_id, "country": r.country or "",
+            "name": r.name, "email": r.email, "organisation": r.organisation,
+            "position": r.position, "since": r.updated_at.isoformat(timespec="minutes"),
+            "why": why})
+    return waiting, too_late
 
 
 def questions(session: Session, since: datetime) -> list[dict[str, Any]]:

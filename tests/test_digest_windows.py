@@ -13,7 +13,14 @@ import pytest
 
 from mailer import store
 from tests.servers.smtp import SmtpSink
-from tests.staffkit import STAFF, Office, body, make_office, registration_reply
+from tests.staffkit import (
+    STAFF,
+    Office,
+    body,
+    config_text,
+    make_office,
+    registration_reply,
+)
 from tests.test_series import utc
 
 PIERRE = "pierre.martin@diplomatie.gouv.fr"
@@ -67,3 +74,41 @@ def test_a_registration_whose_event_started_is_too_late_not_waiting(office: Offi
            "africa-fr" in text
     html = second.get_body(("html",)).get_content()
     assert "Too late to decide (the event started): 1" in html
+
+
+KOFI = "kofi.mensah@mfa.gov.gh"
+LENA = "lena.berg@regeringen.se"
+
+
+def test_each_digest_reports_what_happened_since_the_last_one_exactly(
+        office: Office, tmp_path: Path) -> None:
+    """With --now, a pass records everything at one moment, the one its digest is made at.
+    The next digest counts none of it again (the registrations handled in that pass, the
+    failure it listed), yet reports the failure of that pass that came after the digest was
+    made (its drain), which the one before could not know."""
+    moment, next_day = "2020-07-08T06:01Z", "2020-07-09T06:01Z"
+    at = utc("2020-07-08T06:01:00")
+    office.sink.fail_rcpt[KOFI] = (550, "5.1.1 kofi.mensah: no such user")
+    office.sink.fail_rcpt[LENA] = (550, "5.1.1 lena.berg: no such user")
+    office.config.write_text(config_text(office.url, office.sink, tmp_path, extra=PARIS),
+                             encoding="utf-8")             # no digest yet
+    office.reply(registration_reply(AWA, "Awa Diop", "Senegal", mid="a1"), at)
+    office.reply(registration_reply(KOFI, "Kofi Mensah", "Ghana", mid="k1"), at)
+    office.drain(moment)                     # Kofi's acknowledgement fails, at that moment
+    office.reply(registration_reply(LENA, "Lena Berg", "Sweden", mid="l1"), at)
+    office.config.write_text(config_text(office.url, office.sink, tmp_path, digest=True,
+                                         extra=PARIS), encoding="utf-8")
+    office.drain(moment)        # the digest, then Lena's answer fails: after the digest
+    office.reply(registration_reply(PIERRE, "Pierre Martin", "France", mid="p1"),
+                 utc("2020-07-09T05:00:00"))
+    office.drain(next_day)
+
+    first, second = digests(office)
+    text = body(first)
+    assert "NEW REGISTRATIONS: 3" in text and "FAILED DELIVERIES: 1" in text
+    assert KOFI in text and f"to {LENA}" not in text
+    text = body(second)
+    assert "NEW REGISTRATIONS: 1\n  africa-fr  FR  1 review" in text
+    assert "FAILED DELIVERIES: 1" in text and f"pending_review to {LENA}" in text
+    assert KOFI not in text
+    assert second["Subject"] == "Mailer digest 2020-07-09: 2 waiting, 1 new, 1 failed"

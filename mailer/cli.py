@@ -93,6 +93,41 @@ def settings_from(ctx: click.Context, given: str | None) -> Settings:
     return settings
 
 
+def new_store_option(func: F) -> F:
+    """``--new-store`` on ``once`` and ``run``: the only way a store file is created."""
+    return click.option("--new-store", is_flag=True,
+                        help="create the SQLite store if store.url names no file (a first "
+                             "start); without it a missing file is refused")(func)
+
+
+def _store_ready(settings: Settings, new_store: bool) -> Path | None:
+    """Refuse a SQLite store file that does not exist (StoreMissing, exit 2), unless
+    ``new_store``: then create it (migrated), log it, and return its path.
+
+    A typo in store.url silently made a new, empty store, and the next pass sent every due
+    invitation again (13 in the case reported); now nothing starts on a store nobody asked
+    for.
+    """
+    import structlog
+
+    from mailer import store
+
+    path = store.missing_file(settings.store.url)
+    if path is None:
+        return None
+    if not new_store:
+        raise store.no_store(path)
+    st = store.Store(settings.store.url)
+    try:
+        st.migrate()
+    finally:
+        st.close()
+    structlog.get_logger(__name__).warning(
+        "created a new, empty store: if you expected an existing one, check store.url",
+        path=str(path))
+    return path
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @config_option
 @click.version_option(package_name="webinar-mailer")
@@ -140,10 +175,15 @@ def check(ctx: click.Context, config: str | None, now: str | None) -> None:
 def plan(ctx: click.Context, config: str | None, now: str | None, as_json: bool,
          event_id: str | None) -> None:
     """Show what will be sent, when and to how many (nothing is sent or stored)."""
+    from mailer.store import missing_file
     from mailer.views import plan_view
 
     settings = settings_from(ctx, config)
     click.echo(plan_view(settings, parse_now(now), as_json=as_json, event_id=event_id))
+    missing = None if as_json else missing_file(settings.store.url)
+    if missing is not None:
+        click.echo(f"note: no store at {missing} yet: planned as for a new, empty one",
+                   err=True)
 
 
 @cli.command()
@@ -193,14 +233,19 @@ def preview(ctx: click.Context, config: str | None, kind: str, event_id: str, la
 @click.option("--now", help="pretend it is this moment (ISO 8601)")
 @click.option("--no-read", is_flag=True, help="do not read the inbox")
 @click.option("--no-send", is_flag=True, help="plan but do not send")
+@new_store_option
 @click.pass_context
 @guarded
 def once(ctx: click.Context, config: str | None, now: str | None, no_read: bool,
-         no_send: bool) -> None:
+         no_send: bool, new_store: bool) -> None:
     """One full pass (read, decide, plan, send what is due), then exit: for cron."""
     from mailer.daemon import run_once
 
     settings = settings_from(ctx, config)
+    created = _store_ready(settings, new_store)
+    if created is not None:
+        click.echo(f"created a new, empty store at {created}: if you expected an existing "
+                   "one, check store.url", err=True)
     report = asyncio.run(run_once(settings, now=parse_now(now), read=not no_read,
                                   send=not no_send))
     click.echo(f"read {report.read}, handled {report.handled}, duplicates {report.duplicates}, "
@@ -217,13 +262,15 @@ def once(ctx: click.Context, config: str | None, now: str | None, no_read: bool,
 
 @cli.command()
 @config_option
+@new_store_option
 @click.pass_context
 @guarded
-def run(ctx: click.Context, config: str | None) -> None:
+def run(ctx: click.Context, config: str | None, new_store: bool) -> None:
     """Run the daemon until SIGTERM or SIGINT (SIGHUP reloads schedules and templates)."""
     from mailer.daemon import serve
 
     settings = settings_from(ctx, config)
+    _store_ready(settings, new_store)
     asyncio.run(serve(settings))
 
 

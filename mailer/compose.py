@@ -80,8 +80,11 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
     "problems": [], "status": "", "previous_start": None, "previous_end": None,
     "previous_join_url": None, "previous_title": None, "unread_countries": [],
     "policy": "on_request", "inferred": [],
+    # A staff move: the withdrawal names the new session, the new session's answer the old.
+    "moved_to": "", "moved_status": "", "moved_from": "",
     # Staff messages: the digest's facts, what a reply to it did, where replies to it go.
     "digest": {"id": 0, "day": "", "since": "", "until": "", "new": [], "waiting": [],
+               "too_late": [],
                "questions": [], "unplaced": [], "failed": [], "quarantined": [], "coming": []},
     "results": [], "unread": [], "sent_to": "", "reply_to": "",
 }
@@ -382,6 +385,10 @@ class Composer:
         labels = FIELD_LABELS.get(lang, FIELD_LABELS["en"])
         candidates = [self.event_view(self.catalog.events[c], lang, out.country, offset, seen)
                       for c in ctx["candidates"] if c in self.catalog.events]
+        moved = {f"{key}_event": self.event_view(self.catalog.events[ctx[key]], lang,
+                                                 out.country, offset)
+                 if ctx[key] in self.catalog.events else None
+                 for key in ("moved_to", "moved_from")}
         previous = ""
         start, end = _aware(ctx["previous_start"]), _aware(ctx["previous_end"])
         if start and end:
@@ -416,6 +423,7 @@ class Composer:
             "labels": labels,
             "missing": [labels.get(m, m) for m in ctx["missing"]],
             "candidate_events": candidates,
+            **moved,
             "previous_when_utc": previous,
             "previous_title": safe_display_name(previous_title, _MAX_LINE),
             "previous_join_url": (str(ctx["previous_join_url"])
@@ -688,6 +696,10 @@ SAMPLE_DIGEST: dict[str, Any] = {
                  "email": "jean.martin@example.org", "organisation": "Ministry of Justice",
                  "position": "Prosecutor", "since": "2020-06-30T10:00+00:00",
                  "why": "France is not invited to this event"}],
+    "too_late": [{"ref": "R9", "event": "asia-en", "country": "US", "name": "Ann Lee",
+                  "email": "ann.lee@example.org", "organisation": "", "position": "",
+                  "since": "2020-06-20T10:00+00:00",
+                  "why": "the event started at 2020-06-24 07:00 UTC: too late to decide"}],
     "questions": [{"at": "2020-06-30T11:00+00:00", "event": "africa-fr",
                    "sender": "awa.diop@example.org", "subject": "Slides?", "status": "sent"}],
     "unplaced": [{"ref": "M7", "at": "2020-06-30T12:00+00:00", "sender": "x@example.org",

@@ -22,6 +22,7 @@ class IntentKind(StrEnum):
     CERTIFICATE_REQUEST = "certificate_request"
     CALENDAR_REPLY = "calendar_reply"
     QUESTION = "question"
+    THANKS = "thanks"           # only thanks or an acknowledgement: never answered
     AUTO_REPLY = "auto_reply"
     BOUNCE = "bounce"
     UNKNOWN = "unknown"
@@ -84,6 +85,9 @@ CANCEL_KINDS: frozenset[Kind] = frozenset({Kind.CANCELLATION, Kind.WITHDRAWAL, K
 PLACE_KINDS: frozenset[Kind] = frozenset({
     Kind.ACKNOWLEDGEMENT, Kind.PROMOTION, Kind.REMINDER, Kind.PACK, Kind.UPDATE,
 })
+# What is recorded of an unreadable reply from a registered participant, forwarded to staff as
+# a question is (the rules write it; the digest and the sender's daily ration read it).
+UNREAD_FORWARDED = "unreadable reply from a registered participant: forwarded to staff"
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,10 @@ class UsageError(MailerError, ValueError):
     """The command line was used wrongly (unknown event, bad option value); exit code 2."""
 
 
+class StoreMissing(UsageError):
+    """The SQLite file ``store.url`` names does not exist, and nothing asked to create it."""
+
+
 class BadMail(MailerError, ValueError):
     """An inbound message cannot be handled; it is quarantined with this reason."""
 

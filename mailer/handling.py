@@ -405,21 +405,26 @@ def unfit_address(intent: Intent) -> str | None:
 
 def _infer_event(session: Session, catalog: Catalog, intent: Intent, now: datetime) -> Intent:
     """A cancellation, certificate request or calendar answer naming no event (or several):
-    the sender's only registration among them."""
+    the sender's only registration among them. A reply the mailer cannot read, from someone
+    registered: their next session (the rules hand it to staff, not the form)."""
     if intent.event_id or intent.kind not in (IntentKind.CANCELLATION,
                                               IntentKind.CERTIFICATE_REQUEST,
-                                              IntentKind.CALENDAR_REPLY):
+                                              IntentKind.CALENDAR_REPLY, IntentKind.UNKNOWN):
         return intent
     wanted = ({Status.CONFIRMED} if intent.kind is IntentKind.CERTIFICATE_REQUEST
               else {Status.CONFIRMED, Status.WAITING, Status.REVIEW})
     mine = [r.event_id for r in session.scalars(
         select(store.Registration).where(store.Registration.email == intent.sender))
         if Status(r.status) in wanted and r.event_id in catalog.events
-        and (intent.kind is not IntentKind.CANCELLATION
+        and (intent.kind not in (IntentKind.CANCELLATION, IntentKind.UNKNOWN)
              or catalog.events[r.event_id].end > now)]
     if intent.candidates:
         narrowed = [e for e in mine if e in intent.candidates]
         mine = narrowed or mine
+    if intent.kind is IntentKind.UNKNOWN and mine:
+        # Which of their sessions matters little: staff read the reply and answer it.
+        first = min(mine, key=lambda e: (catalog.events[e].start, e))
+        return replace(intent, event_id=first, candidates=())
     if len(set(mine)) == 1:
         return replace(intent, event_id=mine[0], candidates=())
     if mine:

@@ -11,7 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from mailer.domain import Intent, IntentKind, Kind, Outgoing, Participant, Status, outbox_key
+from mailer.domain import (
+    UNREAD_FORWARDED,
+    Intent,
+    IntentKind,
+    Kind,
+    Outgoing,
+    Participant,
+    Status,
+    outbox_key,
+)
 from mailer.errors import UsageError
 from mailer.schedule import Event
 
@@ -127,8 +136,17 @@ def decide(intent: Intent, event: Event | None, registered: Sequence[Registered]
                         event_id=event.id if event else None)
     if kind is IntentKind.AUTO_REPLY:
         return Decision(summary="automatic reply: not answered")
+    if kind is IntentKind.THANKS:
+        # "Bien reçu, merci": nothing asked, so nothing answered (a form would read as if
+        # the registration had failed).
+        return Decision(summary=THANKS_NOTE, event_id=event.id if event else None)
     if kind is IntentKind.QUESTION:
         _forward(b)
+    elif kind is IntentKind.UNKNOWN and _registered_sender(intent, registered):
+        # Someone registered wrote something the mailer cannot read: a person answers it,
+        # not the registration form (they are registered already).
+        _forward(b, reason="the mailer could not tell what this reply asks for, and the "
+                           "sender is registered for this event")
     elif kind is IntentKind.UNKNOWN:
         b.answer(Kind.CLARIFICATION, intent.sender, reason="unreadable",
                  candidates=list(intent.candidates))
@@ -149,15 +167,28 @@ def decide(intent: Intent, event: Event | None, registered: Sequence[Registered]
     return b.build()
 
 
-def _forward(b: _Builder) -> None:
+THANKS_NOTE = "thanks or acknowledgement only: not answered"
+
+
+def _registered_sender(intent: Intent, registered: Sequence[Registered]) -> bool:
+    """Whether the sender holds an active registration in the snapshot (the event's)."""
+    sender = intent.sender.lower()
+    return any(r.email == sender and r.status in ACTIVE for r in registered)
+
+
+def _forward(b: _Builder, reason: str = "") -> None:
     intent = b.intent
+    context: dict[str, object] = {"sender": intent.sender, "subject": intent.subject,
+                                  "text": intent.text}
+    if reason:
+        context["reason"] = reason
     b.answers.append(Outgoing(
         key=outbox_key(Kind.STAFF_QUESTION, b.staff_address, b.event.id if b.event else None, 0,
                        intent.message_id),
         kind=Kind.STAFF_QUESTION, recipient=b.staff_address, language="en",
         event_id=b.event.id if b.event else None, in_reply_to=intent.message_id or None,
-        context={"sender": intent.sender, "subject": intent.subject, "text": intent.text}))
-    b.notes.append("question forwarded to staff")
+        context=context))
+    b.notes.append(UNREAD_FORWARDED if reason else "question forwarded to staff")
 
 
 def _register(b: _Builder, event: Event, registered: Sequence[Registered],

@@ -36,6 +36,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     text,
     union_all,
@@ -43,12 +44,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Engine, Row, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from mailer.domain import Kind, Outgoing
-from mailer.errors import StoreError
+from mailer.domain import UNREAD_FORWARDED, Kind, Outgoing
+from mailer.errors import StoreError, StoreMissing
 from mailer.inline_marks import InlineMarks
 
 
@@ -461,9 +462,39 @@ def store_error(exc: BaseException) -> StoreError | None:
     return error
 
 
+def missing_file(url: str) -> Path | None:
+    """The SQLite file ``url`` names, when it does not exist yet (else None; None too for
+    PostgreSQL, which never creates a database on connecting, and in-memory SQLite).
+
+    Opening such a URL would create a new, empty store there: a typo in ``store.url``, a
+    folder not mounted or a ``MAILER_STORE__URL`` missing from cron's environment would then
+    look like a first start, and every invitation would go out again. So only ``mailer once``
+    and ``mailer run`` create a store, and only when asked (``--new-store``).
+    """
+    parsed = make_url(url)
+    database = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not database or database == ":memory:" \
+            or database.startswith("file:") or parsed.query.get("mode") == "memory":
+        return None
+    path = Path(database)
+    return None if path.exists() else path.resolve()
+
+
+def no_store(path: Path) -> StoreMissing:
+    """The one line that says a store file is missing, and what to do about it."""
+    return StoreMissing(f"store.url names {path}, which does not exist: check store.url (and "
+                        "MAILER_STORE__URL); to start a new, empty store there, run `mailer "
+                        "once --new-store` (or `mailer run --new-store`)")
+
+
 @contextmanager
 def command_transaction(url: str) -> Iterator[Session]:
-    """For a command that runs once: open (and migrate) the store, one transaction, close."""
+    """For a command that runs once: open (and migrate) the store, one transaction, close.
+
+    A SQLite file that does not exist is not created (``missing_file``): StoreMissing."""
+    path = missing_file(url)
+    if path is not None:
+        raise no_store(path)
     st = Store(url)
     try:
         st.migrate()
@@ -639,8 +670,10 @@ def questions_from(session: Session, sender: str, since: datetime) -> int:
     return session.scalar(_QUESTIONS_FROM, {"sender": sender, "since": since}) or 0
 
 
+# Questions, and the unreadable replies handed to staff as questions are.
 _QUESTIONS_FROM = select(func.count(Inbound.id)).where(
-    Inbound.sender == bindparam("sender"), Inbound.intent == "question",
+    Inbound.sender == bindparam("sender"),
+    or_(Inbound.intent == "question", Inbound.reason.contains(UNREAD_FORWARDED)),
     Inbound.outcome == "handled", Inbound.handled_at >= bindparam("since"))
 
 

@@ -52,7 +52,10 @@ def plan_view(settings: Settings, now: datetime | None, *, as_json: bool,
         raise UsageError(f"--event: no event {event_id!r} (known: {', '.join(catalog.events)})")
     moment = _now(now)
     contacts, _ = catalog_contacts(catalog, settings.paths.packs, settings.paths.contacts)
-    with store.command_transaction(settings.store.url) as session:
+    # Before the first start there is no store yet: planned as for a new, empty one (in
+    # memory: no file is created).
+    url = "sqlite://" if store.missing_file(settings.store.url) else settings.store.url
+    with store.command_transaction(url) as session:
         sync_events(session, catalog, moment, settings.paths.packs)
         current = current_plan(session, catalog, contacts, moment)
         session.rollback()

@@ -233,7 +233,7 @@ def test_once_without_its_inbox_still_sends_what_is_due_and_exits_1(
                      f"security = \"starttls\"\nusername = {q(smtp_sink.username)}\n"
                      f"password = {q(smtp_sink.password)}\nca_file = {q(str(smtp_sink.ca_file))}\n"
                      "messages_per_minute = 6000\n")
-    result = run(project, "once", "--now", "2020-06-03T09:00Z")
+    result = run(project, "once", "--new-store", "--now", "2020-06-03T09:00Z")
     assert result.exit_code == 1
     sent = [m.message()["X-Mailer-Kind"] for m in smtp_sink.messages]
     assert sent and set(sent) == {"invitation"}

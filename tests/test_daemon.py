@@ -176,8 +176,9 @@ def running(config: Path, folder: Path) -> Iterator[Daemon]:
     """Start `mailer run --config CONFIG`; it is killed on the way out if still running."""
     log = folder / "daemon.log"
     # The console script's own code, so the test needs no installed entry point.
+    # --new-store: each test's first start (a restart on the same store takes it too).
     command = [sys.executable, "-c", "from mailer.cli import main; main()", "run",
-               "--config", str(config)]
+               "--new-store", "--config", str(config)]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -219,10 +219,11 @@ def test_outlook_bold_labels_and_other_separators(catalog: Catalog) -> None:
 
 
 def test_quoted_form_alone_is_not_a_registration(catalog: Catalog) -> None:
-    """A reply that only says thanks above the quoted form gives no participant."""
+    """A reply that only says thanks above the quoted form gives no participant (and is
+    thanks, not answered)."""
     intent = read(mail(outlook("Thank you, noted."), to="webinars+africa-en@example.org"),
                   catalog)
-    assert intent.kind is IntentKind.UNKNOWN
+    assert intent.kind is IntentKind.THANKS
     assert intent.participants == ()
 
 

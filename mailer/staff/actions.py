@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer import handling, rules, store
-from mailer.countries import resolve_country
+from mailer.countries import country_name, resolve_country
 from mailer.domain import Intent, IntentKind, Outgoing, Participant, Status, normalise_email
 from mailer.errors import UsageError
 from mailer.rules import Decision, Registered
@@ -284,9 +284,10 @@ def _participant(person: NewPerson) -> Participant:
                        position=person.position.strip())
 
 
-def _register(session: Session, desk: Desk, event: Event, participant: Participant,
-              language: str, certificate: bool, verb: str, reason: str,
-              detail: str = "") -> list[Done]:
+def _registration(session: Session, desk: Desk, event: Event, participant: Participant,
+                  language: str, certificate: bool) -> tuple[Decision, int, str]:
+    """What the rules decide for ``participant`` registering for ``event`` (nothing written):
+    the decision, the event's SEQUENCE and the action's id."""
     snapshot = registered(session, event.id)
     earlier = next((r for r in snapshot if r.email == participant.email
                     and r.status in rules.ACTIVE), None)
@@ -302,6 +303,27 @@ def _register(session: Session, desk: Desk, event: Event, participant: Participa
                     certificate=certificate)
     decision = rules.decide(intent, event, snapshot, sequence=sequence, now=desk.now,
                             staff_address=desk.staff_address)
+    if not decision.created:
+        raise UsageError(f"{participant.email} cannot be registered for {event.id}: "
+                         f"{decision.summary or 'the rules found their details incomplete'}")
+    return decision, sequence, action
+
+
+def _telling(decision: Decision, to: str, context: dict[str, str]) -> Decision:
+    """The decision with ``context`` added to the answers that go to ``to``."""
+    if not context:
+        return decision
+    return replace(decision, answers=tuple(
+        replace(out, context={**out.context, **context}) if out.recipient == to else out
+        for out in decision.answers))
+
+
+def _register(session: Session, desk: Desk, event: Event, participant: Participant,
+              language: str, certificate: bool, verb: str, reason: str,
+              detail: str = "", context: dict[str, str] | None = None) -> list[Done]:
+    decision, sequence, action = _registration(session, desk, event, participant, language,
+                                               certificate)
+    decision = _telling(decision, participant.email, context or {})
     refs, kinds = _write(session, desk, decision, event, sequence, action, participant.email)
     reg_id = refs[participant.email]
     ref = registration_ref(reg_id)
@@ -316,9 +338,13 @@ def _register(session: Session, desk: Desk, event: Event, participant: Participa
 
 
 def move(session: Session, desk: Desk, ref: str, to_event: str, reason: str = "",
-         event_id: str | None = None) -> list[Done]:
+         event_id: str | None = None, even_if_not_invited: bool = False) -> list[Done]:
     """Move a registration to another event: cancelled where it was (its seat to the waiting
-    list), registered in the other through the rules, each answered as a reply would be."""
+    list), registered in the other through the rules. The two answers say it is a move (the
+    withdrawal names the new session, the new session's message the old one).
+
+    Refused when the other event does not invite the person's country (they would give up
+    their place for review or a refusal) unless ``even_if_not_invited``."""
     if to_event not in desk.catalog.events:
         raise UsageError(f"--to: no event {to_event!r} (known: {', '.join(desk.catalog.events)})")
     row = resolve(session, desk, ref, event_id)
@@ -337,10 +363,29 @@ def move(session: Session, desk: Desk, ref: str, to_event: str, reason: str = ""
                          organisation=row.organisation, position=row.position)
     language, certificate, old_ref = row.language, row.certificate_requested, \
         registration_ref(row.id)
-    # Checked before anything is written: the other event must take the registration.
-    if target_event.cancelled or desk.now >= target_event.start:
-        raise UsageError(f"event {to_event} is cancelled or has started: registration closed")
-    done = _decide_each(session, desk, [old_ref], None, "move", _cancel_rule, reason)
+    # Decided before anything is written: what the other event's rules make of the person.
+    predicted, _, _ = _registration(session, desk, target_event, person, language, certificate)
+    status = predicted.created[0].status
+    if status in (Status.REVIEW, Status.REJECTED) and not even_if_not_invited:
+        country = country_name(row.country, "en") if row.country else "their country"
+        fate = "put in review" if status is Status.REVIEW else "refused"
+        raise UsageError(
+            f"{_who(row)}: {country} is not invited to {to_event}: moving would cancel their "
+            f"{row.status} registration for {source.id} and they would be {fate} for "
+            f"{to_event}; nothing was changed (--even-if-not-invited moves them all the same)")
+    leaving = _moving_out({"moved_to": to_event, "moved_status": str(status)})
+    done = _decide_each(session, desk, [old_ref], None, "move", leaving, reason)
     done += _register(session, desk, target_event, person, language, certificate, "move",
-                      reason, detail=f"moved from {source.id} ({old_ref})")
+                      reason, detail=f"moved from {source.id} ({old_ref})",
+                      context={"moved_from": source.id})
     return done
+
+
+def _moving_out(context: dict[str, str]) -> StaffRule:
+    """The rule of a cancellation whose withdrawal says where the registration went."""
+    def rule(target: Registered, event: Event, registered: Sequence[Registered], *,
+             sequence: int, now: datetime, action: str, staff_address: str) -> Decision:
+        decision = _cancel_rule(target, event, registered, sequence=sequence, now=now,
+                                action=action, staff_address=staff_address)
+        return _telling(decision, target.email, context)
+    return rule

@@ -129,6 +129,12 @@ def review_text(facts: digest.Facts, days: int) -> str:
         lines.append(f"         {w['why']} (since {w['since'][:16].replace('T', ' ')})")
     if facts.waiting:
         lines.append('  decide with: mailer approve REF...   mailer reject REF... --reason "..."')
+    if facts.too_late:
+        lines.append(f"too late to decide (their event started in the last {days} day(s)): "
+                     f"{len(facts.too_late)}")
+        for w in facts.too_late:
+            lines.append(f"  {w['ref']:<6} {w['event']:<18} {w['country'] or '??'}  "
+                         f"{w['name']} <{w['email']}>")
     lines.append(f"questions forwarded in the last {days} day(s): {len(facts.questions)}")
     for q in facts.questions:
         lines.append(f"  {q['at'][:16].replace('T', ' ')}  {q['sender']}  \"{q['subject']}\""
@@ -214,12 +220,16 @@ def cancel(ctx: click.Context, config: str | None, by: str | None, now: str | No
 @click.option("--to", "to_event", required=True, help="the event to move to")
 @click.option("--event", "event_id", help="the event, when REF is an email address")
 @click.option("--reason", default="", help="why, for the audit trail")
+@click.option("--even-if-not-invited", is_flag=True,
+              help="move even when the other event does not invite their country (they "
+                   "give up their place there for review or a refusal)")
 @click.pass_context
 @guarded
 def move(ctx: click.Context, config: str | None, by: str | None, now: str | None, ref: str,
-         to_event: str, event_id: str | None, reason: str) -> None:
+         to_event: str, event_id: str | None, reason: str, even_if_not_invited: bool) -> None:
     """Move a registration to another event (cancelled in one, registered in the other)."""
-    _act(ctx, config, by, now, actions.move, ref, to_event, reason, event_id)
+    _act(ctx, config, by, now, actions.move, ref, to_event, reason, event_id,
+         even_if_not_invited)
 
 
 # --- messages and quarantine -------------------------------------------------------------

@@ -15,7 +15,7 @@ digest is made; none after that in the same process).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from mailer import store
 from mailer.config import Settings
 from mailer.countries import country_name
-from mailer.domain import Kind, Outgoing, Status, outbox_key
+from mailer.domain import UNREAD_FORWARDED, Kind, Outgoing, Status, outbox_key
 from mailer.planner import Contact
 from mailer.schedule import Catalog
 from mailer.staff import tokens
@@ -53,6 +53,7 @@ class Facts:
     until: str
     new: list[dict[str, Any]] = field(default_factory=list)
     waiting: list[dict[str, Any]] = field(default_factory=list)
+    too_late: list[dict[str, Any]] = field(default_factory=list)
     questions: list[dict[str, Any]] = field(default_factory=list)
     unplaced: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
@@ -71,76 +72,102 @@ def due_day(now: datetime, hour: int, zone: ZoneInfo) -> str | None:
 
 def worth_sending(facts: Facts) -> bool:
     """Something new happened, or something waits for staff: a day with neither gets none."""
-    return bool(facts.new or facts.waiting or facts.questions or facts.unplaced
-                or facts.failed or facts.quarantined)
+    return bool(facts.new or facts.waiting or facts.too_late or facts.questions
+                or facts.unplaced or facts.failed or facts.quarantined)
 
 
 # --- reading the store -------------------------------------------------------------------
 
 def gather(session: Session, catalog: Catalog, since: datetime, now: datetime,
-           contacts: Sequence[Contact] | None = None) -> Facts:
+           contacts: Sequence[Contact] | None = None, *, after: bool = False,
+           reported: Collection[int] = ()) -> Facts:
     """Everything a digest covering ``since`` to ``now`` reports (``contacts`` given: also
-    what will be sent in the next 48 hours)."""
+    what will be sent in the next 48 hours).
+
+    ``after``: what was recorded at ``since`` itself is left out. A digest is made once the
+    replies of its pass are handled, so all that the pass which made the previous digest
+    recorded at that moment (the whole pass, when ``--now`` fixes the clock) was in it.
+    ``reported``: failed messages the previous digest listed (a failure has no moment of its
+    own: it is found by when the message was due, which may be that same moment).
+    """
     facts = Facts(since=since.isoformat(timespec="minutes"),
                   until=now.isoformat(timespec="minutes"))
-    facts.new = new_registrations(session, since)
-    facts.waiting = waiting(session, catalog)
-    facts.questions = questions(session, since)
-    facts.unplaced = unplaced(session, since)
-    facts.failed = failed(session, since)
-    facts.quarantined = quarantined(session, since)
+    facts.new = new_registrations(session, since, after)
+    facts.waiting, facts.too_late = in_review(session, catalog, since, now, after)
+    facts.questions = questions(session, since, after)
+    facts.unplaced = unplaced(session, since, after)
+    facts.failed = [f for f in failed(session, since) if f["id"] not in reported]
+    facts.quarantined = quarantined(session, since, after)
     if contacts is not None:
         facts.coming = coming(session, catalog, contacts, now)
     return facts
 
 
-def new_registrations(session: Session, since: datetime) -> list[dict[str, Any]]:
+def _from(column: Any, since: datetime, after: bool) -> Any:
+    """The SQL condition "``column`` is ``since`` or later" (``after``: later only)."""
+    return column > since if after else column >= since
+
+
+def new_registrations(session: Session, since: datetime, after: bool = False
+                      ) -> list[dict[str, Any]]:
     """Registrations made since ``since``, counted per event, country and status."""
     Reg = store.Registration
     counts: Counter[tuple[str, str, str]] = Counter()
     for event_id, country, status, count in session.execute(
             select(Reg.event_id, Reg.country, Reg.status, func.count(Reg.id))
-            .where(Reg.created_at >= since)
+            .where(_from(Reg.created_at, since, after))
             .group_by(Reg.event_id, Reg.country, Reg.status)):
         counts[(event_id, country or "", status)] += count
     return [{"event": e, "country": c, "country_name": country_name(c, "en") if c else "",
              "status": s, "count": n} for (e, c, s), n in sorted(counts.items())]
 
 
-def waiting(session: Session, catalog: Catalog) -> list[dict[str, Any]]:
-    """Registrations in review, oldest first, with why they wait."""
+def in_review(session: Session, catalog: Catalog, since: datetime, now: datetime,
+              after: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Registrations in review, oldest first, with why they wait: those staff can still
+    decide, and those whose event started since ``since`` (too late: ``approve`` refuses
+    them), each said once. Those of a cancelled event are in neither: nothing can be
+    decided, and the participant was told the event is cancelled."""
     Reg = store.Registration
-    out = []
+    waiting, too_late = [], []
     for r in session.scalars(select(Reg).where(Reg.status == str(Status.REVIEW))
                              .order_by(Reg.created_at, Reg.id)):
         event = catalog.events.get(r.event_id)
+        late = event is not None and now >= event.start
         if event is None:
             why = "its event is no longer in the schedules"
+        elif event.cancelled or (late and (event.start <= since if after
+                                           else event.start < since)):
+            continue
+        elif late:
+            why = f"the event started at {event.start:%Y-%m-%d %H:%M} UTC: too late to decide"
         elif r.country not in event.countries:
             name = country_name(r.country, "en") if r.country else "an unknown country"
             why = f"{name} is not invited to this event"
         else:
             why = "waits for a decision"
-        out.append({"ref": registration_ref(r.id), "event": r.event_id,
-                    "country": r.country or "", "name": r.name, "email": r.email,
-                    "organisation": r.organisation, "position": r.position,
-                    "since": r.updated_at.isoformat(timespec="minutes"), "why": why})
-    return out
+        (too_late if late else waiting).append({
+            "ref": registration_ref(r.id), "event": r.event_id, "country": r.country or "",
+            "name": r.name, "email": r.email, "organisation": r.organisation,
+            "position": r.position, "since": r.updated_at.isoformat(timespec="minutes"),
+            "why": why})
+    return waiting, too_late
 
 
-def questions(session: Session, since: datetime) -> list[dict[str, Any]]:
+def questions(session: Session, since: datetime, after: bool = False
+              ) -> list[dict[str, Any]]:
     """Questions forwarded to staff since ``since``, and those held back because their
     sender's daily ration was used up (staff see them here, not in their inbox)."""
     Out, In = store.OutboxRow, store.Inbound
     rows = session.scalars(select(Out).where(Out.kind == str(Kind.STAFF_QUESTION),
-                                             Out.created_at >= since).order_by(Out.id))
+                                             _from(Out.created_at, since, after)).order_by(Out.id))
     out = [{"at": r.created_at.isoformat(timespec="minutes"), "event": r.event_id or "",
             "sender": str((r.context or {}).get("sender", "")),
             "subject": str((r.context or {}).get("subject", ""))[:200], "status": r.status}
            for r in rows]
-    held = session.scalars(select(In).where(In.intent == "question", In.handled_at >= since,
-                                            In.reason.contains("not forwarded"))
-                           .order_by(In.id))
+    held = session.scalars(select(In).where(
+        In.intent == "question", _from(In.handled_at, since, after),
+        In.reason.contains("not forwarded")).order_by(In.id))
     out += [{"at": r.handled_at.isoformat(timespec="minutes"), "event": r.event_id or "",
              "sender": r.sender, "subject": f"(not forwarded: {message_ref(r.id)}, the "
                                            "sender's daily ration was used up)",
@@ -148,11 +175,14 @@ def questions(session: Session, since: datetime) -> list[dict[str, Any]]:
     return out
 
 
-def unplaced(session: Session, since: datetime) -> list[dict[str, Any]]:
+def unplaced(session: Session, since: datetime, after: bool = False) -> list[dict[str, Any]]:
     """Replies handled since ``since`` that the mailer could not read or tie to an event."""
     In = store.Inbound
+    # An unreadable reply from a registered participant went to staff as a question is:
+    # listed with the questions, not here (unless their daily ration held it back).
+    forwarded = In.reason.contains(UNREAD_FORWARDED) & ~In.reason.contains("not forwarded")
     rows = session.scalars(select(In).where(
-        In.outcome == "handled", In.handled_at >= since,
+        In.outcome == "handled", _from(In.handled_at, since, after), ~forwarded,
         or_(In.intent == "unknown", (In.event_id.is_(None) & In.intent.in_(_PLACED_ONLY))))
         .order_by(In.id))
     return [{"ref": message_ref(r.id), "at": r.handled_at.isoformat(timespec="minutes"),
@@ -174,11 +204,12 @@ def failed(session: Session, since: datetime) -> list[dict[str, Any]]:
              "error": r.last_error[:300], "attempts": r.attempts} for r in rows]
 
 
-def quarantined(session: Session, since: datetime) -> list[dict[str, Any]]:
+def quarantined(session: Session, since: datetime, after: bool = False
+                ) -> list[dict[str, Any]]:
     """Mail set aside since ``since``, with the reason."""
     In = store.Inbound
     rows = session.scalars(select(In).where(In.outcome == "quarantined",
-                                            In.handled_at >= since).order_by(In.id))
+                                            _from(In.handled_at, since, after)).order_by(In.id))
     return [{"ref": message_ref(r.id), "at": r.handled_at.isoformat(timespec="minutes"),
              "sender": r.sender, "why": r.reason[:300]} for r in rows]
 
@@ -227,6 +258,15 @@ def _first_activity(session: Session, now: datetime) -> datetime:
     return min((f for f in firsts if f is not None), default=now)
 
 
+def _reported_failures(session: Session) -> set[int]:
+    """The failed messages the last digest sent listed (its outbox row keeps what it said)."""
+    Out = store.OutboxRow
+    context = session.scalar(select(Out.context).where(Out.kind == str(Kind.STAFF_DIGEST))
+                             .order_by(Out.id.desc()).limit(1))
+    listed = ((context or {}).get("digest") or {}).get("failed") or []
+    return {int(f["id"]) for f in listed if isinstance(f, dict) and "id" in f}
+
+
 class Digests:
     """Makes the day's digest at the first pass after the digest hour, once for all processes
     (one row per day, inserted or skipped atomically)."""
@@ -262,8 +302,10 @@ def make(session: Session, catalog: Catalog, contacts: Sequence[Contact], settin
     Digest = store.DigestRow
     if session.scalar(select(Digest.id).where(Digest.day == day)) is not None:
         return None
-    since = session.scalar(select(func.max(Digest.made_at))) or _first_activity(session, now)
-    facts = gather(session, catalog, since, now, contacts)
+    previous = session.scalar(select(func.max(Digest.made_at)))
+    since = previous or _first_activity(session, now)
+    facts = gather(session, catalog, since, now, contacts, after=previous is not None,
+                   reported=_reported_failures(session))
     send = worth_sending(facts)
     items = sum(len(v) for k, v in facts.as_dict().items() if isinstance(v, list)
                 and k != "coming")

@@ -11,6 +11,7 @@ import re
 
 from mailer.domain import IntentKind, Participant
 from mailer.understand.country import countries_in_text
+from mailer.understand.courtesy import only_courtesy
 from mailer.understand.prose import people_in_prose
 from mailer.understand.who import (
     Sender,
@@ -172,6 +173,8 @@ def classify(text: str, folded: str, sender: str | Sender
     Cancellation comes first (a withdrawal quoting its own form is still a withdrawal);
     filled form fields make a registration even when the text also mentions a certificate,
     which then sets the certificate flag; a certificate alone is a certificate request.
+    A reply that only thanks or acknowledges ("Bien reçu, merci") is ``thanks``: nothing
+    to answer.
     A reply that only says who the sender is ("I am from Ghana, not Kenya", "My name is
     ...") is a registration too: it completes or corrects one (see ``rules``).
     """
@@ -202,6 +205,8 @@ def classify(text: str, folded: str, sender: str | Sender
         participants = registrants(text, [], sender)
         return (IntentKind.REGISTRATION, participants, False,
                 registration_reason(participants, sender.address))
+    if only_courtesy(text):
+        return IntentKind.THANKS, (), False, "thanks or acknowledgement only"
     return IntentKind.UNKNOWN, (), False, "no request recognised"
 
 

@@ -620,8 +620,8 @@ def test_a_daemon_that_could_never_send_refuses_to_start(
                                  json.dumps(str(tmp_path / "gone.pem"))), encoding="utf-8")
     try:
         result = subprocess.run(
-            [sys.executable, "-c", "from mailer.cli import main; main()", "run", "--config",
-             str(live)], capture_output=True, cwd=tmp_path, timeout=30,
+            [sys.executable, "-c", "from mailer.cli import main; main()", "run", "--new-store",
+             "--config", str(live)], capture_output=True, cwd=tmp_path, timeout=30,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     except subprocess.TimeoutExpired:
         pytest.fail("the daemon ran on, unable to send anything")

@@ -43,33 +43,17 @@ def write_config(folder: Path, *, url: str, sink: SmtpSink, imap: ImapServer | N
     """A config.toml for the processes: ``url``'s store, the sink, ``imap``'s mailbox (or a
     closed port: passes that do not read), short leases, no worker process."""
     q = json.dumps   # a JSON string is a valid TOML basic string
-    if imap is not None:
-        mailbox = (f"host = {q(imap.host)}\nport = {imap.ports['tls']}\nsecurity = \"tls\"\n"
-                   f"username = {q(imap.username)}\npassword = {q(imap.password)}\n"
-                   f"ca_file = {q(str(imap.ca_file))}\n")
-    else:
-        mailbox = 'host = "127.0.0.1"\nport = 1\nsecurity = "none"\n'
+    mailbox = (imap.toml(idle=True, timeout_seconds=10, batch_size=batch_size)
+               if imap is not None else
+               '[imap]\nhost = "127.0.0.1"\nport = 1\nsecurity = "none"\nidle = true\n'
+               f"timeout_seconds = 10\nbatch_size = {batch_size}\n")
     text = f"""\
 [organiser]
 address = {q(INBOX)}
 staff_address = {q(STAFF)}
 
-[imap]
-{mailbox}idle = true
-timeout_seconds = 10
-batch_size = {batch_size}
-
-[smtp]
-host = {q(sink.host)}
-port = {sink.port}
-security = "starttls"
-username = {q(sink.username)}
-password = {q(sink.password)}
-ca_file = {q(str(sink.ca_file))}
-timeout_seconds = 10
-connections = {connections}
-messages_per_minute = {per_minute}
-
+{mailbox}
+{sink.toml(timeout_seconds=10, connections=connections, messages_per_minute=per_minute)}
 [store]
 url = {q(url)}
 

@@ -38,15 +38,8 @@ def config_text(url: str, sink: SmtpSink, folder: Path, *, digest: bool = False,
                 extra: str = "", imap: ImapServer | None = None) -> str:
     """A config.toml for the project; ``extra`` lines go in its [staff] section."""
     q = json.dumps
-    inbox = f"""\
-host = {q(imap.host)}
-port = {imap.ports["tls"]}
-security = "tls"
-username = {q(imap.username)}
-password = {q(imap.password)}
-ca_file = {q(str(imap.ca_file))}
-timeout_seconds = 10
-""" if imap else """\
+    inbox = imap.toml(timeout_seconds=10) if imap else """\
+[imap]
 host = "127.0.0.1"
 port = 1
 security = "none"
@@ -58,17 +51,7 @@ name = "Cybercrime Programme Office"
 address = {q(INBOX)}
 staff_address = {q(STAFF)}
 
-[smtp]
-host = {q(sink.host)}
-port = {sink.port}
-security = "starttls"
-username = {q(sink.username)}
-password = {q(sink.password)}
-ca_file = {q(str(sink.ca_file))}
-timeout_seconds = 5
-messages_per_minute = 6000
-
-[imap]
+{sink.toml(timeout_seconds=5, messages_per_minute=6000)}
 {inbox}
 [store]
 url = {q(url)}

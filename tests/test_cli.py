@@ -227,12 +227,8 @@ def test_once_without_its_inbox_still_sends_what_is_due_and_exits_1(
         project: Path, smtp_sink: SmtpSink) -> None:
     """The IMAP server cannot be reached: the pass still plans and sends the invitations due,
     then exits 1 with one line saying the inbox was not read (cron mails that line)."""
-    q = json.dumps      # a JSON string is a valid TOML basic string
     with (project / "config.toml").open("a", encoding="utf-8") as config:
-        config.write(f"[smtp]\nhost = {q(smtp_sink.host)}\nport = {smtp_sink.port}\n"
-                     f"security = \"starttls\"\nusername = {q(smtp_sink.username)}\n"
-                     f"password = {q(smtp_sink.password)}\nca_file = {q(str(smtp_sink.ca_file))}\n"
-                     "messages_per_minute = 6000\n")
+        config.write(smtp_sink.toml(messages_per_minute=6000))
     result = run(project, "once", "--new-store", "--now", "2020-06-03T09:00Z")
     assert result.exit_code == 1
     sent = [m.message()["X-Mailer-Kind"] for m in smtp_sink.messages]

@@ -96,26 +96,8 @@ name = "Cybercrime Programme Office"
 address = {q(INBOX)}
 staff_address = {q(STAFF)}
 
-[imap]
-host = {q(imap.host)}
-port = {imap.ports["tls"]}
-security = "tls"
-username = {q(imap.username)}
-password = {q(imap.password)}
-ca_file = {q(str(imap.ca_file))}
-idle = true
-timeout_seconds = 10
-
-[smtp]
-host = {q(sink.host)}
-port = {sink.port}
-security = "starttls"
-username = {q(sink.username)}
-password = {q(sink.password)}
-ca_file = {q(str(sink.ca_file))}
-timeout_seconds = 5
-messages_per_minute = 6000
-
+{imap.toml(idle=True, timeout_seconds=10)}
+{sink.toml(timeout_seconds=5, messages_per_minute=6000)}
 [store]
 url = {q(f"sqlite:///{folder}/mailer.db")}
 

@@ -23,9 +23,7 @@ def configure(folder: Path, sink: SmtpSink, store: str) -> Path:
     config.write_text(
         '[organiser]\naddress = "webinars@secretariat.example"\n'
         f'[store]\nurl = {q(store)}\n'
-        f"[smtp]\nhost = {q(sink.host)}\nport = {sink.port}\nsecurity = \"starttls\"\n"
-        f"username = {q(sink.username)}\npassword = {q(sink.password)}\n"
-        f"ca_file = {q(str(sink.ca_file))}\nmessages_per_minute = 6000\n", encoding="utf-8")
+        + sink.toml(messages_per_minute=6000), encoding="utf-8")
     return config
 
 

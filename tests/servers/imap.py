@@ -52,6 +52,7 @@ from imapclient import IMAPClient
 from pydantic import SecretStr
 
 from mailer.config import Imap
+from tests.servers.sections import toml_section
 
 DOVECOT = "/usr/sbin/dovecot"
 INSTALL_HINT = "install it with: apt-get install dovecot-imapd (Debian/Ubuntu)"
@@ -87,6 +88,14 @@ class ImapServer:
             values["port"] = self.ports[overrides["security"]]
         values.update(overrides)
         return Imap(**values)
+
+    def toml(self, **keys: int | bool) -> str:
+        """The ``[imap]`` section of a config.toml for this mailbox over TLS, with ``keys``
+        (``idle=True``, ``timeout_seconds=10``...) added."""
+        return toml_section("imap", {
+            "host": self.host, "port": self.ports["tls"], "security": "tls",
+            "username": self.username, "password": self.password,
+            "ca_file": str(self.ca_file), **keys})
 
     def client(self) -> IMAPClient:
         """A second, logged-in raw connection to the same mailbox (nothing selected)."""

@@ -52,6 +52,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import SecretStr
 
 from mailer.config import Smtp
+from tests.servers.sections import toml_section
 
 USERNAME = "mailer-test"
 PASSWORD = "Tr0ub4dor&3-not-a-real-secret"
@@ -291,6 +292,14 @@ class SmtpSink:
     def on_accept(self, call: Callable[[Received], None] | None) -> None:
         self.handler.on_accept = call
 
+    def toml(self, **keys: int) -> str:
+        """The ``[smtp]`` section of a config.toml for this sink (STARTTLS, its login and CA),
+        with ``keys`` (``messages_per_minute=6000``...) added."""
+        return toml_section("smtp", {
+            "host": self.host, "port": self.port, "security": "starttls",
+            "username": self.username, "password": self.password,
+            "ca_file": str(self.ca_file), **keys})
+
     def start(self) -> None:
         self._controller.start()
 
@@ -349,3 +358,4 @@ def smtp_settings(sink: SmtpSink, security: Literal["tls", "starttls", "none"] |
     }
     values.update(overrides)
     return Smtp(**values)
+

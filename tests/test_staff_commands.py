@@ -5,6 +5,8 @@ leaves an audit record; wrong input exits 2 with one line and changes nothing.""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -281,6 +283,49 @@ def test_messages_show_each_failure_in_the_servers_words_and_resend_sends_again(
     (reg,) = json.loads(office.mailer("registrations", "--format", "json").output)[
         "registrations"]
     assert reg["delivery"] == ""
+
+
+def test_resend_twice_queues_one_copy_until_it_went_then_another(office: Office) -> None:
+    """Staff double-tap `resend`: the second says the copy still waits (exit 0) and queues
+    nothing, so Awa gets one copy; once it went, a resend is a deliberate new copy."""
+    office.reply(registration_reply(AWA, "Awa Diop", "Senegal", mid="sn1"))
+    office.drain()
+    (ack,) = json.loads(office.mailer("messages", "--to", AWA, "--json").output)
+    first = office.mailer("resend", f"#{ack['id']}", "--now", NOW)
+    assert first.exit_code == 0 and "queued again as" in first.output
+    again = office.mailer("resend", f"#{ack['id']}", "--now", NOW)
+    assert again.exit_code == 0, again.output
+    assert "already queued again" in again.output and "nothing more queued" in again.output
+    office.drain()
+    assert [k for k, _ in office.sent_to(AWA)] == ["acknowledgement"] * 2
+    assert [a[0] for a in trail(office, AWA)] == ["resend"]
+
+    # The copy went: a third copy is what staff ask for now (of the original or the copy).
+    copy = max(r["id"] for r in json.loads(
+        office.mailer("messages", "--to", AWA, "--json").output))
+    third = office.mailer("resend", f"#{copy}", "--now", NOW)
+    assert third.exit_code == 0 and "queued again as" in third.output
+    assert "already" in office.mailer("resend", f"#{ack['id']}", "--now", NOW).output
+    office.drain()
+    assert [k for k, _ in office.sent_to(AWA)] == ["acknowledgement"] * 3
+
+
+def test_resends_racing_in_separate_processes_queue_one_copy(office: Office) -> None:
+    """Four `mailer resend` of one message at once, each its own process on the store
+    (SQLite or PostgreSQL): one copy queued, the three others told it waits."""
+    office.reply(registration_reply(AWA, "Awa Diop", "Senegal", mid="sn1"))
+    office.drain()
+    (ack,) = json.loads(office.mailer("messages", "--to", AWA, "--json").output)
+    processes = [subprocess.Popen(
+        [sys.executable, "-c", "from mailer.cli import main; main()", "resend",
+         f"#{ack['id']}", "--now", NOW, "--config", str(office.config)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(4)]
+    outputs = [p.communicate(timeout=120)[0].decode() for p in processes]
+    assert [p.returncode for p in processes] == [0] * 4, outputs
+    assert sum("already queued again" in o for o in outputs) == 3, outputs
+    assert len(office.rows(store.OutboxRow)) == 2
+    office.drain()
+    assert [k for k, _ in office.sent_to(AWA)] == ["acknowledgement"] * 2
 
 
 def cancellation(sender: str, *, mid: str) -> bytes:

@@ -281,8 +281,12 @@ def resend(ctx: click.Context, config: str | None, by: str | None, now: str | No
     settings, catalog = _loaded(ctx, config)
     number = mail.parse_message_number(message)
     with _session(settings) as session:
-        new = mail.resend(session, _desk(settings, catalog, by, now), number, reason)
-    click.echo(f"#{number} queued again as #{new}")
+        done = mail.resend(session, _desk(settings, catalog, by, now), number, reason)
+    if not done.queued:
+        click.echo(f"#{number} was already queued again as #{done.number}, not sent yet: "
+                   "nothing more queued")
+        return
+    click.echo(f"#{number} queued again as #{done.number}")
     click.echo(ANSWERS_HINT.replace("answers go", "it goes"))
 
 

@@ -9,7 +9,6 @@ bytes through ``handling.settle`` in one transaction, exactly as the daemon woul
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -61,8 +60,28 @@ def parse_message_number(text: str) -> int:
     return int(value)
 
 
-def resend(session: Session, desk: Desk, number: int, reason: str = "") -> int:
-    """Queue a sent, failed or missed message again; return the new message's number.
+@dataclass(frozen=True)
+class Resent:
+    """What ``resend`` did: the copy's number, and whether this call queued it (False: a
+    copy of the same message was still waiting to go, and nothing new was queued)."""
+
+    number: int
+    queued: bool
+
+
+RESEND_MARK = "|resend-"
+
+
+def resend(session: Session, desk: Desk, number: int, reason: str = "") -> Resent:
+    """Queue a sent, failed or missed message again, unless a copy of it still waits.
+
+    Staff who type the command twice, or two of them at once, must not send two copies:
+    while a resend of a message (or of any copy of it) is pending, another is answered with
+    that copy's number and queues nothing. Once the copy went (or failed), a new resend
+    queues one more: a deliberate third copy is staff's call (a participant who deleted it),
+    and each one is in the audit trail. The copies' keys are numbered (``KEY|resend-2``), so
+    two resends that race (two processes, PostgreSQL) pick the same key and the outbox's
+    unique key keeps one.
 
     A calendar message goes with the person's current SEQUENCE (the event's, plus what their
     own withdrawals and re-registrations added). An address suppressed after a bounce is let
@@ -77,6 +96,17 @@ def resend(session: Session, desk: Desk, number: int, reason: str = "") -> int:
         raise UsageError(f"#{number}: its recipient was erased; nothing to resend")
     if row.event_id and row.event_id not in desk.catalog.events:
         raise UsageError(f"#{number}: event {row.event_id!r} is no longer in the schedules")
+    Out = store.OutboxRow
+    stem = row.key.split(RESEND_MARK)[0] + RESEND_MARK
+    copies = session.execute(select(Out.id, Out.key, Out.status).where(
+        Out.key.startswith(stem, autoescape=True)).order_by(Out.id)).all()
+    waiting = [c.id for c in copies if c.status == "pending"]
+    if waiting:
+        return Resent(waiting[0], queued=False)
+    taken = {c.key for c in copies}
+    copy = len(copies) + 1
+    while f"{stem}{copy}" in taken:
+        copy += 1
     out = store.row_to_outgoing(row)
     if out.kind in CALENDAR_KINDS and row.event_id:
         # Without their offset, a participant who withdrew and registered again got a
@@ -85,10 +115,12 @@ def resend(session: Session, desk: Desk, number: int, reason: str = "") -> int:
             store.Registration.event_id == row.event_id,
             store.Registration.email == normalise_email(row.recipient))) or 0
         out = replace(out, sequence=store.event_sequence(session, row.event_id) + offset)
-    again = replace(out, key=f"{row.key}|resend-{uuid.uuid4().hex[:12]}", due_at=desk.now)
-    store.enqueue(session, [again], now=desk.now, domain=desk.domain)
-    new_id = session.scalar(select(store.OutboxRow.id).where(store.OutboxRow.key == again.key))
+    again = replace(out, key=f"{stem}{copy}", due_at=desk.now)
+    added = store.enqueue(session, [again], now=desk.now, domain=desk.domain)
+    new_id = session.scalar(select(Out.id).where(Out.key == again.key))
     assert new_id is not None
+    if not added:       # another command queued this very copy meanwhile
+        return Resent(new_id, queued=False)
     lifted = session.execute(delete(store.Suppression).where(
         store.Suppression.email == normalise_email(row.recipient))).rowcount
     detail = f"message #{number} ({row.kind}, {row.status}) queued again as #{new_id}"
@@ -97,7 +129,7 @@ def resend(session: Session, desk: Desk, number: int, reason: str = "") -> int:
     reg = f"R{row.registration_id}" if row.registration_id else ""
     audit.record(session, desk.actor, desk.now, "resend", ref=reg, event_id=row.event_id,
                  email=row.recipient, detail=detail, reason=reason)
-    return new_id
+    return Resent(new_id, queued=True)
 
 
 # --- quarantine --------------------------------------------------------------------------

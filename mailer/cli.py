@@ -210,22 +210,30 @@ def parse(ctx: click.Context, config: str | None, file: str, as_json: bool,
 @click.option("--to", "to", default="participant@example.org", show_default=True)
 @click.option("--name", default="Awa Diop", show_default=True)
 @click.option("--country", default=None, help="participant's country (ISO code), for local time")
+@click.option("--inferred", default="", metavar="name,country",
+              help="as sent to someone whose reply did not state these: the message says "
+                   "what the mailer guessed (a guessed country without --country: SN)")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="write the exact bytes (.eml) here")
 @click.option("--now", help="the message's date (ISO 8601)")
 @click.pass_context
 @guarded
 def preview(ctx: click.Context, config: str | None, kind: str, event_id: str, lang: str, to: str,
-            name: str, country: str | None, out: str | None, now: str | None) -> None:
+            name: str, country: str | None, inferred: str, out: str | None,
+            now: str | None) -> None:
     """Render one message as it would be sent: readable here, the exact .eml with --out."""
     from mailer.views import preview_message, readable_message
 
     settings = settings_from(ctx, config)
-    data = preview_message(settings, kind, event_id, lang, to, name, country, parse_now(now))
-    click.echo(readable_message(data), nl=False)
+    shown = preview_message(settings, kind, event_id, lang, to, name, country, parse_now(now),
+                            inferred)
+    click.echo(readable_message(shown.data), nl=False)
+    if shown.tells_guesses and not inferred:
+        click.echo("\n(to someone whose reply did not give their name or country, this message "
+                   "also says what the mailer guessed: --inferred name,country shows it)")
     if out:
-        Path(out).write_bytes(data)
-        click.echo(f"\nwrote {out} ({len(data):,} bytes, exactly as sent)")
+        Path(out).write_bytes(shown.data)
+        click.echo(f"\nwrote {out} ({len(shown.data):,} bytes, exactly as sent)")
 
 
 @cli.command()

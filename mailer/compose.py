@@ -74,6 +74,8 @@ _LINK_KINDS = frozenset({Kind.ACKNOWLEDGEMENT, Kind.PROMOTION, Kind.REMINDER, Ki
 _RECORDED_KINDS = frozenset({Kind.INVITATION, Kind.ACKNOWLEDGEMENT, Kind.WAITING_LIST,
                              Kind.PENDING_REVIEW, Kind.ALREADY_REGISTERED, Kind.PROMOTION,
                              Kind.REMINDER, Kind.PACK, Kind.UPDATE, Kind.CLARIFICATION})
+# What a message may say the mailer guessed of a participant (templates/<lang>/_inferred).
+INFERABLE = ("name", "country")
 # Values every template may use even when the Outgoing's context does not carry them.
 CONTEXT_DEFAULTS: dict[str, Any] = {
     "reason": "", "candidates": [], "text": "", "missing": [], "sender": "", "subject": "",
@@ -434,7 +436,7 @@ class Composer:
             "sender": safe_display_name(str(ctx["sender"]), _MAX_LINE),
             # What the mailer guessed of the participant ("name", "country"), shown so
             # that a reply can correct it (templates/<lang>/_inferred).
-            "inferred": [f for f in ctx["inferred"] if f in ("name", "country")],
+            "inferred": [f for f in ctx["inferred"] if f in INFERABLE],
             "subject": safe_display_name(str(ctx["subject"]), _MAX_LINE),
             "attachments": [name for name, _, _ in attachments],
             "links": list(links),
@@ -627,11 +629,12 @@ class Composer:
     def preview(self, kind: str, event_id: str | None, lang: str, to: str, name: str,
                 now: datetime, country: str | None = None,
                 attach: Callable[[Outgoing], tuple[Sequence[Attachment], Sequence[Link]]]
-                | None = None) -> bytes:
+                | None = None, inferred: Sequence[str] = ()) -> bytes:
         """One message rendered as ``.eml`` bytes, for ``mailer preview``.
 
         ``attach`` gives the files and links the message carries (the outbox's rule), so the
-        preview is exactly what would be sent.
+        preview is exactly what would be sent. ``inferred``: what the message says the
+        mailer guessed (``INFERABLE``); none by default, as for most participants.
         """
         try:
             chosen = Kind(kind)
@@ -646,9 +649,19 @@ class Composer:
         # staff a paragraph no participant receives.
         others = ([e for e in self.catalog.events if e != event_id][:2]
                   if chosen is Kind.CLARIFICATION else [])
-        out = sample_outgoing(chosen, lang, event, others, to=to, name=name, country=country)
+        out = sample_outgoing(chosen, lang, event, others, to=to, name=name, country=country,
+                              inferred=inferred)
         files, links = attach(out) if attach else ((), ())
         return self.compose(out, now=now, attachments=files, links=links).data
+
+    def tells_guesses(self, kind: Kind, lang: str) -> bool:
+        """Whether this kind's text says what the mailer guessed, when it guessed."""
+        name = f"{self._folder(kind, lang)}/{kind.value}.txt"
+        try:
+            source = self.env.loader.get_source(self.env, name)[0] if self.env.loader else ""
+        except jinja2.TemplateNotFound:
+            return False
+        return "_inferred" in source
 
 
 def _method(kind: Kind) -> Literal["REQUEST", "CANCEL"] | None:
@@ -717,13 +730,15 @@ SAMPLE_DIGEST: dict[str, Any] = {
 
 def sample_outgoing(kind: Kind, lang: str, event: Event | None, candidates: list[str], *,
                     to: str = "awa.diop@example.org", name: str = "Awa Diop",
-                    country: str | None = "SN") -> Outgoing:
-    """A plausible Outgoing of ``kind`` for checks and previews (every context key filled)."""
+                    country: str | None = "SN",
+                    inferred: Sequence[str] = ("country",)) -> Outgoing:
+    """A plausible Outgoing of ``kind`` for checks and previews (every context key filled;
+    ``inferred``: what it says the mailer guessed)."""
     event_id = event.id if event else None
     previous = (event.start - timedelta(days=1)) if event else SAMPLE_NOW
     context: dict[str, Any] = {
         "reason": "sample reason", "candidates": candidates, "missing": ["country"],
-        "unread_countries": ["Atlantis"], "inferred": ["country"],
+        "unread_countries": ["Atlantis"], "inferred": list(inferred),
         "text": "Could you tell me whether the slides will be shared?",
         "sender": to, "subject": "Question about the webinar", "status": "confirmed",
         "problems": ["schedules/sample.toml:3: event[0].end: end must be after start"],

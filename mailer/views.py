@@ -10,6 +10,7 @@ import csv
 import io
 import json
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -136,20 +137,42 @@ def parse_view(settings: Settings, path: Path, now: datetime | None, *, as_json:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Preview:
+    data: bytes             # the exact bytes that would be sent
+    tells_guesses: bool     # the kind says what was guessed, when something was (--inferred)
+
+
 def preview_message(settings: Settings, kind: str, event_id: str, lang: str, to: str,
-                    name: str, country: str | None, now: datetime | None) -> bytes:
-    """The exact bytes one message would be sent as, attachments included."""
-    from mailer.compose import Composer, attachments_for
+                    name: str, country: str | None, now: datetime | None,
+                    inferred: str = "") -> Preview:
+    """The exact bytes one message would be sent as, attachments included.
+
+    ``inferred`` ("name,country"): what the mailer guessed of the participant, said in the
+    message as it is to someone whose reply did not state it; a guessed country with no
+    ``country`` is the sample participant's, Senegal.
+    """
+    from mailer.compose import INFERABLE, Composer, attachments_for
+    from mailer.domain import Kind
 
     catalog = load(settings)
     if event_id not in catalog.events:
         raise UsageError(f"--event: no event {event_id!r} (known: {', '.join(catalog.events)})")
     if lang not in ("en", "fr", "es"):
         raise UsageError(f"--lang: {lang!r} is not one of en, fr, es")
+    guessed = [f.strip().lower() for f in inferred.split(",") if f.strip()]
+    wrong = [f for f in guessed if f not in INFERABLE]
+    if wrong:
+        raise UsageError(f"--inferred: {', '.join(map(repr, wrong))}: a message can say the "
+                         f"mailer guessed {' or '.join(INFERABLE)}")
     country = _country_option(country)
-    return Composer(settings, catalog).preview(
-        kind, event_id, lang, to, name, _now(now), country=country,
-        attach=lambda out: attachments_for(out, catalog, settings))
+    if "country" in guessed and country is None:
+        country = "SN"
+    composer = Composer(settings, catalog)
+    data = composer.preview(kind, event_id, lang, to, name, _now(now), country=country,
+                            attach=lambda out: attachments_for(out, catalog, settings),
+                            inferred=guessed)
+    return Preview(data, composer.tells_guesses(Kind(kind), lang))
 
 
 def _country_option(value: str | None) -> str | None:

@@ -151,6 +151,35 @@ def test_preview_refuses_a_country_that_does_not_exist(tmp_path: Path) -> None:
         assert hint in result.output
 
 
+def test_preview_shows_what_was_guessed_only_when_asked(tmp_path: Path) -> None:
+    """Most participants state their name and country: the preview shows no guess, and says
+    how to see the paragraph the others read; `--inferred` shows it, with a country to name
+    even without --country (it read "au titre du pays suivant : ." before)."""
+    config = _project(tmp_path)
+
+    def preview(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["--config", str(config), "preview", *args], obj={})
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    plain = preview("acknowledgement", "--event", "africa-fr", "--lang", "fr")
+    assert "Votre réponse ne précisant" not in plain
+    assert "--inferred name,country shows it" in plain
+    guessed = preview("acknowledgement", "--event", "africa-fr", "--lang", "fr",
+                      "--inferred", "country")
+    assert "Votre réponse ne précisant" in guessed and "Sénégal." in guessed
+    assert "--inferred name,country shows it" not in guessed
+    both = preview("pending_review", "--event", "lac-es", "--lang", "es", "--inferred",
+                   "name,country", "--country", "CO", "--name", "Ana Ruiz")
+    assert "Su respuesta no indicaba su nombre ni su país" in both
+    assert "Ana Ruiz" in both and "Colombia" in both
+    # A reminder never says what was guessed: no hint there.
+    assert "--inferred" not in preview("reminder", "--event", "africa-fr")
+    wrong = CliRunner().invoke(cli, ["--config", str(config), "preview", "acknowledgement",
+                                     "--event", "africa-fr", "--inferred", "position"], obj={})
+    assert wrong.exit_code == 2 and "--inferred: 'position'" in wrong.output
+
+
 def test_the_demo_tells_its_story_in_the_templates_words() -> None:
     from mailer.demo import Sent, kinds_line, subject_words
 

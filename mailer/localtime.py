@@ -10,14 +10,16 @@ has no capitals).
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale
 from babel.core import get_global
-from babel.dates import format_date, format_time, get_timezone_location, get_timezone_name
+from babel.dates import format_date, format_time, get_timezone_location
 
 from mailer.countries import country_timezone, country_zones
 
@@ -229,16 +231,52 @@ def local_label(local: LocalZone, lang: str, at: datetime) -> str:
     if local.how == "capital":
         names = CAPITALS.get(local.country, (None, {}))[1]
         city = names.get(lang) or names.get("en")
-        return city_label(city, lang) if city else zone_label(local.zone, lang)
+        if not city:
+            return zone_label(local.zone, lang)
+        # Where CLDR names the capital's zone after the capital ("Brasilia Time", "heure de
+        # Moscou"), that name, so the zone reads the same whether or not their mail told it
+        # (it read "Brasília time" here and "Brasilia Time" from a -0300 reply).
+        name = metazone_name(local.zone, lang)
+        if name and _folded(city) in _folded(name):
+            return name
+        return city_label(city, lang)
     # From their mail's offset: CLDR's name of the region's zone ("Pacific Time", "heure de
     # l’Est de l’Australie") when every fitting zone shares it, else the offset itself.
     metazones = get_global("meta_zones")
     shared = {metazones.get(key) for key in local.matches}
     if len(shared) == 1 and None not in shared:
-        name = get_timezone_name(local.zone, "long", "generic", locale=_locale(lang))
-        if ":" not in name:     # CLDR's fallback "heure : Brésil" is not a name
+        name = metazone_name(local.zone, lang)
+        if name:
             return name
     return _offset_text(at.astimezone(local.zone).utcoffset() or timedelta())
+
+
+def metazone_name(zone: ZoneInfo, lang: str) -> str | None:
+    """CLDR's long name of the zone's region as a sentence names it: the generic name
+    ("Eastern Time", "heure de Brasilia"), or for a region without summer time its only
+    one ("Western Indonesia Time", "heure d’Afrique de l’Ouest"); None when CLDR has
+    neither. Babel's ``get_timezone_name`` would fall back to a country and a city ("Indonesia
+    (Jakarta) Time", "Congo - Kinshasa (Kinshasa) Time", "heure : Brésil")."""
+    metazone = get_global("meta_zones").get(zone.key)
+    if metazone is None:
+        return None
+    names = _babel_locale(lang).meta_zones.get(metazone, {}).get("long", {})
+    if names.get("generic"):
+        return str(names["generic"])
+    if names.get("standard") and not names.get("daylight"):
+        return str(names["standard"])
+    return None
+
+
+@cache
+def _babel_locale(lang: str) -> Locale:
+    return Locale.parse(_locale(lang))
+
+
+def _folded(text: str) -> str:
+    """``text`` without accents or case: "Brasília" is found in "Brasilia Time"."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
 def _offset_text(offset: timedelta) -> str:

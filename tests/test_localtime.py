@@ -68,18 +68,36 @@ def test_the_offset_of_a_reply_is_read_at_the_moment_it_was_written() -> None:
 
 
 def test_brazil_without_a_date_header_gets_the_capitals_time_and_a_note() -> None:
-    for lang, label in (("en", "Brasília time"), ("fr", "heure de Brasília"),
+    """The capital's zone is named as CLDR names it, so it reads the same with a Date header
+    of -0300 (it read "Brasília time" without one, "Brasilia Time" with one)."""
+    for lang, label in (("en", "Brasilia Time"), ("fr", "heure de Brasilia"),
                         ("es", "hora de Brasilia")):
         span = local_span(START, END, lang, "BR", None)
         assert span.text == f"10:00–11:45 ({label})"
         assert span.note == OTHER_ZONES[lang]
-    # With one (-0300), the zone of their own mail, named by CLDR, without the note.
-    assert local_span(START, END, "fr", "BR", -180).text == "10:00–11:45 (heure de Brasilia)"
-    assert local_span(START, END, "fr", "BR", -180).note == ""
+        # With one (-0300), the zone of their own mail, the same name, without the note.
+        from_mail = local_span(START, END, lang, "BR", -180)
+        assert (from_mail.text, from_mail.note) == (f"10:00–11:45 ({label})", "")
+    # A capital CLDR does not name its zone after keeps its own: "Washington time".
+    assert local_span(START, END, "en", "US", None).text == "09:00–10:45 (Washington time)"
+
+
+def test_zones_named_from_mail_read_as_names_in_each_language() -> None:
+    """A zone CLDR names only by its standard name (no summer time) is named so; Babel's
+    fallback, a country and a city, is never shown ("Indonesia (Jakarta) Time", "Congo -
+    Kinshasa (Kinshasa) Time", "hora de República Democrática del Congo (Kinshasa)")."""
+    names = {("ID", 420): ("Western Indonesia Time", "heure de l’Ouest indonésien",
+                           "hora de Indonesia occidental"),
+             ("CD", 60): ("West Africa Time", "heure d’Afrique de l’Ouest",
+                          "hora de África occidental")}
+    for (country, offset), labels in names.items():
+        for lang, label in zip(("en", "fr", "es"), labels, strict=True):
+            text = local_span(START, END, lang, country, offset).text
+            assert text.endswith(f"({label})"), text
 
 
 def test_a_date_header_matching_none_of_the_countrys_zones_is_ignored() -> None:
-    assert local_span(START, END, "en", "BR", 540).text == "10:00–11:45 (Brasília time)"
+    assert local_span(START, END, "en", "BR", 540).text == "10:00–11:45 (Brasilia Time)"
 
 
 def test_french_zone_names_take_their_article() -> None:
@@ -188,7 +206,7 @@ def test_each_answer_shows_its_own_recipients_zone_never_the_senders(
     assert local[("promotion", "bruno@mj.gov.br")] == (
         "Your local time: 12:00–13:45 (Brasilia Time)")
     assert local[("waiting_list", "carla@itamaraty.gov.br")] == (
-        "Your local time: 12:00–13:45 (Brasília time)")
+        "Your local time: 12:00–13:45 (Brasilia Time)")
     assert OTHER_ZONES["en"] in bodies[("waiting_list", "carla@itamaraty.gov.br")]
     assert OTHER_ZONES["en"] not in bodies[("promotion", "bruno@mj.gov.br")]
     assert local[("acknowledgement", "ana@pf.gov.br")] == (

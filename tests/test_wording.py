@@ -151,6 +151,41 @@ def test_preview_refuses_a_country_that_does_not_exist(tmp_path: Path) -> None:
         assert hint in result.output
 
 
+@pytest.mark.parametrize("inferred, lang, reads", [
+    # French negates both with "ni ... ni", one with "pas".
+    (["name", "country"], "fr", "Votre réponse ne précisant ni votre nom ni votre pays, nous "
+                                "vous avons inscrit(e) sous le nom d’Awa Diop"),
+    (["country"], "fr", "Votre réponse ne précisant pas votre pays, nous vous avons "
+                        "inscrit(e) au titre du pays suivant : Sénégal."),
+    # Spanish as written, not "hemos registrado su inscripción ... por el siguiente país".
+    (["name", "country"], "es", "Su respuesta no indicaba su nombre ni su país, por lo que su "
+                                "inscripción ha quedado registrada a nombre de Awa Diop (el que "
+                                "figura como remitente de su mensaje) y con Senegal como país."),
+    (["country"], "es", "Su respuesta no indicaba su país, por lo que su inscripción ha "
+                        "quedado registrada con Senegal como país. Si estos datos no son "
+                        "correctos"),
+])
+def test_what_was_guessed_reads_as_written_in_the_language(
+        composer: Composer, inferred: list[str], lang: str, reads: str) -> None:
+    for kind in (Kind.ACKNOWLEDGEMENT, Kind.WAITING_LIST):
+        msg = _message(composer, kind, lang, inferred=inferred)
+        assert reads in " ".join(_text(msg).split())
+        html = msg.get_body(("html",))
+        assert html is not None and reads in " ".join(html.get_content().split())
+
+
+def test_spanish_reads_as_a_latin_american_official_writes() -> None:
+    """No French calques or ambiguities left in the Spanish templates: "su administración"
+    (a government is "su institución"), "dejado de lado", "escriba su nombre completo" about
+    a country (whose name?), "lamentamos ... lamentablemente"."""
+    folder = ROOT / "templates" / "es"
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted(folder.iterdir()))
+    for calque in ("su administración", "dejado de lado", "escriba su nombre completo",
+                   "lamentablemente no figura", "por el siguiente país",
+                   "hemos registrado su inscripción"):
+        assert calque not in text, calque
+
+
 def test_preview_shows_what_was_guessed_only_when_asked(tmp_path: Path) -> None:
     """Most participants state their name and country: the preview shows no guess, and says
     how to see the paragraph the others read; `--inferred` shows it, with a country to name

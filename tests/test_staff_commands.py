@@ -328,6 +328,32 @@ def test_resends_racing_in_separate_processes_queue_one_copy(office: Office) -> 
     assert [k for k, _ in office.sent_to(AWA)] == ["acknowledgement"] * 2
 
 
+def test_messages_due_shows_what_goes_out_soon_queued_or_only_planned(office: Office) -> None:
+    """A reminder is queued only when due, so `--status pending` never shows it coming;
+    `--due 48` does, counted as the digest counts it, beside what waits in the outbox."""
+    office.reply(registration_reply(AWA, "Awa Diop", "Senegal", mid="sn1"))
+    office.drain()
+    day_before = "2020-07-01T09:00Z"        # the week-before reminder goes 2020-07-02 08:00
+    assert office.mailer("messages", "--status", "pending").output.strip() == "no messages"
+    (ack,) = json.loads(office.mailer("messages", "--to", AWA, "--json").output)
+    assert office.mailer("resend", f"#{ack['id']}", "--now", day_before).exit_code == 0
+
+    due = office.mailer("messages", "--due", "48", "--now", day_before)
+    assert due.exit_code == 0, due.output
+    assert "queued in the outbox: 1" in due.output and "acknowledgement" in due.output
+    assert "2020-07-02 08:00  africa-fr          1 reminder" in due.output
+    as_json = json.loads(office.mailer("messages", "--due", "48", "--now", day_before,
+                                       "--json").output)
+    assert [r["kind"] for r in as_json["queued"]] == ["acknowledgement"]
+    assert as_json["planned"] == [{"at": "2020-07-02T08:00+00:00", "event": "africa-fr",
+                                   "what": "reminder", "count": 1}]
+    # Nothing of lac-es, nor beyond the hours asked.
+    assert "planned by the schedules: none" in office.mailer(
+        "messages", "--due", "12", "--now", day_before, "--event", "lac-es").output
+    wrong = office.mailer("messages", "--due", "48", "--to", AWA)
+    assert wrong.exit_code == 2 and "--due" in wrong.output
+
+
 def cancellation(sender: str, *, mid: str) -> bytes:
     return (f"From: {sender}\r\nTo: webinars+africa-fr@example.org\r\n"
             f"Subject: Re: [africa-fr]\r\nMessage-ID: <{mid}@client.example>\r\n\r\n"

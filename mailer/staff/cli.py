@@ -241,25 +241,70 @@ def move(ctx: click.Context, config: str | None, by: str | None, now: str | None
 @click.option("--status", type=click.Choice(mail.STATUSES), help="only this status")
 @click.option("--kind", help="only this kind (acknowledgement, reminder...)")
 @click.option("--limit", default=50, show_default=True, help="at most this many, newest first")
+@click.option("--due", "due_hours", type=click.IntRange(1, 24 * 366), metavar="HOURS",
+              help="what goes out in the next HOURS hours: messages queued, and those the "
+                   "schedules plan (counted as in the daily digest)")
+@click.option("--now", help="with --due: pretend it is this moment (ISO 8601)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_context
 @guarded
 def messages(ctx: click.Context, config: str | None, to: str | None, event_id: str | None,
-             status: str | None, kind: str | None, limit: int, as_json: bool) -> None:
+             status: str | None, kind: str | None, limit: int, due_hours: int | None,
+             now: str | None, as_json: bool) -> None:
     """What went to whom and when, and every failure with the server's words."""
     settings, catalog = _loaded(ctx, config)
+    if due_hours is not None and (to or status):
+        raise UsageError("--due: what is planned is counted per event, not per address or "
+                         "status; without --to and --status")
+    moment = _now(now)
+    until = moment + timedelta(hours=due_hours) if due_hours else None
+    planned: list[dict[str, Any]] = []
     with _session(settings) as session:
         if event_id and event_id not in catalog.events and not mail.messages(
                 session, event_id=event_id, limit=1):
             raise UsageError(f"--event: no event {event_id!r} "
                              f"(known: {', '.join(catalog.events)})")
         rows = mail.messages(session, to=to, event_id=event_id, status=status, kind=kind,
-                             limit=limit)
+                             limit=limit, due_before=until)
+        if due_hours:
+            from mailer.contacts import catalog_contacts
+
+            contacts, _ = catalog_contacts(catalog, settings.paths.packs,
+                                           settings.paths.contacts)
+            planned = [c for c in digest.coming(session, catalog, contacts, moment, due_hours)
+                       if (not event_id or c["event"] == event_id)
+                       and (not kind or c["what"] in (kind, "starts"))]
+    if until is not None:
+        _print_due(rows, planned, moment, until, as_json)
+        return
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if not rows:
         click.echo("no messages")
+    _print_rows(rows)
+
+
+def _print_due(rows: list[dict[str, Any]], planned: list[dict[str, Any]], now: datetime,
+               until: datetime, as_json: bool) -> None:
+    """``messages --due``: the queued rows, then what the schedules plan (the digest's
+    "next 48 hours", ``digest.coming``)."""
+    if as_json:
+        click.echo(json.dumps({"now": now.isoformat(), "until": until.isoformat(),
+                               "queued": rows, "planned": planned},
+                              indent=2, ensure_ascii=False))
+        return
+    click.echo(f"from {now:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"queued in the outbox: {len(rows) or 'none'}")
+    _print_rows(rows)
+    click.echo(f"planned by the schedules: {'' if planned else 'none'}".rstrip())
+    for c in planned:
+        what = "starts" if c["what"] == "starts" else \
+            f"{c['count']} {c['what']}{'s' if c['count'] != 1 else ''}"
+        click.echo(f"  {c['at'][:16].replace('T', ' ')}  {c['event']:<18} {what}")
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         when = (r["sent"] or r["due"]).replace("T", " ")[:16]
         click.echo(f"#{r['id']:<6} {when}  {r['status']:<8} {r['kind']:<18} "

@@ -10,6 +10,7 @@ bytes through ``handling.settle`` in one transaction, exactly as the daemon woul
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -31,10 +32,13 @@ STATUSES = ("pending", "sent", "failed", "missed")
 
 def messages(session: Session, *, to: str | None = None, event_id: str | None = None,
              status: str | None = None, kind: str | None = None,
-             limit: int = 50) -> list[dict[str, Any]]:
-    """Outbox rows, newest first, as plain values: what went (or goes, or failed) to whom."""
+             limit: int = 50, due_before: datetime | None = None) -> list[dict[str, Any]]:
+    """Outbox rows, newest first, as plain values: what went (or goes, or failed) to whom
+    (``due_before``: only those waiting to go before that moment)."""
     Out = store.OutboxRow
     query = select(Out).order_by(Out.id.desc()).limit(limit)
+    if due_before is not None:
+        query = query.where(Out.status == "pending", Out.next_attempt_at < due_before)
     if to:
         query = query.where(func.lower(Out.recipient) == normalise_email(to))
     if event_id:

@@ -2,8 +2,9 @@
 
 An in-process pymap (IMAP, in-memory) holds the replies, an aiosmtpd server writes every
 message the mailer sends to ``<folder>/sent/``, and four passes of ``run_once`` travel
-through the shipped 2020 series: invitations, replies understood, packs and reminders,
-certificates. Nothing leaves 127.0.0.1.
+through the shipped 2020 series: invitations, replies understood, the staff's digest and
+their decision by replying to it, packs and reminders, certificates. Nothing leaves
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, select
 
 import mailer
-from mailer.config import Imap, Log, Organiser, Paths, Settings, Smtp, Store
+from mailer.config import Imap, Log, Organiser, Paths, Settings, Smtp, Staff, Store
 from mailer.daemon import PassReport, run_once
 from mailer.errors import UsageError
 from mailer.handling import Handled
@@ -40,6 +41,8 @@ ORGANISER = Organiser(name="Cybercrime Programme Office", address="webinars@secr
 # The demo mailbox lives in memory on 127.0.0.1 for the demo's few seconds: not a secret.
 DEMO_USER = "webinars"
 DEMO_PASSWORD = "demo-only-password"
+# Signs the digest's reply address, so staff can act by replying to it (staff.secret).
+DEMO_STAFF_SECRET = "demo-only-digest-secret"
 HOST = "127.0.0.1"
 DEMO_DATA = Path(__file__).parent / "demo_data"
 CONTACTS = "contacts/cyber-cj-2020.csv"
@@ -47,6 +50,7 @@ CONTACTS = "contacts/cyber-cj-2020.csv"
 # The story's moments, on the shipped cyber-cj-2020 series.
 INVITATIONS_AT = datetime(2020, 6, 3, 8, 5, tzinfo=timezone.utc)
 REPLIES_AT = datetime(2020, 6, 23, 12, 0, tzinfo=timezone.utc)
+STAFF_REPLY_AT = datetime(2020, 6, 23, 14, 0, tzinfo=timezone.utc)
 PACKS_AT = datetime(2020, 7, 6, 8, 5, tzinfo=timezone.utc)
 CERTIFICATES_AT = datetime(2020, 7, 9, 10, 0, tzinfo=timezone.utc)
 
@@ -242,6 +246,7 @@ def demo_settings(folder: Path, root: Path, imap_port: int, smtp_port: int) -> S
         smtp=Smtp(host=HOST, port=smtp_port, security="none", timeout_seconds=10.0,
                   messages_per_minute=60_000, max_attempts=2),
         store=Store(url=f"sqlite:///{folder / 'mailer.db'}"),
+        staff=Staff(secret=SecretStr(DEMO_STAFF_SECRET)),
         paths=Paths(schedules=root / "schedules", templates=root / "templates", packs=root),
         log=Log(format="console", level="WARNING"),
     )
@@ -411,8 +416,49 @@ class Demo:
         if invited:
             self.say(f"  (the invitations: {invited}, whose registration opened meanwhile)")
 
+    def staff_decide(self) -> None:
+        """The digest made at the replies' pass waits in the staff's mailbox; staff approve
+        the registration in review by replying to it, and the participant is answered."""
+        self.say(heading(3, STAFF_REPLY_AT, "staff decide by replying to the daily digest"))
+        digests = [s for s in self.smtp.handler.sent if s.kind == "staff_digest"]
+        if not digests:
+            self.say("  no digest came")
+            return
+        path = digests[-1].path
+        digest = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        self.say(f"  in the staff's mailbox ({digests[-1].recipient}), {path.name}:")
+        self.say(f"    “{digest['Subject']}”")
+        text = _plain(digest)
+        refs = re.findall(r"^(R\d+)  ", text, flags=re.MULTILINE)
+        waiting = text.partition("WAITING FOR A DECISION")[2].split("\n\n")[1:2]
+        self.say(indent("\n".join(waiting), "    "))
+        if not refs or not digest["Reply-To"]:
+            self.say("  nothing waits for a decision")
+            return
+        command = f"approve {refs[0]}"
+        reply_to = digest["Reply-To"].addresses[0].addr_spec
+        quoted = "\n".join(f"> {line}" for line in text.splitlines())
+        raw = (f"From: Programme Assistant <{digests[-1].recipient}>\r\n"
+               f"To: {reply_to}\r\nSubject: Re: {digest['Subject']}\r\n"
+               f"Date: {STAFF_REPLY_AT:%a, %d %b %Y %H:%M:%S +0000}\r\n"
+               "Message-ID: <demo-staff-reply@secretariat.example>\r\n"
+               f"In-Reply-To: {digest['Message-ID']}\r\nReferences: {digest['Message-ID']}\r\n"
+               "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+               f"{command}\r\n\r\nOn 23 June 2020, the webinar mailer wrote:\r\n{quoted}\r\n")
+        with Inbox(self.settings.imap) as inbox:
+            inbox.append(raw.replace("\r\n", "\n").replace("\n", "\r\n").encode())
+        self.say(f"  staff reply “{command}” to the digest's signed address ({reply_to}); "
+                 "from any other address, or to another, it would be refused and reported")
+        _, sent = self.run_pass(STAFF_REPLY_AT)
+        for s in sent:
+            self.say(f"  sent: “{self.words(s.kind)}” to {s.recipient} ({s.path.name})")
+            if s.kind == "staff_done":
+                done = _plain(email.message_from_bytes(s.path.read_bytes(),
+                                                       policy=email.policy.default))
+                self.say(indent(done.partition("\n\n")[2].split("\n\n")[0], "    "))
+
     def packs(self) -> None:
-        self.say(heading(3, PACKS_AT, "information packs and reminders before the Africa "
+        self.say(heading(4, PACKS_AT, "information packs and reminders before the Africa "
                                       "webinars"))
         _, sent = self.run_pass(PACKS_AT)
         self.say(f"  sent: {kinds_per_event_line(sent, self.words)}")
@@ -422,7 +468,7 @@ class Demo:
                 break
 
     def certificates(self) -> None:
-        self.say(heading(4, CERTIFICATES_AT, "after the French webinar for Africa"))
+        self.say(heading(5, CERTIFICATES_AT, "after the French webinar for Africa"))
         _, sent = self.run_pass(CERTIFICATES_AT)
         self.say(f"  sent: {kinds_per_event_line(sent, self.words)}")
         for s in sent:
@@ -430,6 +476,11 @@ class Demo:
                 # Awa Diop asked for hers in her registration (02-senegal-gmail-fr).
                 self.say(f"  certificate of participation to {s.recipient}, who asked for "
                          f"one: {attachment_names(s.path)}")
+
+
+def _plain(msg: email.message.EmailMessage) -> str:
+    body = msg.get_body(("plain",))
+    return body.get_content().replace("\r\n", "\n") if body is not None else ""
 
 
 def attachment_names(path: Path) -> str:
@@ -469,6 +520,7 @@ def run_demo(folder: Path, *, say: Say = print) -> None:
         demo = Demo(settings, smtp, say)
         demo.invitations()
         demo.replies()
+        demo.staff_decide()
         demo.packs()
         demo.certificates()
     finally:

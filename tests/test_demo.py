@@ -59,11 +59,12 @@ def attachment_types(msg: EmailMessage) -> set[str]:
     return {part.get_content_type() for part in msg.iter_attachments()}
 
 
-def test_the_output_tells_the_four_steps_and_where_to_look(demo_run: DemoRun) -> None:
+def test_the_output_tells_the_five_steps_and_where_to_look(demo_run: DemoRun) -> None:
     """The demo prints each step's headline, each reply's reading, and the follow-up command."""
     out = demo_run.output
     for headline in ("1. 03 June 2020, 08:05 UTC", "2. 23 June 2020, 12:00 UTC",
-                     "3. 06 July 2020, 08:05 UTC", "4. 09 July 2020, 10:00 UTC"):
+                     "3. 23 June 2020, 14:00 UTC", "4. 06 July 2020, 08:05 UTC",
+                     "5. 09 July 2020, 10:00 UTC"):
         assert headline in out
     assert "invitations to 13 focal points for cyber-cj-2020" in out
     assert "09-cote-divoire-cancellation-fr" in out and "cancellation" in out
@@ -90,6 +91,30 @@ def test_every_kind_of_answer_is_saved_as_a_parseable_eml(demo_run: DemoRun) -> 
     # queued for her is held back (it would put the session in her calendar after the CANCEL).
     assert "m.bamba@diplomatie.gouv.ci.example" not in {
         m["To"].addresses[0].addr_spec for m in acks}
+
+
+def test_staff_approve_the_registration_in_review_by_replying_to_the_digest(
+        demo_run: DemoRun) -> None:
+    """The digest in the staff's mailbox lists Pierre Martin's registration in review; staff
+    reply "approve R12" to its signed address; Pierre gets his acknowledgement with the
+    calendar invitation, and staff an answer saying what was done."""
+    out = demo_run.output
+    assert "staff decide by replying to the daily digest" in out
+    assert "R12  Pierre Martin (FR)" in out and "France is not invited" in out
+    assert "staff reply “approve R12” to the digest's signed address (webinars+digest-" in out
+    assert "DONE: approve R12: done" in out
+    pierre = "pierre.martin@diplomatie.gouv.fr.example"
+    (digest, *_later) = of_kind(demo_run, "staff_digest")
+    assert "digest-" in digest["Reply-To"].addresses[0].addr_spec
+    (done,) = of_kind(demo_run, "staff_done")
+    assert done["To"].addresses[0].addr_spec == "staff@secretariat.example"
+    order = [(name.split("-", 2)[1], m["To"].addresses[0].addr_spec)
+             for name, m in demo_run.messages.items()]
+    assert order.index(("pending_review", pierre)) < order.index(
+        ("staff_digest", "staff@secretariat.example")) < order.index(("acknowledgement", pierre))
+    (ack,) = [m for m in of_kind(demo_run, "acknowledgement")
+              if m["To"].addresses[0].addr_spec == pierre]
+    assert "text/calendar" in {part.get_content_type() for part in ack.walk()}
 
 
 def test_packs_and_the_certificate_carry_their_files(demo_run: DemoRun) -> None:
@@ -139,6 +164,6 @@ def test_the_mailer_demo_command_exits_zero(tmp_path: Path) -> None:
     result = subprocess.run([str(script), "demo", "--dir", str(tmp_path / "out")],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "4. 09 July 2020" in result.stdout
+    assert "5. 09 July 2020" in result.stdout
     assert result.stderr == ""
     assert any((tmp_path / "out" / "sent").glob("*-certificate-*.eml"))

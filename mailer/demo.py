@@ -299,6 +299,10 @@ def subject_words(templates: Path) -> Words:
                 text = (templates / folder / f"{kind}.subject.txt").read_text(encoding="utf-8")
             except OSError:
                 text = kind
+            if text.startswith("{%") and "{% else %}" in text:
+                # "{% if moved_to_event %}Registration moved...{% else %}Cancellation
+                # confirmed...": the usual case is the last branch.
+                text = text.rpartition("{% else %}")[2]
             fixed = re.split(r"{[{%]", text, maxsplit=1)[0].strip()
             fixed = re.sub(r"(?:\s+(?:for|from)|[:,])$", "", fixed).strip()
             cache[kind] = fixed or kind

@@ -222,10 +222,11 @@ def test_the_demo_tells_its_story_in_the_templates_words() -> None:
     sent = [Sent(1, "acknowledgement", "africa-fr", "a@x", Path("a")),
             Sent(2, "waiting_list", "africa-fr", "b@x", Path("b")),
             Sent(3, "pending_review", "africa-fr", "c@x", Path("c")),
-            Sent(4, "promotion", "africa-fr", "d@x", Path("d"))]
+            Sent(4, "promotion", "africa-fr", "d@x", Path("d")),
+            Sent(5, "withdrawal", "africa-fr", "e@x", Path("e"))]
     assert kinds_line(sent, words) == (
         "1 “Registration confirmed”, 1 “Waiting list”, 1 “Registration request received”, "
-        "1 “Registration confirmed: a place is available”")
+        "1 “Registration confirmed: a place is available”, 1 “Cancellation confirmed”")
 
 
 @pytest.mark.parametrize("lang", ["en", "fr", "es"])

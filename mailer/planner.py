@@ -139,7 +139,8 @@ class _Message:
 
     def __init__(self, event: Event, sequence: int, kind: Kind, due_at: datetime,
                  deadline: datetime | None, why_missed: str = "", *, version: int = 0,
-                 extra: str = "", context: Mapping[str, Any] | None = None) -> None:
+                 extra: str = "", context: Mapping[str, Any] | None = None,
+                 standing: Sequence[str] = ()) -> None:
         self.due_at = due_at
         self.deadline = deadline            # None: never missed
         self.why_missed = why_missed
@@ -147,6 +148,10 @@ class _Message:
         # The key is outbox_key's own, split once around the recipient so it stays in step.
         self._head, _, self._tail = outbox_key(kind, _MARK, event.id, version,
                                                extra).partition(_MARK)
+        # Keys (by their ``extra``) of earlier copies that still stand for this one: sent
+        # to a person, this message counts as sent to them (see ``_reminders``).
+        self._standing = tuple(outbox_key(kind, _MARK, event.id, version, other)
+                               .partition(_MARK)[::2] for other in standing)
         self._template = Outgoing(key="", kind=kind, recipient="", language=event.language,
                                   event_id=event.id, sequence=sequence, due_at=due_at)
         self._fallback = event.language
@@ -180,6 +185,10 @@ class _Message:
         """Where one copy of this message stands at the board's ``now``."""
         if out.key in board.sent:
             return Planned(out, due_at, "sent")
+        if self._standing:
+            email = out.recipient.lower()
+            if any(head + email + tail in board.sent for head, tail in self._standing):
+                return Planned(out, due_at, "sent", "sent before the event moved")
         deadline, now = self.deadline, board.now
         if deadline is not None and (now >= deadline or due_at >= deadline):
             return Planned(out, due_at, "missed", self.why_missed)
@@ -310,6 +319,7 @@ def _facts(event: Event, version: EventVersion | None) -> _Facts:
 def _reminders(event: Event, version: EventVersion | None) -> tuple[_Message, ...]:
     """One reminder per offset of the series, latest-first, each worth sending until the next."""
     offsets = sorted(set(event.series.spec.reminders), reverse=True)
+    earlier = _earlier_starts(event, version)
     out = []
     for index, offset in enumerate(offsets):
         text = format_duration(offset)
@@ -328,10 +338,25 @@ def _reminders(event: Event, version: EventVersion | None) -> tuple[_Message, ..
             deadline, why = due_at, "the event changed after this reminder's moment"
         # The start is in the key, so a moved event gets new reminders and an unchanged one
         # never repeats; the key version stays 0 so a new link alone does not repeat them.
+        # But a reminder sent for an earlier start still stands when the event moved by less
+        # than its offset (a "1 day before" reminder, moved by an hour: it went out 25 hours
+        # before, and the update gave the new time); moved by the offset or more (a week
+        # later) it told of a day long past, and one goes at the new moment. An earlier key
+        # recorded missed stands too: a small move does not revive a reminder given up.
+        standing = [f"{text}@{iso}" for iso, start in earlier
+                    if abs(event.start - start) < offset]
         out.append(_Message(event, version.sequence if version else 0, Kind.REMINDER, due_at,
                             deadline, why, extra=f"{text}@{event.start.isoformat()}",
-                            context={"offset": text}))
+                            context={"offset": text}, standing=standing))
     return tuple(out)
+
+
+def _earlier_starts(event: Event, version: EventVersion | None) -> list[tuple[str, datetime]]:
+    """The starts the event had in earlier versions (as their keys wrote them), not its own."""
+    now = event.start.isoformat()
+    found = {str(shown["start"]) for shown in (version.shown.values() if version else ())
+             if shown.get("start")} - {now}
+    return [(iso, datetime.fromisoformat(iso)) for iso in sorted(found)]
 
 
 def _for_registrant(board: _Board, facts: _Facts, person: Registrant) -> None:

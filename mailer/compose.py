@@ -11,7 +11,7 @@ import contextlib
 import functools
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from email.errors import HeaderParseError
 from email.header import Header, decode_header, make_header
@@ -32,6 +32,7 @@ from mailer.domain import (
     ANSWER_KINDS,
     CALENDAR_KINDS,
     CANCEL_KINDS,
+    LEFT_SEAT_KINDS,
     PARTICIPANT_KINDS,
     PLACE_KINDS,
     STAFF_KINDS,
@@ -84,6 +85,8 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
     "policy": "on_request", "inferred": [],
     # A staff move: the withdrawal names the new session, the new session's answer the old.
     "moved_to": "", "moved_status": "", "moved_from": "",
+    # A corrected country: the country whose seat the registration gave up (its CANCEL).
+    "left_seat": "",
     # Staff messages: the digest's facts, what a reply to it did, where replies to it go.
     "digest": {"id": 0, "day": "", "since": "", "until": "", "new": [], "waiting": [],
                "too_late": [],
@@ -421,7 +424,9 @@ class Composer:
             # Whether cancelling frees a place (else it withdraws a request).
             "holds_place": out.kind in PLACE_KINDS or (
                 out.kind is Kind.ALREADY_REGISTERED and ctx["status"] == "confirmed"),
-            "calendar": out.kind in CALENDAR_KINDS | CANCEL_KINDS and event is not None,
+            "calendar": _method(out.kind, ctx) is not None and event is not None,
+            "left_seat_country": (country_name(str(ctx["left_seat"]), lang)
+                                  if ctx["left_seat"] else ""),
             "labels": labels,
             "missing": [labels.get(m, m) for m in ctx["missing"]],
             "candidate_events": candidates,
@@ -521,10 +526,7 @@ class Composer:
         if html is not None:
             alternative.append(wire.text(html, "html"))
         parts: list[wire.Part] = []
-        method = _method(out.kind)
-        if out.kind in (Kind.WITHDRAWAL, Kind.REJECTED) and ctx.get("status") not in (
-                "confirmed", "", None):
-            method = None       # a waiting or reviewed request had no calendar entry
+        method = _method(out.kind, out.context)
         if method and event is not None:
             ics = build_calendar(event, method=method, attendee_email=out.recipient,
                                  attendee_name=safe_display_name(out.name),
@@ -664,10 +666,16 @@ class Composer:
         return "_inferred" in source
 
 
-def _method(kind: Kind) -> Literal["REQUEST", "CANCEL"] | None:
+def _method(kind: Kind, context: Mapping[str, Any]) -> Literal["REQUEST", "CANCEL"] | None:
+    """The calendar part a message carries: a CANCEL only for someone who has the entry."""
     if kind in CALENDAR_KINDS:
         return "REQUEST"
     if kind in CANCEL_KINDS:
+        # ``status`` is the registration's when the message was decided: a request that
+        # waited (waiting list, review) never had a calendar entry to remove.
+        return "CANCEL" if context.get("status") in ("confirmed", "", None) else None
+    if kind in LEFT_SEAT_KINDS and context.get("left_seat"):
+        # A corrected country lost them their seat: the entry it gave them is removed.
         return "CANCEL"
     return None
 

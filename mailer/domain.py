@@ -79,6 +79,10 @@ CALENDAR_KINDS: frozenset[Kind] = frozenset({
     Kind.ACKNOWLEDGEMENT, Kind.PROMOTION, Kind.REMINDER, Kind.UPDATE,
 })
 CANCEL_KINDS: frozenset[Kind] = frozenset({Kind.CANCELLATION, Kind.WITHDRAWAL, Kind.REJECTED})
+# Answers to a corrected country that leave the person without their seat (the new country
+# full, or not invited): with ``left_seat`` in their context they carry METHOD:CANCEL.
+LEFT_SEAT_KINDS: frozenset[Kind] = frozenset({Kind.WAITING_LIST, Kind.PENDING_REVIEW,
+                                             Kind.NOT_INVITED})
 # Kinds sent to someone who holds a place (a confirmed registration): what they say (the link,
 # "your place") and the REQUEST they carry are true only while the place is held and the
 # event is on, so the outbox drops one still waiting when that is no longer so.

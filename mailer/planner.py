@@ -424,15 +424,19 @@ def _deserves_certificate(facts: _Facts, person: Registrant) -> bool:
 
 def _cancellations(board: _Board, event: Event, version: EventVersion | None,
                    people: Sequence[Registrant]) -> None:
-    """A cancellation notice to everyone confirmed or waiting; nothing else for the event."""
+    """A cancellation notice to everyone confirmed or waiting (a CANCEL of the calendar entry
+    for those who hold one); nothing else for the event."""
     sequence = version.sequence if version else 0
     message = _Message(event, sequence, Kind.CANCELLATION,
                        version.changed_at if version else board.now, event.end, "event ended",
                        version=sequence)
     for person in people:
         if person.status in (Status.CONFIRMED, Status.WAITING):
+            # The status says whether they have a calendar entry to remove: the waiting list
+            # never sent one, so they are told of the cancellation without a CANCEL.
             message.plan_for(board, person.email, person.name, person.language,
-                             person.country, person.id, offset=person.sequence_offset)
+                             person.country, person.id, offset=person.sequence_offset,
+                             context={"status": str(person.status)})
 
 
 def _invitations(board: _Board, facts: _Facts, contacts: Sequence[Contact]) -> None:

@@ -13,7 +13,7 @@ from icalendar import Calendar
 from mailer import store
 from tests.builders import SERIES, write_schedule
 from tests.servers.smtp import SmtpSink
-from tests.staffkit import NOW, Office, make_office
+from tests.staffkit import NOW, Office, body, make_office
 
 AWA = "awa.diop@justice.gouv.sn"
 START, END = "2020-07-09T08:00:00Z", "2020-07-09T09:45:00Z"
@@ -40,17 +40,22 @@ def edit(office: Office, *, start: str = START, end: str = END, limit: int = 4,
     write_schedule(office.folder, text=head + tail)
 
 
-def once(office: Office, now: str) -> list[str]:
-    """`mailer once` at ``now``; the kinds it sent to Awa (with the reminder's offset)."""
-    before = len(office.sent_to(AWA))
+def once(office: Office, now: str, who: str = AWA) -> list[str]:
+    """`mailer once` at ``now``; the kinds it sent to ``who``."""
+    before = len(office.sent_to(who))
     office.drain(now)
-    return [kind for kind, _ in office.sent_to(AWA)[before:]]
+    return [kind for kind, _ in office.sent_to(who)[before:]]
+
+
+def register(office: Office, email: str, name: str, country: str = "SN", *,
+             lang: str = "en") -> None:
+    made = office.mailer("register", "--event", "africa-fr", "--email", email, "--name", name,
+                         "--country", country, "--lang", lang, "--now", NOW)
+    assert made.exit_code == 0, made.output
 
 
 def register_awa(office: Office) -> None:
-    made = office.mailer("register", "--event", "africa-fr", "--email", AWA, "--name",
-                         "Awa Diop", "--country", "SN", "--now", NOW)
-    assert made.exit_code == 0, made.output
+    register(office, AWA, "Awa Diop")
     assert once(office, NOW) == ["acknowledgement"]
 
 
@@ -90,3 +95,40 @@ def test_an_event_moved_by_a_week_gets_its_reminders_again(office: Office) -> No
     assert once(office, "2020-07-09T09:05Z") == []
     assert once(office, "2020-07-15T08:05Z") == ["reminder"]        # 1 day before
     assert once(office, "2020-07-15T09:05Z") == []
+
+
+# --- 2. the organisers cancel: the waiting list has no calendar entry -----------------------
+
+MOUSSA = "moussa.ba@justice.gouv.sn"
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "es"])
+def test_a_cancelled_event_cancels_calendars_only_of_those_who_had_the_entry(
+        office: Office, lang: str) -> None:
+    """One seat for Senegal: Awa holds it (acknowledgement with a REQUEST), Moussa waits
+    (no calendar part). The event cancelled: Awa's calendar gets a CANCEL above her REQUEST;
+    Moussa is told the session is cancelled and his waiting-list request lapses, with no
+    CANCEL for an entry he never had, and no word of removing it from his calendar."""
+    edit(office, limit=1)
+    register(office, AWA, "Awa Diop", lang=lang)
+    register(office, MOUSSA, "Moussa Ba", lang=lang)
+    office.drain(NOW)
+    (_, ack), = office.sent_to(AWA)
+    (kind, waiting), = office.sent_to(MOUSSA)
+    assert kind == "waiting_list" and calendar(waiting) is None
+    assert calendar(ack) == ("REQUEST", 0)
+
+    edit(office, limit=1, cancelled=True)
+    office.drain("2020-06-25T10:00Z")
+    (_, _), (kind, awa) = office.sent_to(AWA)
+    assert kind == "cancellation" and calendar(awa) == ("CANCEL", 1)
+    (_, _), (kind, moussa) = office.sent_to(MOUSSA)
+    assert kind == "cancellation" and calendar(moussa) is None
+    assert not [p for p in moussa.walk() if p.get_filename() == "invite.ics"]
+    removed, lapses = {
+        "en": ("removed from your calendar", "waiting list lapses"),
+        "fr": ("retirée de votre agenda", "liste d’attente devient donc sans objet"),
+        "es": ("eliminará de su agenda", "lista de espera queda, por tanto, sin efecto"),
+    }[lang]
+    assert removed in body(awa) and lapses not in body(awa)
+    assert removed not in body(moussa) and lapses in body(moussa)

@@ -344,12 +344,20 @@ def _move(b: _Builder, event: Event, registered: Sequence[Registered], earlier: 
         confirmed[earlier.country] = max(0, confirmed.get(earlier.country, 0) - 1)
     status, kind = _place(event, p.country, confirmed)
     # The same calendar entry (same UID) in another country's seats: its SEQUENCE goes on.
-    offset = earlier.sequence_offset
+    offset = stored = earlier.sequence_offset
+    context: dict[str, object] = {}
+    if earlier.status is Status.CONFIRMED and status is not Status.CONFIRMED:
+        # The seat is lost (the new country full, or not invited): the answer cancels the
+        # entry it gave, with a SEQUENCE above their last REQUEST (RFC 5546 2.1.4), and
+        # whatever seats them again later (a promotion, staff's approval) invites one
+        # step above that CANCEL.
+        offset, stored = earlier.sequence_offset + 1, earlier.sequence_offset + 2
+        context["left_seat"] = earlier.country or ""
     b.created.append(NewRegistration(p, status, earlier.language,
                                      earlier.certificate_requested or certificate, earlier.id,
-                                     offset))
+                                     stored))
     b.answer(kind, p.email, name=p.name, country=p.country, language=earlier.language,
-             offset=offset)
+             offset=offset, **context)
     b.notes.append(f"{p.email} moved from {earlier.country} to {p.country} ({status})")
     if earlier.status is Status.CONFIRMED:
         # Before anyone this reply registers next: the first waiting takes the freed seat.

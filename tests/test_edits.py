@@ -11,9 +11,10 @@ import pytest
 from icalendar import Calendar
 
 from mailer import store
+from mailer.schedule import load_catalog
 from tests.builders import SERIES, write_schedule
 from tests.servers.smtp import SmtpSink
-from tests.staffkit import NOW, Office, body, make_office
+from tests.staffkit import NOW, Office, body, make_office, registration_reply
 
 AWA = "awa.diop@justice.gouv.sn"
 START, END = "2020-07-09T08:00:00Z", "2020-07-09T09:45:00Z"
@@ -26,10 +27,11 @@ def office(st: store.Store, tmp_path: Path, smtp_sink: SmtpSink) -> Office:
 
 
 def edit(office: Office, *, start: str = START, end: str = END, limit: int = 4,
-         invited: str = '["@west_africa"]', cancelled: bool = False) -> None:
+         invited: str = '["@west_africa"]', cancelled: bool = False,
+         not_invited: str = "review") -> None:
     """Save the test series with africa-fr's start, end, invited countries or cancellation
     changed, as staff would in their editor."""
-    text = (SERIES.replace("{limit}", str(limit)).replace("{not_invited}", "review")
+    text = (SERIES.replace("{limit}", str(limit)).replace("{not_invited}", not_invited)
             .replace("{{", "{").replace("}}", "}"))
     africa = text.index('id = "africa-fr"')
     head, tail = text[:africa], text[africa:]
@@ -37,7 +39,7 @@ def edit(office: Office, *, start: str = START, end: str = END, limit: int = 4,
             .replace(f"end = {END}", f"end = {end}", 1)
             .replace('invited = ["@west_africa"]', f"invited = {invited}"
                      + ("\ncancelled = true" if cancelled else ""), 1))
-    write_schedule(office.folder, text=head + tail)
+    office.catalog = load_catalog(write_schedule(office.folder, text=head + tail))
 
 
 def once(office: Office, now: str, who: str = AWA) -> list[str]:
@@ -132,3 +134,84 @@ def test_a_cancelled_event_cancels_calendars_only_of_those_who_had_the_entry(
     }[lang]
     assert removed in body(awa) and lapses not in body(awa)
     assert removed not in body(moussa) and lapses in body(moussa)
+
+
+# --- 4. a corrected country that loses the seat ---------------------------------------------
+
+KOFI = "kofi.mensah@mofa.gov.gh"
+
+
+def corrected_by_reply(office: Office, country: str, lang: str = "en",
+                       not_invited: str = "review") -> None:
+    """One seat per country: Awa (SN) and Kofi (GH) hold theirs, Moussa waits for Senegal's;
+    then Awa writes again: her country is ``country``, not Senegal."""
+    edit(office, limit=1, not_invited=not_invited)
+    register(office, AWA, "Awa Diop", lang=lang)        # she phoned; reads ``lang``
+    for who, name, home, mid in ((KOFI, "Kofi Mensah", "Ghana", "k1"),
+                                 (MOUSSA, "Moussa Ba", "Senegal", "m1")):
+        office.reply(registration_reply(who, name, home, mid=mid))
+    office.drain(NOW)
+    assert [k for k, _ in office.sent_to(AWA)] == ["acknowledgement"]
+    assert [k for k, _ in office.sent_to(MOUSSA)] == ["waiting_list"]
+    office.reply(registration_reply(AWA, "Awa Diop", country, mid="a2"))
+    office.drain(NOW)
+
+
+def test_a_country_corrected_to_a_full_one_cancels_the_entry_and_frees_the_seat(
+        office: Office) -> None:
+    """Awa is from Ghana, whose seat Kofi holds: she goes to Ghana's waiting list, her
+    calendar gets a CANCEL above the REQUEST it had, with the message saying why; Senegal's
+    seat goes to Moussa, once. Promoted later in Ghana, her REQUEST rises above the CANCEL."""
+    corrected_by_reply(office, "Ghana")
+    (_, ack), (kind, moved) = office.sent_to(AWA)
+    assert kind == "waiting_list"
+    assert calendar(ack) == ("REQUEST", 0)
+    assert calendar(moved) == ("CANCEL", 1)
+    text = " ".join(body(moved).split())
+    assert "Ghana instead of Senegal" in text and "removed from your calendar" in text
+    assert office.registration(AWA).status == "waiting"
+    assert [k for k, _ in office.sent_to(MOUSSA)] == ["waiting_list", "promotion"]
+    assert office.registration(MOUSSA).status == "confirmed"
+    office.drain("2020-06-21T12:00Z")
+    assert [k for k, _ in office.sent_to(MOUSSA)] == ["waiting_list", "promotion"]
+    assert len(office.sent_to(AWA)) == 2
+
+    cancelled = office.mailer("cancel", f"R{office.registration(KOFI).id}", "--now", NOW)
+    assert cancelled.exit_code == 0, cancelled.output
+    office.drain("2020-06-21T12:00Z")
+    (kind, promoted), = office.sent_to(AWA)[2:]
+    assert kind == "promotion" and calendar(promoted) == ("REQUEST", 2)
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "es"])
+def test_a_country_corrected_to_one_not_invited_cancels_the_entry(office: Office,
+                                                                  lang: str) -> None:
+    """Awa is from France, not invited (review): her calendar entry is cancelled with the
+    message putting her request in review, saying so in her language; Moussa gets the seat."""
+    corrected_by_reply(office, "France", lang)
+    (_, _), (kind, moved) = office.sent_to(AWA)
+    assert kind == "pending_review" and calendar(moved) == ("CANCEL", 1)
+    text = " ".join(body(moved).split())
+    assert {"en": "France instead of Senegal", "fr": "France au lieu de Sénégal",
+            "es": "Francia en lugar de Senegal"}[lang] in text
+    assert [k for k, _ in office.sent_to(MOUSSA)] == ["waiting_list", "promotion"]
+
+
+def test_a_country_corrected_to_one_refused_cancels_the_entry(office: Office) -> None:
+    """A series that refuses countries not invited: the refusal cancels her entry."""
+    corrected_by_reply(office, "France", not_invited="reject")
+    (_, _), (kind, moved) = office.sent_to(AWA)
+    assert kind == "not_invited" and calendar(moved) == ("CANCEL", 1)
+    assert "France instead of Senegal" in " ".join(body(moved).split())
+    assert office.registration(AWA).status == "rejected"
+    assert [k for k, _ in office.sent_to(MOUSSA)] == ["waiting_list", "promotion"]
+
+
+def test_a_country_corrected_to_one_with_a_free_seat_keeps_the_entry(office: Office) -> None:
+    """Awa is from Mali, which has a seat: the same calendar entry, confirmed again (a
+    REQUEST, no CANCEL), and Senegal's seat goes to Moussa."""
+    corrected_by_reply(office, "Mali")
+    (_, _), (kind, moved) = office.sent_to(AWA)
+    assert kind == "acknowledgement" and calendar(moved) == ("REQUEST", 0)
+    assert "instead of" not in body(moved)
+    assert [k for k, _ in office.sent_to(MOUSSA)] == ["waiting_list", "promotion"]

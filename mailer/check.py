@@ -1,7 +1,8 @@
 """What ``mailer check`` validates: configuration, schedules, pack files, contacts and templates.
 
 Every mistake becomes one ``Problem`` naming the file, the field and, where it can be found,
-the line; ``str(problem)`` is the line staff read. Nothing here sends mail or opens a socket.
+the line; ``str(problem)`` is the line staff read. Nothing here sends mail; the store is
+only read, to warn about registrations the schedules no longer invite.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def check(settings_path: Path | None, now: datetime | None = None) -> list[Probl
     problems += check_contacts(catalog, settings,
                                str(settings_path) if settings_path else "environment")
     problems += check_templates(settings, catalog)
+    problems += check_registrations(catalog, settings)
     return problems
 
 
@@ -108,6 +110,38 @@ def check_links(catalog: Catalog, settings: Settings, now: datetime) -> list[Pro
         line = _event_key_line(text, event.id, "join_url" if url else "id")
         problems.append(Problem(str(event.file), f"event {event.id}.join_url", what, line,
                                 warning=not close))
+    return problems
+
+
+def check_registrations(catalog: Catalog, settings: Settings) -> list[Problem]:
+    """A warning per event and country whose registrations the schedules no longer invite
+    (they keep their places until staff cancel them). Read from the store when it exists:
+    never created, migrated or written; a store that cannot be read is one warning."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mailer import store
+    from mailer.sync import uninvited
+
+    url = settings.store.url
+    if store.missing_file(url):
+        return []
+    try:
+        st = store.Store(url)
+        try:
+            with st.transaction() as session:
+                found = uninvited(session, catalog)
+        finally:
+            st.close()
+    except SQLAlchemyError as exc:
+        first = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()
+        return [Problem("store.url", None, "registrations not checked against the schedules: "
+                        f"{first[0] if first else type(exc).__name__}", warning=True)]
+    problems = []
+    for found_here in found:
+        event = catalog.events[found_here.event_id]
+        line = _event_key_line(_text(event.file), event.id, "invited")
+        problems.append(Problem(str(event.file), f"event {event.id}.invited",
+                                found_here.describe(), line, warning=True))
     return problems
 
 

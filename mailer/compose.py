@@ -87,9 +87,11 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
     "moved_to": "", "moved_status": "", "moved_from": "",
     # A corrected country: the country whose seat the registration gave up (its CANCEL).
     "left_seat": "",
+    # A staff alert about an edit that was loaded (not refused) and needs their decision.
+    "loaded": False,
     # Staff messages: the digest's facts, what a reply to it did, where replies to it go.
     "digest": {"id": 0, "day": "", "since": "", "until": "", "new": [], "waiting": [],
-               "too_late": [],
+               "too_late": [], "uninvited": [],
                "questions": [], "unplaced": [], "failed": [], "quarantined": [], "coming": []},
     "results": [], "unread": [], "sent_to": "", "reply_to": "",
 }
@@ -721,6 +723,8 @@ SAMPLE_DIGEST: dict[str, Any] = {
                   "email": "ann.lee@example.org", "organisation": "", "position": "",
                   "since": "2020-06-20T10:00+00:00",
                   "why": "the event started at 2020-06-24 07:00 UTC: too late to decide"}],
+    "uninvited": [{"event": "africa-fr", "country": "KE", "confirmed": 2, "waiting": 1,
+                   "refs": "R3 R4 R7"}],
     "questions": [{"at": "2020-06-30T11:00+00:00", "event": "africa-fr",
                    "sender": "awa.diop@example.org", "subject": "Slides?", "status": "sent"}],
     "unplaced": [{"ref": "M7", "at": "2020-06-30T12:00+00:00", "sender": "x@example.org",

@@ -25,7 +25,7 @@ from mailer import claims, store
 from mailer.cluster import Cluster
 from mailer.config import Settings
 from mailer.contacts import catalog_contacts
-from mailer.domain import Intent
+from mailer.domain import Intent, Kind, Outgoing, outbox_key
 from mailer.errors import InboxError, LeaseLost, Problem, ScheduleError
 from mailer.handling import (
     GROUP,
@@ -166,11 +166,28 @@ class Mailer:
         """Record event changes and enqueue what is due, in one transaction."""
         with self.store.transaction() as session:
             self.as_leader(session)
-            changes = sync_events(session, self.catalog, now, self.settings.paths.packs)
+            changes = self.sync(session, now)
             current = plan_into_outbox(session, self.catalog, self.contacts, now,
                                        self.policy.domain)
         self.digests.tick(self.store, self.catalog, self.contacts, now)
         return changes, current
+
+    def sync(self, session: Session, now: datetime) -> list[EventChange]:
+        """Record event changes in the caller's transaction. An edit that stopped inviting a
+        country with registrations keeps them and tells staff, once (the change is recorded
+        in the same transaction): nothing goes to the participants, as a country is removed
+        by mistake more often than on purpose."""
+        changes = sync_events(session, self.catalog, now, self.settings.paths.packs)
+        kept = [str(found) for change in changes for found in change.uninvited]
+        if kept:
+            staff = self.settings.organiser.staff_address
+            store.enqueue(session, [staff_alert(
+                staff, now, kept, loaded=True,
+                reason="registrations from countries no longer invited")],
+                now=now, domain=self.policy.domain)
+            log.warning("staff alerted: registrations from countries no longer invited",
+                        to=staff, events=len(kept))
+        return changes
 
     def handle(self, raw: bytes, now: datetime, **where: int | str | None) -> Handled:
         return handle(self.store, self.catalog, raw, now=now, policy=self.policy, **where)
@@ -351,7 +368,7 @@ async def run_once(settings: Settings, *, now: datetime | None = None, read: boo
                     # waits until the replies are in.
                     with mailer.store.transaction() as session:
                         mailer.as_leader(session)
-                        report.changes = sync_events(session, mailer.catalog, clock())
+                        report.changes = mailer.sync(session, clock())
                     try:
                         async with AsyncInbox(settings.imap) as inbox:
                             await mailer.read_and_answer(inbox, clock, report, sender)
@@ -615,16 +632,9 @@ class Service:
 
     def _alert_staff(self, problems: list[Problem]) -> None:
         """Enqueue one email to staff listing the problems (the log has them too)."""
-        from mailer.domain import Kind, Outgoing, outbox_key
-
         now = self.clock()
-        text = "\n".join(str(p) for p in problems)
-        # The moment is in the key: the same mistake made again next week alerts again.
-        digest = hashlib.sha256(f"{now.isoformat()}\n{text}".encode()).hexdigest()[:16]
         staff = self.settings.organiser.staff_address
-        out = Outgoing(key=outbox_key(Kind.STAFF_ALERT, staff, None, 0, digest),
-                       kind=Kind.STAFF_ALERT, recipient=staff, language="en",
-                       context={"problems": [str(p) for p in problems]})
+        out = staff_alert(staff, now, [str(p) for p in problems])
         with self.mailer.store.transaction() as session:
             store.enqueue(session, [out], now=now, domain=self.mailer.policy.domain)
         log.warning("staff alerted: schedules or templates are invalid", to=staff,
@@ -705,6 +715,20 @@ class Service:
                 log.warning("could not give back this instance's leases", error=one_line(exc))
             self.mailer.close()
             log.info("mailer stopped")
+
+
+def staff_alert(staff: str, now: datetime, problems: list[str], *, reason: str = "",
+                loaded: bool = False) -> Outgoing:
+    """One email to staff listing ``problems``: a refused edit, or (``loaded``) an edit
+    that was loaded but needs their decision."""
+    text = "\n".join(problems)
+    # The moment is in the key: the same mistake made again next week alerts again.
+    digest = hashlib.sha256(f"{now.isoformat()}\n{text}".encode()).hexdigest()[:16]
+    context: dict[str, object] = {"problems": problems}
+    if loaded:
+        context.update(reason=reason, loaded=True)
+    return Outgoing(key=outbox_key(Kind.STAFF_ALERT, staff, None, 0, digest),
+                    kind=Kind.STAFF_ALERT, recipient=staff, language="en", context=context)
 
 
 async def serve(settings: Settings) -> None:

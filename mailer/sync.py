@@ -2,9 +2,9 @@
 
 ``sync_events`` records each event's version (raising SEQUENCE when what participants see
 changes, keeping what each version showed so updates can say what changed, raising the
-pack's version when its files change, and moving registrations of countries no longer
-invited to review); ``plan_into_outbox`` runs the pure planner on the store's facts and
-enqueues what is due.
+pack's version when its files change, and finding the registrations of countries no
+longer invited, which are kept for staff to decide); ``plan_into_outbox`` runs the pure
+planner on the store's facts and enqueues what is due.
 """
 
 from __future__ import annotations
@@ -36,7 +36,35 @@ class EventChange:
     event_id: str
     sequence: int
     what: str                      # new | changed | cancelled
-    to_review: int = 0             # registrations moved to review (country no longer invited)
+    # Registrations of countries this change stopped inviting (kept: staff decide).
+    uninvited: tuple[Uninvited, ...] = ()
+
+
+@dataclass(frozen=True)
+class Uninvited:
+    """Registrations holding a seat or waiting for one, from a country their event does not
+    invite: kept as they are (a country is removed by mistake more often than on purpose),
+    for staff to cancel if they mean it."""
+
+    event_id: str
+    country: str
+    confirmed: tuple[str, ...]     # REFs
+    waiting: tuple[str, ...]
+
+    def describe(self) -> str:
+        """What staff read: how many, from where, and the command that cancels them."""
+        from mailer.countries import country_name
+
+        refs = self.confirmed + self.waiting
+        counts = ", ".join(f"{len(some)} {what}" for some, what in (
+            (self.confirmed, "confirmed"), (self.waiting, "waiting")) if some)
+        name = country_name(self.country, "en") if self.country else "no country"
+        return (f"{len(refs)} registration(s) from {self.country or '??'} ({name}; {counts}), "
+                "which is no longer invited; they keep their places unless you cancel them: "
+                f"mailer cancel {' '.join(refs)}")
+
+    def __str__(self) -> str:
+        return f"event {self.event_id}: {self.describe()}"
 
 
 def sync_events(session: Session, catalog: Catalog, now: datetime,
@@ -62,10 +90,8 @@ def sync_events(session: Session, catalog: Catalog, now: datetime,
                 packs=_pack_versions(None, digests)))
             changes.append(EventChange(event.id, 0, "new"))
             continue
-        moved = 0
         removed = set(row.countries or []) - event.countries
-        if removed:
-            moved = _to_review(session, event.id, removed, now)
+        kept = tuple(uninvited(session, catalog, {event.id: removed})) if removed else ()
         row.countries = countries
         if digests is not None:
             versions = _pack_versions(row.packs, digests)
@@ -85,13 +111,15 @@ def sync_events(session: Session, catalog: Catalog, now: datetime,
             row.shown = {**(row.shown or {}), str(row.sequence): shown(event)}
             what = "cancelled" if event.cancelled and not row.cancelled else "changed"
             row.cancelled = event.cancelled
-            changes.append(EventChange(event.id, row.sequence, what, moved))
+            changes.append(EventChange(event.id, row.sequence, what, kept))
             log.info("event changed", event_id=event.id, sequence=row.sequence, what=what)
-        elif moved:
-            changes.append(EventChange(event.id, row.sequence, "changed", moved))
-        if moved:
-            log.warning("countries no longer invited: registrations moved to review",
-                        event_id=event.id, countries=sorted(removed), moved=moved)
+        elif kept:
+            changes.append(EventChange(event.id, row.sequence, "changed", kept))
+        for found in kept:
+            log.warning("country no longer invited: its registrations keep their places",
+                        event_id=event.id, country=found.country,
+                        confirmed=len(found.confirmed), waiting=len(found.waiting),
+                        cancel_with=" ".join(found.confirmed + found.waiting))
     return changes
 
 
@@ -171,14 +199,43 @@ def _pack_versions(stored: Mapping[str, Any] | None,
     return out
 
 
-def _to_review(session: Session, event_id: str, countries: set[str], now: datetime) -> int:
-    moved = 0
-    for reg in store.registrations_of(session, event_id):
-        if reg.country in countries and reg.status in (Status.CONFIRMED, Status.WAITING):
-            reg.status = str(Status.REVIEW)
-            reg.updated_at = now
-            moved += 1
-    return moved
+def uninvited(session: Session, catalog: Catalog,
+              countries: Mapping[str, AbstractSet[str]] | None = None) -> list[Uninvited]:
+    """Confirmed and waiting registrations from countries their event does not invite, per
+    event and country; with ``countries``, only those events and countries.
+
+    Not those staff let in on purpose (approved, or moved with ``--even-if-not-invited``),
+    nor those of a series that accepts every country (``not_invited = "accept"``).
+    """
+    from mailer.staff.refs import registration_ref
+
+    Reg = store.Registration
+    events = [e for e in catalog.events.values()
+              if e.series.spec.not_invited != "accept" and not e.cancelled
+              and (countries is None or countries.get(e.id))]
+    if not events:
+        return []
+    admitted = {(email, event_id) for email, event_id in session.execute(
+        select(store.AuditEntry.email, store.AuditEntry.event_id)
+        .where(store.AuditEntry.action.in_(("approve", "move")),
+               store.AuditEntry.event_id.in_([e.id for e in events])))}
+    found: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+    for event in events:
+        wanted = countries[event.id] if countries is not None else None
+        for r in session.execute(
+                select(Reg.id, Reg.email, Reg.country, Reg.status)
+                .where(Reg.event_id == event.id,
+                       Reg.status.in_((str(Status.CONFIRMED), str(Status.WAITING))))
+                .order_by(Reg.created_at, Reg.id)):
+            country = r.country or ""
+            if (country in event.countries or (wanted is not None and country not in wanted)
+                    or (r.email, event.id) in admitted):
+                continue
+            confirmed, waiting = found.setdefault((event.id, country), ([], []))
+            (confirmed if r.status == str(Status.CONFIRMED) else waiting).append(
+                registration_ref(r.id))
+    return [Uninvited(event_id, country, tuple(c), tuple(w))
+            for (event_id, country), (c, w) in sorted(found.items())]
 
 
 def versions(session: Session) -> dict[str, EventVersion]:

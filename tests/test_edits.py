@@ -12,9 +12,10 @@ from icalendar import Calendar
 
 from mailer import store
 from mailer.schedule import load_catalog
+from mailer.staff import digest
 from tests.builders import SERIES, write_schedule
 from tests.servers.smtp import SmtpSink
-from tests.staffkit import NOW, Office, body, make_office, registration_reply
+from tests.staffkit import MOMENT, NOW, Office, body, make_office, registration_reply
 
 AWA = "awa.diop@justice.gouv.sn"
 START, END = "2020-07-09T08:00:00Z", "2020-07-09T09:45:00Z"
@@ -215,3 +216,59 @@ def test_a_country_corrected_to_one_with_a_free_seat_keeps_the_entry(office: Off
     assert kind == "acknowledgement" and calendar(moved) == ("REQUEST", 0)
     assert "instead of" not in body(moved)
     assert [k for k, _ in office.sent_to(MOUSSA)] == ["waiting_list", "promotion"]
+
+
+# --- 3. a country removed from the invited ones ---------------------------------------------
+
+def test_removing_an_invited_country_keeps_its_registrations_and_tells_staff_once(
+        office: Office) -> None:
+    """Senegal taken off africa-fr with Awa and Moussa confirmed (Kofi, Ghana, stays
+    invited): nothing changes for them and nothing is sent to them; staff get one alert
+    naming the event, the country, how many and the command that would cancel them;
+    `mailer check` and the digest's facts say the same for as long as they last."""
+    for who, name, home, mid in ((AWA, "Awa Diop", "Senegal", "a1"),
+                                 (MOUSSA, "Moussa Ba", "Senegal", "m1"),
+                                 (KOFI, "Kofi Mensah", "Ghana", "k1")):
+        office.reply(registration_reply(who, name, home, mid=mid))
+    office.drain(NOW)
+    refs = " ".join(f"R{office.registration(who).id}" for who in (AWA, MOUSSA))
+    before = len(office.sent())
+
+    edit(office, invited='["GH", "CI"]')
+    office.drain("2020-06-21T12:00Z")
+    alerts = office.sent()[before:]
+    assert [str(m["X-Mailer-Kind"]) for m in alerts] == ["staff_alert"]
+    assert alerts[0]["To"].addresses[0].addr_spec == "staff@example.org"
+    text = " ".join(body(alerts[0]).split())
+    assert (f"event africa-fr: 2 registration(s) from SN (Senegal; 2 confirmed), which is no "
+            f"longer invited; they keep their places unless you cancel them: mailer cancel "
+            f"{refs}") in text
+    assert "Nothing has been sent to participants" in text
+    assert {office.registration(who).status for who in (AWA, MOUSSA, KOFI)} == {"confirmed"}
+
+    # Said once; they keep their reminders.
+    office.drain("2020-06-22T12:00Z")
+    assert len(office.sent()) == before + 1
+    assert once(office, "2020-07-02T08:05Z") == ["reminder"]
+
+    checked = office.mailer("check", "--now", NOW)
+    assert checked.exit_code == 0, checked.output
+    (line,) = [ln for ln in checked.output.splitlines() if "no longer invited" in ln]
+    assert line.endswith(f"event africa-fr.invited: warning: 2 registration(s) from SN "
+                         f"(Senegal; 2 confirmed), which is no longer invited; they keep "
+                         f"their places unless you cancel them: mailer cancel {refs}")
+
+    st = store.Store(office.url)
+    try:
+        with st.transaction() as session:
+            facts = digest.gather(session, office.catalog, MOMENT, MOMENT)
+    finally:
+        st.close()
+    assert facts.uninvited == [{"event": "africa-fr", "country": "SN", "confirmed": 2,
+                                "waiting": 0, "refs": refs}]
+
+    # Cancelled by staff: no longer listed.
+    cancelled = office.mailer("cancel", *refs.split(), "--now", "2020-06-22T12:00Z")
+    assert cancelled.exit_code == 0, cancelled.output
+    checked = office.mailer("check", "--now", NOW)
+    assert "no longer invited" not in checked.output

@@ -395,9 +395,10 @@ def test_schedule_edits_send_one_update_then_one_cancellation(
     assert len(watch.ids) == len(set(watch.ids))
 
 
-def test_removing_an_invited_country_moves_its_registrations_to_review(
+def test_removing_an_invited_country_keeps_its_registrations_and_alerts_staff(
         tmp_path: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
-    """Colombia taken off lac-es: Carlos goes to review (kept, not deleted); María stays."""
+    """Colombia taken off lac-es: Carlos keeps his place (staff decide; it is more often a
+    mistake than not), staff are alerted once, and both still get their reminders."""
     write_schedule(tmp_path)
     settings = settings_for(tmp_path, dovecot.settings(), smtp_sink)
     append(dovecot,
@@ -408,13 +409,15 @@ def test_removing_an_invited_country_moves_its_registrations_to_review(
     assert registration_status(settings) == {("lac-es", MARIA): "confirmed",
                                              ("lac-es", CARLOS): "confirmed"}
 
+    watch = Watch(smtp_sink)
+    watch.new()
     write_schedule(tmp_path, lac_invited=("MX",))
     report = run(settings, utc("2020-06-12T10:00:00"))
     assert registration_status(settings) == {("lac-es", MARIA): "confirmed",
-                                             ("lac-es", CARLOS): "review"}
-    assert [(c.event_id, c.to_review) for c in report.changes] == [("lac-es", 1)]
-    # Under review, Carlos gets no reminder; María still does.
-    watch = Watch(smtp_sink)
-    watch.new()
+                                             ("lac-es", CARLOS): "confirmed"}
+    assert [(c.event_id, u.country, len(u.confirmed)) for c in report.changes
+            for u in c.uninvited] == [("lac-es", "CO", 1)]
+    assert [m.kind for m in watch.new()] == ["staff_alert"]
     run(settings, utc("2020-07-15T15:00:00"))
-    assert kinds(watch.new()) == {("reminder", "lac-es", MARIA, "es")}
+    assert kinds(watch.new()) == {("reminder", "lac-es", MARIA, "es"),
+                                  ("reminder", "lac-es", CARLOS, "es")}

@@ -35,6 +35,7 @@ from mailer.planner import Contact
 from mailer.schedule import Catalog
 from mailer.staff import tokens
 from mailer.staff.refs import message_ref, registration_ref
+from mailer.sync import uninvited
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +60,9 @@ class Facts:
     failed: list[dict[str, Any]] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     coming: list[dict[str, Any]] = field(default_factory=list)
+    # Registrations kept from countries their event no longer invites (listed while they
+    # last; not by themselves a reason to send a digest).
+    uninvited: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +102,10 @@ def gather(session: Session, catalog: Catalog, since: datetime, now: datetime,
     facts.unplaced = unplaced(session, since, after)
     facts.failed = [f for f in failed(session, since) if f["id"] not in reported]
     facts.quarantined = quarantined(session, since, after)
+    facts.uninvited = [{"event": u.event_id, "country": u.country,
+                        "confirmed": len(u.confirmed), "waiting": len(u.waiting),
+                        "refs": " ".join(u.confirmed + u.waiting)}
+                       for u in uninvited(session, catalog)]
     if contacts is not None:
         facts.coming = coming(session, catalog, contacts, now)
     return facts

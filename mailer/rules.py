@@ -352,7 +352,7 @@ def _move(b: _Builder, event: Event, registered: Sequence[Registered], earlier: 
         # whatever seats them again later (a promotion, staff's approval) invites one
         # step above that CANCEL.
         offset, stored = earlier.sequence_offset + 1, earlier.sequence_offset + 2
-        context["left_seat"] = earlier.country or ""
+        context["left_seat"] = earlier.country or "-"     # truthy: it carries the CANCEL
     b.created.append(NewRegistration(p, status, earlier.language,
                                      earlier.certificate_requested or certificate, earlier.id,
                                      stored))

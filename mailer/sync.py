@@ -22,9 +22,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer import store
+from mailer.countries import country_name
 from mailer.domain import Status
 from mailer.planner import Contact, EventVersion, Plan, Planned, Registrant, State, plan
 from mailer.schedule import LANGUAGES, Catalog, Event
+from mailer.staff.refs import registration_ref
 
 log = structlog.get_logger(__name__)
 
@@ -53,8 +55,6 @@ class Uninvited:
 
     def describe(self) -> str:
         """What staff read: how many, from where, and the command that cancels them."""
-        from mailer.countries import country_name
-
         refs = self.confirmed + self.waiting
         counts = ", ".join(f"{len(some)} {what}" for some, what in (
             (self.confirmed, "confirmed"), (self.waiting, "waiting")) if some)
@@ -207,8 +207,6 @@ def uninvited(session: Session, catalog: Catalog,
     Not those staff let in on purpose (approved, or moved with ``--even-if-not-invited``),
     nor those of a series that accepts every country (``not_invited = "accept"``).
     """
-    from mailer.staff.refs import registration_ref
-
     Reg = store.Registration
     events = [e for e in catalog.events.values()
               if e.series.spec.not_invited != "accept" and not e.cancelled

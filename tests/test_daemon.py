@@ -291,6 +291,41 @@ def test_a_broken_edit_keeps_the_last_good_schedule_and_alerts_staff_once(
         assert stop(daemon) == 0
 
 
+def test_an_edit_that_stops_inviting_a_country_alerts_staff_and_keeps_the_places(
+        tmp_path: Path, live: Path, dovecot: ImapServer, smtp_sink: SmtpSink) -> None:
+    """Ghana taken off the invited countries while Kofi holds a seat: the reload logs it and
+    staff get one email naming him by REF; Kofi gets nothing and stays confirmed."""
+    with running(live, tmp_path) as daemon:
+        append(dovecot, reply(AWA, "Awa Diop", "Sénégal", "fr", EVENT, now_utc()),
+               reply(KOFI, "Kofi Mensah", "Ghana", "en", EVENT, now_utc()))
+        wait_for_mail(smtp_sink, 2)
+        schedule = tmp_path / "schedules" / "live.toml"
+        tmp = schedule.with_name(".live.toml.tmp")
+        tmp.write_text(schedule.read_text(encoding="utf-8").replace(
+            'invited = ["SN", "GH"]', 'invited = ["SN"]'), encoding="utf-8")
+        tmp.replace(schedule)
+        warned = daemon.wait_for_log(
+            "country no longer invited: its registrations keep their places",
+            event_id=EVENT, country="GH")
+        assert (warned["confirmed"], warned["waiting"]) == (1, 0)
+        messages = wait_for_mail(smtp_sink, 3)
+        time.sleep(1.0)   # room for a wrong second alert, or a message to Kofi
+        assert [(m.kind, m.to) for m in wait_for_mail(smtp_sink, 3)][2:] == [
+            ("staff_alert", STAFF)]
+        assert stop(daemon) == 0
+    alert = smtp_sink.messages[2].message()
+    text = " ".join(alert.get_body(("plain",)).get_content().split())
+    assert f"mailer cancel {warned['cancel_with']}" in text and "(Ghana; 1 confirmed)" in text
+    assert len(messages) == 3
+    st = store.Store(f"sqlite:///{tmp_path}/mailer.db")
+    try:
+        with st.transaction() as session:
+            assert {r.email: r.status for r in store.all_registrations(session)} == {
+                AWA: "confirmed", KOFI: "confirmed"}
+    finally:
+        st.close()
+
+
 def family(root: int) -> dict[int, tuple[str, str]]:
     """Every living descendant of process ``root``: pid -> (start time, command line)."""
     parents: dict[int, int] = {}

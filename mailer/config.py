@@ -134,6 +134,15 @@ class Check(_Section):
     link_required_days: int = Field(default=14, ge=0)
 
 
+class Replies(_Section):
+    """How replies are read."""
+
+    # How long after its end an event still counts for a certificate request or a calendar
+    # answer that names it (by its title, date or calendar entry): certificates are asked
+    # for in the weeks after a webinar, rarely later.
+    recent_event_days: int = Field(default=60, ge=0, le=3650)
+
+
 class Workers(_Section):
     """The worker processes that read replies and write messages of big batches."""
 
@@ -233,6 +242,7 @@ class Settings(BaseSettings):
     cluster: Cluster = Cluster()
     check: Check = Check()
     staff: Staff = Staff()
+    replies: Replies = Replies()
 
     @classmethod
     def settings_customise_sources(

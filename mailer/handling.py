@@ -76,6 +76,8 @@ class Policy:
     digest_secret: str = ""                          # signs the digests' reply addresses
     reply_days: int = 14                             # how long a digest can be acted on
     keep_raw_bytes: int = 2_000_000                  # of a quarantined message, for staff
+    recent_event_days: int = 60                      # ended events certificate requests and
+                                                     # calendar answers may name
     # The instance whose leader lease every decision is made under (``claims.hold``), when
     # several processes share the store; None decides without one (tests, tools).
     leader: str | None = None
@@ -248,7 +250,8 @@ def understood_of(catalog: Catalog, arrival: Arrival, policy: Policy) -> Intent 
     if arrival.understood is not None:
         return arrival.understood
     return read(arrival.raw, catalog, now=arrival.now, inbox_address=policy.inbox_address,
-                max_bytes=policy.max_bytes, size=arrival.size, message_id=arrival.message_id)
+                max_bytes=policy.max_bytes, size=arrival.size, message_id=arrival.message_id,
+                recent=timedelta(days=policy.recent_event_days))
 
 
 def _failed(st: store.Store, arrival: Arrival, understood: Intent | str,

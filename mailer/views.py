@@ -11,7 +11,7 @@ import io
 import json
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,8 @@ def parse_view(settings: Settings, path: Path, now: datetime | None, *, as_json:
 
     catalog = load(settings)
     intent = understand(path.read_bytes(), catalog, now=_now(now),
-                        inbox_address=settings.organiser.address)
+                        inbox_address=settings.organiser.address,
+                        recent=timedelta(days=settings.replies.recent_event_days))
     data = intent.to_json()
     if as_json:
         return json.dumps(data, indent=2, ensure_ascii=False)

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from datetime import datetime
+from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
 from typing import Any, Generic, TypeVar
 
@@ -112,9 +112,11 @@ def _read_chunk(items: list[tuple[bytes, int | None, str]], now: datetime,
     """What each reply asks for, or why it cannot be read (``understand.read``)."""
     from mailer.understand import read
 
-    catalog = _STATE["catalog"]
+    catalog, settings = _STATE["catalog"], _STATE["settings"]
+    recent = timedelta(days=settings.replies.recent_event_days)
     return [read(raw, catalog, now=now, inbox_address=inbox_address, max_bytes=max_bytes,
-                 size=size, message_id=message_id) for raw, size, message_id in items]
+                 size=size, message_id=message_id, recent=recent)
+            for raw, size, message_id in items]
 
 
 # --- in the daemon's process ----------------------------------------------------------------

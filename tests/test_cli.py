@@ -257,3 +257,44 @@ def test_a_store_error_is_one_line_and_exit_1(project: Path, command: list[str])
     assert result.exit_code == 1
     assert result.output == (f"error: the store failed: unable to open database file "
                              f"({database.resolve()})\n")
+
+
+CERTIFICATE_REQUEST = (
+    "From: Kofi Mensah <kofi.mensah@mint.gov.gh>\n"
+    "To: webinars@secretariat.example\n"
+    "Subject: Certificate of participation\n"
+    "Message-ID: <certificate-late@mint.gov.gh>\n"
+    "Content-Type: text/plain; charset=utf-8\n\n"
+    "Dear Secretariat,\n\nCould I have my certificate of participation for the webinar "
+    "with African countries of 7 July?\n\nKofi Mensah\n")
+
+
+def test_how_long_ended_events_count_is_the_configuration_s(project: Path,
+                                                              tmp_path: Path) -> None:
+    """A certificate request 75 days after the African webinar: past the 60 days of the
+    default it cannot name that webinar; with `replies.recent_event_days = 90` it does."""
+    mail = tmp_path / "late.eml"
+    mail.write_text(CERTIFICATE_REQUEST, encoding="utf-8")
+
+    def event() -> str | None:
+        result = run(project, "parse", str(mail), "--json", "--now", "2020-09-20T12:00Z")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+        assert data["intent"] == "certificate_request"
+        return data["event"]
+
+    assert event() != "africa-en"
+    config = project / "config.toml"
+    config.write_text(config.read_text() + "[replies]\nrecent_event_days = 90\n")
+    assert event() == "africa-en"
+
+
+@pytest.mark.parametrize("value", ["-1", '"sixty"', "100000"])
+def test_a_bad_recent_event_days_exits_2_naming_the_key(project: Path, value: str) -> None:
+    """`mailer check` (and every command reading the configuration) refuses it in one line."""
+    config = project / "config.toml"
+    config.write_text(config.read_text() + f"[replies]\nrecent_event_days = {value}\n")
+    result = run(project, "check")
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if "recent_event_days" in line]
+    assert len(lines) == 1 and "config.toml: replies.recent_event_days:" in lines[0]

@@ -12,6 +12,8 @@ import pytest
 from mailer.schedule import Catalog, load_catalog
 from mailer.understand.calendar_reply import calendar_reply
 from mailer.understand.event import (
+    NOT_ENDED,
+    RECENT,
     EventChoice,
     choice_pool,
     event_from_text,
@@ -120,7 +122,7 @@ def test_reply_and_forward_prefixes_in_any_language(subject: str, topic: str) ->
 
 
 def choose(catalog: Catalog, text: str, *, subject: str = "", now: datetime = BEFORE,
-           recent: bool = False) -> EventChoice:
+           recent: timedelta = NOT_ENDED) -> EventChoice:
     return event_from_text(fold(text), catalog, now, subject=subject, recent=recent)
 
 
@@ -175,9 +177,9 @@ def test_days_said_relative_to_the_message(catalog: Catalog) -> None:
     """ "last Tuesday's webinar", "yesterday", "on the 20th" against the moment of reading."""
     thursday = datetime(2020, 7, 9, 12, 0, tzinfo=UTC)
     assert choose(catalog, "the certificate for last Tuesday's webinar", now=thursday,
-                  recent=True).event_id == "africa-en"
+                  recent=RECENT).event_id == "africa-en"
     assert choose(catalog, "a declaração do webinário de ontem",
-                  now=datetime(2020, 7, 21, 12, tzinfo=UTC), recent=True).event_id == "lac-en"
+                  now=datetime(2020, 7, 21, 12, tzinfo=UTC), recent=RECENT).event_id == "lac-en"
     assert choose(catalog, "the Latin America webinar on the 20th").event_id == "lac-en"
 
 
@@ -188,9 +190,9 @@ def test_ended_events_count_for_certificates_and_calendar_answers_only(
     text = "the Asia-Pacific webinar"
     assert "asia-en" not in {choose(catalog, text, now=AFTER_ASIA).event_id,
                              *choose(catalog, text, now=AFTER_ASIA).candidates}
-    assert choose(catalog, text, now=AFTER_ASIA, recent=True).event_id == "asia-en"
+    assert choose(catalog, text, now=AFTER_ASIA, recent=RECENT).event_id == "asia-en"
     late = datetime(2020, 8, 24, 12, 0, tzinfo=UTC)
-    assert "asia-en" not in [e.id for e in choice_pool(catalog, late, recent=True)]
+    assert "asia-en" not in [e.id for e in choice_pool(catalog, late, recent=RECENT)]
 
 
 def test_a_webinar_is_not_a_workshop(catalog: Catalog) -> None:
@@ -206,7 +208,7 @@ def test_a_webinar_is_not_a_workshop(catalog: Catalog) -> None:
 
 def test_a_series_title_names_every_event_of_the_series(catalog: Catalog) -> None:
     found = choose(catalog, "", subject="Accepted: Cybercrime and criminal justice in cyberspace",
-                   now=AFTER_ASIA, recent=True)
+                   now=AFTER_ASIA, recent=RECENT)
     assert found.event_id is None and found.why == "ambiguous event"
     assert found.candidates[:5] == ("asia-en", "africa-en", "africa-fr", "kickoff-1",
                                     "kickoff-2")

@@ -52,4 +52,5 @@ def policy_for(settings: Settings) -> Policy:
     return Policy(inbox_address=address, staff_address=settings.organiser.staff_address,
                   domain=address.rpartition("@")[2] or "localhost",
                   answers_per_day=settings.limits.auto_answers_per_day,
-                  max_bytes=settings.imap.max_message_bytes, **staff_policy(settings))
+                  max_bytes=settings.imap.max_message_bytes,
+                  recent_event_days=settings.replies.recent_event_days, **staff_policy(settings))

@@ -2,11 +2,11 @@
 
 The headers name an event exactly (a plus-tag, a ``[tag]``, a Message-ID of ours in the
 thread); otherwise the words are matched against the open events (and, for certificate
-requests and calendar answers, those that ended in the last ``RECENT``) by title, date,
-region, session language and distinctive title words: first what the sender wrote, then the
-subject (reply and forward prefixes removed), then the original they quote. A calendar answer
-is matched by our UID, then by its start time and summary, then by the title in its subject.
-Only a real tie is reported, as candidates.
+requests and calendar answers, those that ended in the last ``replies.recent_event_days``)
+by title, date, region, session language and distinctive title words: first what the sender
+wrote, then the subject (reply and forward prefixes removed), then the original they quote. A
+calendar answer is matched by our UID, then by its start time and summary, then by the title
+in its subject. Only a real tie is reported, as candidates.
 """
 
 from __future__ import annotations
@@ -52,8 +52,10 @@ class EventChoice:
 
 
 # How long after its end an event still counts for a certificate request or a calendar
-# answer: certificates are asked for in the weeks after a webinar, rarely later.
+# answer, unless the configuration says otherwise (``replies.recent_event_days``):
+# certificates are asked for in the weeks after a webinar, rarely later.
 RECENT = timedelta(days=60)
+NOT_ENDED = timedelta(0)
 
 # Reply and forward prefixes in the languages of mail clients ("RE:", "TR:", "RV:", "AW:",
 # "WG:", "SV:", "Antw:", "ENC:", "RES:", "Odp:", "PD:", "Ynt:", "İlt:", "Ответ:", "回复:"...),
@@ -70,10 +72,10 @@ def subject_topic(subject: str) -> str:
     return _PREFIX.sub("", subject[:1_000], count=1).strip()
 
 
-def choice_pool(catalog: Catalog, now: datetime, *, recent: bool) -> list[Event]:
-    """The events a message may be about: those not ended, and with ``recent`` those ended
-    less than ``RECENT`` ago, in start order."""
-    since = now - RECENT if recent else now
+def choice_pool(catalog: Catalog, now: datetime, *, recent: timedelta) -> list[Event]:
+    """The events a message may be about: those not ended, and those ended less than
+    ``recent`` ago, in start order."""
+    since = now - recent
     return sorted((e for e in catalog.events.values() if e.end > since),
                   key=lambda e: e.start)
 
@@ -82,8 +84,8 @@ Text = str | Callable[[], str]
 
 
 def event_from_text(folded: str, catalog: Catalog, now: datetime, *, subject: str = "",
-                    quoted: Callable[[], str] | None = None, recent: bool = False
-                    ) -> EventChoice:
+                    quoted: Callable[[], str] | None = None,
+                    recent: timedelta = NOT_ENDED) -> EventChoice:
     """The event the words name: the sender's text first, then the subject, then the quoted
     original; else the only event there is."""
     texts: list[Text] = [folded]
@@ -136,7 +138,8 @@ def _narrow(text: str, candidates: list[Event], pool: list[Event], now: datetime
 
 
 def event_of_calendar(event_id: str | None, start: datetime | None, summary: str,
-                      topic: str, catalog: Catalog, now: datetime) -> EventChoice | None:
+                      topic: str, catalog: Catalog, now: datetime,
+                      recent: timedelta = RECENT) -> EventChoice | None:
     """The event a calendar answer is about: our UID; else the event starting at its DTSTART
     (a client that wrote its own UID), the summary telling apart events that start together;
     else the title in its summary or subject ("Accepted: <title>"). None: nothing says."""
@@ -151,7 +154,7 @@ def event_of_calendar(event_id: str | None, start: datetime | None, summary: str
     texts = [fold(t) for t in (summary, topic) if t]
     if not texts:
         return None
-    found = choose_event(texts, choice_pool(catalog, now, recent=True), now)
+    found = choose_event(texts, choice_pool(catalog, now, recent=recent), now)
     return found if found.event_id or found.why == "ambiguous event" else None
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 from mailer.domain import Intent, IntentKind, Participant, normalise_email
@@ -21,6 +21,8 @@ from mailer.schedule import Catalog
 from mailer.understand.automatic import Automatic, classify_automatic
 from mailer.understand.calendar_reply import calendar_reply
 from mailer.understand.event import (
+    NOT_ENDED,
+    RECENT,
     EventChoice,
     event_from_headers,
     event_from_text,
@@ -52,12 +54,13 @@ UNREADABLE = "unreadable: "  # the reason of an intent read from mail that could
 
 
 def read(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str, max_bytes: int,
-         size: int | None, message_id: str) -> Intent | str:
+         size: int | None, message_id: str, recent: timedelta = RECENT) -> Intent | str:
     """What one raw message asks for, or why it cannot be read (then it is quarantined).
 
     ``size`` is the size the server gave (the body of a message over the limit was not
-    downloaded). Never raises, and needs no store, so a worker process can do it
-    (``mailer.workers``).
+    downloaded); ``recent``: how long after their end events still count for certificate
+    requests and calendar answers (``replies.recent_event_days``). Never raises, and needs
+    no store, so a worker process can do it (``mailer.workers``).
     """
     if not raw:
         return f"too large ({size} bytes) or empty: not downloaded"
@@ -66,7 +69,7 @@ def read(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str, max
     try:
         # The intent carries ``message_id``: understand never reads the header again.
         intent = understand(raw, catalog, now=now, inbox_address=inbox_address,
-                            message_id=message_id)
+                            message_id=message_id, recent=recent)
     except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop
         return f"could not be read: {type(exc).__name__}: {exc}"[:500]
     if intent.kind is IntentKind.UNKNOWN and intent.reason.startswith(UNREADABLE):
@@ -77,7 +80,7 @@ def read(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str, max
 
 
 def understand(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: str,
-               message_id: str | None = None) -> Intent:
+               message_id: str | None = None, recent: timedelta = RECENT) -> Intent:
     """What one raw inbound message asks for; malformed mail gives an ``unknown`` intent.
 
     ``message_id``: the id the caller already knows the message by (its Message-ID, or the
@@ -91,12 +94,12 @@ def understand(raw: bytes, catalog: Catalog, *, now: datetime, inbox_address: st
     except Exception as exc:  # the parser is lenient, but a crash here must not stop the daemon
         return _unreadable("", fallback_id, exc)
     return understand_message(msg, catalog, now=now, inbox_address=inbox_address,
-                              fallback_id=fallback_id, message_id=message_id)
+                              fallback_id=fallback_id, message_id=message_id, recent=recent)
 
 
 def understand_message(msg: EmailMessage, catalog: Catalog, *, now: datetime,
                        inbox_address: str, fallback_id: str | None = None,
-                       message_id: str | None = None) -> Intent:
+                       message_id: str | None = None, recent: timedelta = RECENT) -> Intent:
     """What one parsed message asks for; ``fallback_id`` names it when it has no Message-ID,
     and a known ``message_id`` (see ``understand``) is used instead of its header."""
     sender = ""
@@ -105,7 +108,8 @@ def understand_message(msg: EmailMessage, catalog: Catalog, *, now: datetime,
     try:
         sender = sender_of(msg)
         message_id = known or message_id_of(msg) or fallback_id or digest_id(safe_bytes(msg))
-        return _understand(bounded(msg), catalog, now, inbox_address, sender, message_id)
+        return _understand(bounded(msg), catalog, now, inbox_address, sender, message_id,
+                           recent)
     except Exception as exc:  # hostile mail: a machine's stays a machine's, else unreadable
         message_id = message_id or digest_id(b"")
         try:
@@ -122,7 +126,7 @@ def understand_message(msg: EmailMessage, catalog: Catalog, *, now: datetime,
 
 
 def _understand(msg: EmailMessage, catalog: Catalog, now: datetime, inbox: str, sender: str,
-                message_id: str) -> Intent:
+                message_id: str, recent: timedelta) -> Intent:
     automatic = classify_automatic(msg, inbox)   # first: nothing later may skip it
     subject = clean_header(header_text(msg, "Subject"))
     references = references_of(msg)
@@ -149,9 +153,9 @@ def _understand(msg: EmailMessage, catalog: Catalog, now: datetime, inbox: str, 
         event_id = calendar.event_id or header_event
         found = (EventChoice(event_id) if event_id else
                  event_of_calendar(None, calendar.start, calendar.summary, calendar.topic,
-                                   catalog, now)
+                                   catalog, now, recent)
                  or event_from_text(folded, catalog, now, subject=subject, quoted=quoted,
-                                    recent=True))
+                                    recent=recent))
         return _finish(base, catalog, found, language or calendar.language,
                        kind=IntentKind.CALENDAR_REPLY, partstat=calendar.partstat,
                        participants=(Participant(email=calendar.attendee or sender),),
@@ -163,7 +167,7 @@ def _understand(msg: EmailMessage, catalog: Catalog, now: datetime, inbox: str, 
     # A certificate is asked for after the event: events that ended recently count too.
     found = EventChoice(header_event) if header_event else event_from_text(
         folded, catalog, now, subject=subject, quoted=quoted,
-        recent=kind is IntentKind.CERTIFICATE_REQUEST)
+        recent=recent if kind is IntentKind.CERTIFICATE_REQUEST else NOT_ENDED)
     return _finish(base, catalog, found, language, kind=kind, participants=participants,
                    certificate=certificate, reason=reason, text=text[:MAX_TEXT])
 

@@ -89,6 +89,9 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
     "left_seat": "",
     # A staff alert about an edit that was loaded (not refused) and needs their decision.
     "loaded": False,
+    # A substitution: the colleague's answer names whom they replace and who asked; the
+    # withdrawal names the colleagues registered in the sender's place.
+    "replaces": "", "registered_by": "", "substitutes": [],
     # Staff messages: the digest's facts, what a reply to it did, where replies to it go.
     "digest": {"id": 0, "day": "", "since": "", "until": "", "new": [], "waiting": [],
                "too_late": [], "uninvited": [],

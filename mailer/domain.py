@@ -19,6 +19,9 @@ class IntentKind(StrEnum):
 
     REGISTRATION = "registration"
     CANCELLATION = "cancellation"
+    # "I can no longer attend; please register my colleague ... in my place": the sender
+    # withdraws and the participants written take their place (``rules._substitute``).
+    SUBSTITUTION = "substitution"
     CERTIFICATE_REQUEST = "certificate_request"
     CALENDAR_REPLY = "calendar_reply"
     QUESTION = "question"
@@ -151,6 +154,8 @@ class Intent:
         }
         if self.kind is IntentKind.CALENDAR_REPLY:
             out["partstat"] = self.partstat
+        if self.kind is IntentKind.SUBSTITUTION:
+            out["replaces"] = self.sender
         if self.candidates:
             out["candidates"] = list(self.candidates)
         out["sender"] = self.sender

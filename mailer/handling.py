@@ -406,21 +406,27 @@ def unfit_address(intent: Intent) -> str | None:
     return None
 
 
+# Intents whose event the sender's registrations tell when the mail names none; of those,
+# the ones that only concern sessions still to come.
+_INFERRED = frozenset({IntentKind.CANCELLATION, IntentKind.SUBSTITUTION,
+                       IntentKind.CERTIFICATE_REQUEST, IntentKind.CALENDAR_REPLY,
+                       IntentKind.UNKNOWN})
+_NOT_ENDED = frozenset({IntentKind.CANCELLATION, IntentKind.SUBSTITUTION, IntentKind.UNKNOWN})
+
+
 def _infer_event(session: Session, catalog: Catalog, intent: Intent, now: datetime) -> Intent:
-    """A cancellation, certificate request or calendar answer naming no event (or several):
-    the sender's only registration among them. A reply the mailer cannot read, from someone
-    registered: their next session (the rules hand it to staff, not the form)."""
-    if intent.event_id or intent.kind not in (IntentKind.CANCELLATION,
-                                              IntentKind.CERTIFICATE_REQUEST,
-                                              IntentKind.CALENDAR_REPLY, IntentKind.UNKNOWN):
+    """A cancellation, substitution, certificate request or calendar answer naming no event
+    (or several): the sender's only registration among them. A reply the mailer cannot
+    read, from someone registered: their next session (the rules hand it to staff, not the
+    form)."""
+    if intent.event_id or intent.kind not in _INFERRED:
         return intent
     wanted = ({Status.CONFIRMED} if intent.kind is IntentKind.CERTIFICATE_REQUEST
               else {Status.CONFIRMED, Status.WAITING, Status.REVIEW})
     mine = [r.event_id for r in session.scalars(
         select(store.Registration).where(store.Registration.email == intent.sender))
         if Status(r.status) in wanted and r.event_id in catalog.events
-        and (intent.kind not in (IntentKind.CANCELLATION, IntentKind.UNKNOWN)
-             or catalog.events[r.event_id].end > now)]
+        and (intent.kind not in _NOT_ENDED or catalog.events[r.event_id].end > now)]
     if intent.candidates:
         narrowed = [e for e in mine if e in intent.candidates]
         mine = narrowed or mine
@@ -458,7 +464,8 @@ def date_offset(raw: bytes) -> int | None:
 
 
 # Only these can free a seat, so only their decisions read a country's waiting list.
-_FREEING = frozenset({IntentKind.CANCELLATION, IntentKind.CALENDAR_REPLY})
+_FREEING = frozenset({IntentKind.CANCELLATION, IntentKind.SUBSTITUTION,
+                      IntentKind.CALENDAR_REPLY})
 
 
 def _snapshot_queries() -> dict[tuple[str, bool], Select[Any]]:
@@ -612,7 +619,7 @@ def _apply(session: Session, decision: Decision, intent: Intent, series_id: str,
         # A plain INSERT, not the ORM's unit of work: nothing reads the row back here.
         refs[p.email] = session.connection().execute(_INSERT_REGISTRATION, {
             "event_id": decision.event_id, "series_id": series_id, "email": p.email,
-            "created_at": now, **values}).scalar_one()
+            "created_at": new.queued_at or now, **values}).scalar_one()
     for change in decision.changed:
         row = by_id[change.registration_id]
         refs[row.email] = row.id

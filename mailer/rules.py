@@ -55,6 +55,9 @@ class NewRegistration:
     certificate: bool = False
     revive_id: int | None = None
     sequence_offset: int = 0
+    # A substitute waiting in the place of the person they replace keeps that person's
+    # place in the queue (the waiting list is ordered by the time of registering).
+    queued_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,8 @@ def decide(intent: Intent, event: Event | None, registered: Sequence[Registered]
         b.notes.append("event unknown: clarification asked")
     elif kind is IntentKind.REGISTRATION:
         _register(b, event, registered, now)
+    elif kind is IntentKind.SUBSTITUTION:
+        _substitute(b, event, registered, now)
     elif kind is IntentKind.CANCELLATION or (
             kind is IntentKind.CALENDAR_REPLY and intent.partstat == "DECLINED"):
         _cancel(b, event, registered, now)
@@ -409,6 +414,98 @@ def _cancel(b: _Builder, event: Event, registered: Sequence[Registered], now: da
         if r.status is Status.CONFIRMED:
             freed[r.country] = freed.get(r.country, 0) + 1
     _promote(b, registered, freed, {r.id for r in active}, now, event)
+
+
+def _substitute(b: _Builder, event: Event, registered: Sequence[Registered],
+                now: datetime) -> None:
+    """The sender withdraws and the colleague they name takes their place, in one decision.
+
+    Within a country the seat is handed over, not given back: the colleague gets the
+    sender's place (a seat, a place on the waiting list at the sender's rank, or review)
+    and nobody is promoted, so the waiting list does not jump ahead of a substitution. This
+    is how ticketing systems treat a transfer: pretix keeps the order position (and the
+    quota it holds) and only changes the attendee's name and email ("reassign"), and
+    Indico's and pgeu-system's transfers likewise move a registration, never free one. Here
+    the sender's row is cancelled (their calendar gets its CANCEL, their history stays) and
+    a new row carries the colleague. From another country, the colleague is placed as a new
+    registration would be, and the seat the sender leaves goes to their own country's
+    waiting list, as a cancellation's does.
+
+    A colleague the reply does not let us register (no address, name or readable country)
+    cancels nothing: acting on the withdrawal alone would lose the seat they meant to hand
+    on, and the country's next in line would take it meanwhile. The sender stays registered
+    and is asked for the colleague's details.
+    """
+    intent = b.intent
+    sender = intent.sender.lower()
+    if event.cancelled or now >= event.start:
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="closed")
+        b.notes.append("substitution after start or for a cancelled event")
+        return
+    people = [replace(p, email=p.email.lower()) for p in intent.participants]
+    people = [p for p in people if p.email != sender][:event.series.spec.max_per_country]
+    lacking = {f for p in people for f, v in (("email", p.email), ("name", p.name),
+                                               ("country", p.country or p.country_text))
+               if not v}
+    unread = [p.country_text for p in people if p.country_text and not p.country]
+    if not people or lacking or unread:
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="substitute_missing",
+                 missing=sorted(lacking) if people else ["name", "email", "country"],
+                 unread_countries=unread)
+        b.notes.append("substitution: the colleague's details are incomplete; the sender "
+                       "stays registered and is asked for them")
+        return
+    leaving = next((r for r in registered if r.email == sender and r.status in ACTIVE), None)
+    if leaving is None:
+        # Nothing to hand over: the colleague is registered as anyone would be.
+        b.intent = replace(intent, kind=IntentKind.REGISTRATION, participants=tuple(people))
+        b.notes.append("substitution: the sender holds no registration")
+        _register(b, event, registered, now)
+        return
+    by_email = {r.email: r for r in registered}
+    confirmed: dict[str | None, int] = {}
+    for r in registered:
+        if r.status is Status.CONFIRMED and r.id != leaving.id:
+            confirmed[r.country] = confirmed.get(r.country, 0) + 1
+    offset = leaving.sequence_offset + 1   # the CANCEL rises above their REQUEST (RFC 5546)
+    b.changed.append(StatusChange(leaving.id, Status.CANCELLED, offset))
+    taken = False
+    names: list[str] = []
+    for p in people:
+        earlier = by_email.get(p.email)
+        if earlier is not None and earlier.status in ACTIVE:
+            b.answer(Kind.ALREADY_REGISTERED, p.email, name=earlier.name or p.name,
+                     country=earlier.country, once=True, status=str(earlier.status))
+            b.notes.append(f"{p.email} already registered")
+            continue
+        revive = earlier.id if earlier is not None else None
+        their_offset = earlier.sequence_offset + 1 if earlier is not None else 0
+        queued_at = None
+        if not taken and p.country == leaving.country:
+            taken = True
+            status = leaving.status
+            kind = _ANSWER_OF_STATUS[status]
+            if status is Status.WAITING:
+                queued_at = leaving.created_at
+            if status is Status.CONFIRMED:
+                confirmed[p.country] = confirmed.get(p.country, 0) + 1
+        else:
+            status, kind = _place(event, p.country, confirmed)
+        b.created.append(NewRegistration(p, status, intent.language, False, revive,
+                                         their_offset, queued_at))
+        b.answer(kind, p.email, name=p.name, country=p.country, once=True,
+                 offset=their_offset, registered_by=intent.sender,
+                 replaces=leaving.name or leaving.email, inferred=list(p.inferred))
+        b.notes.append(f"{p.email} ({p.country}) {status} in place of {leaving.email}")
+        names.append(p.name)
+    b.answer(Kind.WITHDRAWAL, leaving.email, name=leaving.name, country=leaving.country,
+             language=leaving.language, once=True, offset=offset, status=str(leaving.status),
+             substitutes=names)
+    b.notes.append(f"{leaving.email} cancelled" + ("" if taken else ": seat freed"))
+    if not taken and leaving.status is Status.CONFIRMED:
+        # Nobody of the sender's country takes the seat: it goes to that country's first
+        # waiting, as after a cancellation.
+        _promote(b, registered, {leaving.country: 1}, {leaving.id}, now, event, confirmed)
 
 
 def _certificate(b: _Builder, event: Event, registered: Sequence[Registered]) -> None:

@@ -341,3 +341,99 @@ def test_registration_after_the_start_is_not_taken(catalog: Catalog) -> None:
                staff_address=STAFF)
     assert d.created == ()
     assert d.answers[0].context["reason"] == "closed"
+
+
+# --- substitutions: "I can no longer attend; please register my colleague in my place" ----
+
+AMINA = Participant("amina@justice.gouv.sn", "Amina Diallo", "SN", "Ministry of Justice",
+                    "Legal Adviser")
+
+
+def substitution(sender: str, *people: Participant) -> Intent:
+    return Intent(kind=IntentKind.SUBSTITUTION, sender=sender, message_id="<s@x>",
+                  event_id="africa-fr", language="fr", participants=people)
+
+
+def test_a_substitute_of_the_same_country_takes_the_seat_before_the_waiting_list(
+        catalog: Catalog) -> None:
+    """Senegal is full with one waiting: Amadou hands his seat to Amina. He is cancelled,
+    she is confirmed in the same decision, nobody is promoted, and both are answered (she
+    with the name of the person she replaces and who asked)."""
+    regs = [seat(1, "amadou@justice.gouv.sn", "SN", Status.CONFIRMED),
+            *(seat(i, f"p{i}@gouv.sn", "SN", Status.CONFIRMED) for i in (2, 3, 4)),
+            seat(5, "waiting@gouv.sn", "SN", Status.WAITING, minute=5)]
+    d = decide(substitution("amadou@justice.gouv.sn", AMINA), catalog.event("africa-fr"),
+               regs, sequence=3, now=BEFORE, staff_address=STAFF)
+    assert [(c.registration_id, c.status) for c in d.changed] == [(1, Status.CANCELLED)]
+    assert [(n.participant.email, n.status) for n in d.created] == [
+        ("amina@justice.gouv.sn", Status.CONFIRMED)]
+    assert kinds(d) == [(Kind.ACKNOWLEDGEMENT, "amina@justice.gouv.sn"),
+                        (Kind.WITHDRAWAL, "amadou@justice.gouv.sn")]
+    ack, withdrawal = d.answers
+    assert ack.context["replaces"] == "Person 1"
+    assert ack.context["registered_by"] == "amadou@justice.gouv.sn"
+    assert withdrawal.context["substitutes"] == ["Amina Diallo"]
+    # The CANCEL of his calendar entry rises above his last REQUEST (RFC 5546).
+    assert d.changed[0].sequence_offset == 1 and withdrawal.sequence == 4
+
+
+def test_a_substitute_for_a_waiting_place_keeps_that_rank(catalog: Catalog) -> None:
+    """Someone waiting hands on their place: the colleague waits at that rank, not last."""
+    regs = [*(seat(i, f"p{i}@gouv.sn", "SN", Status.CONFIRMED) for i in range(4)),
+            seat(7, "amadou@justice.gouv.sn", "SN", Status.WAITING, minute=2),
+            seat(8, "later@gouv.sn", "SN", Status.WAITING, minute=6)]
+    d = decide(substitution("amadou@justice.gouv.sn", AMINA), catalog.event("africa-fr"),
+               regs, sequence=0, now=BEFORE, staff_address=STAFF)
+    (new,) = d.created
+    assert new.status is Status.WAITING and new.queued_at == regs[4].created_at
+    assert kinds(d) == [(Kind.WAITING_LIST, "amina@justice.gouv.sn"),
+                        (Kind.WITHDRAWAL, "amadou@justice.gouv.sn")]
+
+
+def test_a_substitute_from_another_country_frees_the_seat_for_its_waiting_list(
+        catalog: Catalog) -> None:
+    """Amadou (Senegal) names a Ghanaian colleague: she is placed as any Ghanaian would
+    be, and his Senegal seat goes to the first Senegalese waiting."""
+    regs = [seat(1, "amadou@justice.gouv.sn", "SN", Status.CONFIRMED),
+            seat(2, "waiting@gouv.sn", "SN", Status.WAITING, minute=5)]
+    kofi = Participant("efua@mint.gov.gh", "Efua Mensah", "GH")
+    d = decide(substitution("amadou@justice.gouv.sn", kofi), catalog.event("africa-fr"),
+               regs, sequence=0, now=BEFORE, staff_address=STAFF)
+    assert [(c.registration_id, c.status) for c in d.changed] == [
+        (1, Status.CANCELLED), (2, Status.CONFIRMED)]
+    assert [(n.participant.country, n.status) for n in d.created] == [
+        ("GH", Status.CONFIRMED)]
+    assert kinds(d) == [(Kind.ACKNOWLEDGEMENT, "efua@mint.gov.gh"),
+                        (Kind.WITHDRAWAL, "amadou@justice.gouv.sn"),
+                        (Kind.PROMOTION, "waiting@gouv.sn")]
+
+
+@pytest.mark.parametrize("colleague", [
+    Participant("", "Amina Diallo", "SN"),                     # no address
+    Participant("amina@justice.gouv.sn", "", "SN"),           # no name
+    Participant("amina@justice.gouv.sn", "Amina Diallo", None, country_text="Atlantis"),
+])
+def test_an_unreadable_substitute_cancels_nothing_and_the_sender_is_asked(
+        catalog: Catalog, colleague: Participant) -> None:
+    """Without a colleague we can register, the sender keeps the seat (cancelling alone
+    would give it to the waiting list) and is asked for the missing details."""
+    regs = [seat(1, "amadou@justice.gouv.sn", "SN", Status.CONFIRMED),
+            seat(2, "waiting@gouv.sn", "SN", Status.WAITING, minute=5)]
+    for people in ((colleague,), ()):
+        d = decide(substitution("amadou@justice.gouv.sn", *people),
+                   catalog.event("africa-fr"), regs, sequence=0, now=BEFORE,
+                   staff_address=STAFF)
+        assert d.changed == () and d.created == ()
+        assert kinds(d) == [(Kind.CLARIFICATION, "amadou@justice.gouv.sn")]
+        assert d.answers[0].context["reason"] == "substitute_missing"
+
+
+def test_a_substitution_from_someone_not_registered_registers_the_colleague(
+        catalog: Catalog) -> None:
+    """Nothing to hand over: the colleague is registered as a delegate would be."""
+    d = decide(substitution("amadou@justice.gouv.sn", AMINA), catalog.event("africa-fr"),
+               [], sequence=0, now=BEFORE, staff_address=STAFF)
+    assert d.changed == ()
+    assert [(n.participant.email, n.status) for n in d.created] == [
+        ("amina@justice.gouv.sn", Status.CONFIRMED)]
+    assert kinds(d) == [(Kind.ACKNOWLEDGEMENT, "amina@justice.gouv.sn")]

@@ -69,14 +69,15 @@ def test_a_reply_that_only_thanks_is_thanks(catalog: Catalog, text: str) -> None
 
 
 @pytest.mark.parametrize(("text", "kind"), [
-    ("Thanks, but my colleague will replace me", IntentKind.UNKNOWN),
+    # A substitution naming nobody readable: the sender is asked for the colleague's details.
+    ("Thanks, but my colleague will replace me", IntentKind.SUBSTITUTION),
     ("Thank you. Please send me the slides", IntentKind.UNKNOWN),
     ("Thanks, I have not received the link", IntentKind.UNKNOWN),
     ("No, thank you", IntentKind.UNKNOWN),
     ("Thanks. Yes", IntentKind.UNKNOWN),
     ("Ghana, thanks", IntentKind.UNKNOWN),            # maybe a correction: a person reads it
     ("Thanks\nGhana", IntentKind.UNKNOWN),
-    ("Gracias. Mi colega Juan Pérez asistirá en mi lugar.", IntentKind.UNKNOWN),
+    ("Gracias. Mi colega Juan Pérez asistirá en mi lugar.", IntentKind.SUBSTITUTION),
     ("Thanks! When does it start?", IntentKind.QUESTION),
     ("Merci, veuillez annuler mon inscription.", IntentKind.CANCELLATION),
 ])

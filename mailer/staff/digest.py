@@ -43,7 +43,8 @@ COMING_HOURS = 48
 _CHUNK = 1000           # registrations planned at once for "the next 48 hours"
 SUPPRESSED = "recipient suppressed"     # outbox.drain's words for an address that bounced
 # Intents that need an event: such a reply that found none could not be placed.
-_PLACED_ONLY = ("registration", "cancellation", "certificate_request", "calendar_reply")
+_PLACED_ONLY = ("registration", "cancellation", "substitution", "certificate_request",
+                "calendar_reply")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from mailer.understand.who import (
     read_participants,
     registrants,
     registration_reason,
+    same_person,
 )
 
 # --------------------------------------------------------------------------- the text
@@ -101,6 +102,21 @@ _CANNOT_ATTEND = _rx(
     r"(?:participar|comparecer|assistir|estar presente)",
     r"\bnao (?:me |nos )?sera possivel (?:participar|comparecer|assistir|estar presente)",
 )
+# Someone else takes the sender's place: "please register my colleague ... in my place",
+# "X will attend instead", "inscrire à ma place", "pour me remplacer", "en mi lugar", "que me
+# sustituya", "no meu lugar", "para me substituir". Negatable ("who cannot replace me").
+_IN_MY_PLACE = _rx(
+    r"\bin my (?:place|stead)\b|\binstead of me\b|\b(?:to|will|would|can|could|shall) "
+    r"replace me\b|\bas my (?:replacement|substitute|alternate)\b|\bmy (?:replacement|"
+    r"substitute|alternate) (?:is|will)\b|\b(?:attend|participate|join|take part) "
+    r"(?:instead|on my behalf)\b",
+    r"\ba ma place\b|\ben (?:mon|ma) (?:remplacement|lieu et place)\b|\b(?:pour|qui|va|"
+    r"pourra|pourrait|puisse) me remplac\w*|\bme remplacera\b",
+    r"\ben mi (?:lugar|reemplazo|remplazo|sustitucion)\b|\b(?:que|para que|quien|va a|podra)"
+    r" me (?:reemplac|remplac|sustitu)\w*|\ben (?:reemplazo|sustitucion) de mi persona\b",
+    r"\b(?:em|no) meu lugar\b|\b(?:para|que|quem|vai|ira|podera) me substitu\w*"
+    r"|\bsubstituir-me\b|\bem minha substituicao\b",
+)
 _CERTIFICATE = re.compile(r"\b(?:certific\w*|attestation\w*|constancia\w*|"
                           r"declaracao de (?:participacao|presenca))\b")
 # "I have not yet received my certificate": a negation that asks all the same.
@@ -170,7 +186,8 @@ def classify(text: str, folded: str, sender: str | Sender
               ) -> tuple[IntentKind, tuple[Participant, ...], bool, str]:
     """Kind, participants, certificate flag and reason from what the sender wrote.
 
-    Cancellation comes first (a withdrawal quoting its own form is still a withdrawal);
+    A substitution comes first (the sender withdraws, the people written take their place),
+    then cancellation (a withdrawal quoting its own form is still a withdrawal);
     filled form fields make a registration even when the text also mentions a certificate,
     which then sets the certificate flag; a certificate alone is a certificate request.
     A reply that only thanks or acknowledges ("Bien reçu, merci") is ``thanks``: nothing
@@ -182,6 +199,12 @@ def classify(text: str, folded: str, sender: str | Sender
         sender = Sender(sender)
     if not folded.strip():
         return IntentKind.UNKNOWN, (), False, "empty reply"
+    if _sense(_IN_MY_PLACE, folded):
+        participants = _substitutes(text, sender)
+        reason = (registration_reason(participants, sender.address).replace(
+            "registration", "substitution", 1) if participants
+            else "substitution: nobody readable named to take the place")
+        return IntentKind.SUBSTITUTION, participants, False, reason
     if _sense(_CANCEL_VERB, folded) or _sense(_CANNOT_ATTEND, folded, negatable=False):
         return (IntentKind.CANCELLATION, named_or_sender(text, sender.address), False,
                 "cancellation")
@@ -208,6 +231,17 @@ def classify(text: str, folded: str, sender: str | Sender
     if only_courtesy(text):
         return IntentKind.THANKS, (), False, "thanks or acknowledgement only"
     return IntentKind.UNKNOWN, (), False, "no request recognised"
+
+
+def _substitutes(text: str, sender: Sender) -> tuple[Participant, ...]:
+    """The people a substitution names to take the sender's place, read as a registration's
+    (forms, list lines, or a colleague described in a sentence); never the sender."""
+    records = read_participants(text)
+    if sum(r.loose for r in records) < 2:
+        records = [r for r in records if not r.loose]   # a signature line, not a form
+    people = registrants(text, records, sender)
+    return tuple(p for p in people if p.email != sender.address
+                 and (p.email or not sender.name or not same_person(p.name, sender.name)))
 
 
 def _introduces(text: str, folded: str) -> bool:

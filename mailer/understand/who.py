@@ -444,7 +444,7 @@ def registrants(text: str, records: list[Record], sender: Sender) -> tuple[Parti
     own = next((p for p in people if p.source in ("introduction", "sentence")
                 and (not p.email or p.email == sender.address)), None)
     signed = sign_off(text)
-    if own is None or (signed is not None and _same_person(own.name, signed.name)):
+    if own is None or (signed is not None and same_person(own.name, signed.name)):
         own = _merge(own, signed)
     if records:
         base = list(participants_of(records, sender.address))
@@ -463,7 +463,7 @@ def registrants(text: str, records: list[Record], sender: Sender) -> tuple[Parti
     for p in base:
         inferred: list[str] = []
         is_sender = p.email == sender.address or (single and not p.email)
-        if is_sender and own is not None and (not p.name or _same_person(p.name, own.name)):
+        if is_sender and own is not None and (not p.name or same_person(p.name, own.name)):
             p = replace(p, name=p.name or own.name, position=p.position or own.position,
                         organisation=p.organisation or own.organisation,
                         country=p.country or (None if p.country_text else own.country))
@@ -495,7 +495,7 @@ _ALSO_ME = re.compile(
     r"(?:e|junto)\b|\bnos inscrever\b")
 
 
-def _same_person(one: str, other: str) -> bool:
+def same_person(one: str, other: str) -> bool:
     """Whether two written names are one person's ("Grace Wanjiru", "Grace W. Wanjiru")."""
     a, b = set(fold(one).split()), set(fold(other).split())
     return bool(a and b) and (a <= b or b <= a or len(a & b) >= 2)

@@ -1,0 +1,148 @@
+"""Substitutions on real SQLite and PostgreSQL: "I can no longer attend; please register my
+colleague ... in my place" cancels the sender and registers the colleague in one transaction,
+the seat handed over within a country, both people answered."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from mailer import store
+from mailer.compose import Composer
+from mailer.config import Organiser, Paths, Settings
+from mailer.domain import Kind, Status
+from mailer.handling import Policy, handle
+from mailer.schedule import Catalog
+from tests.builders import make_catalog
+from tests.conftest import ROOT
+
+NOW = datetime(2020, 7, 1, 12, 0, tzinfo=timezone.utc)
+POLICY = Policy(inbox_address="webinars@example.org", staff_address="staff@example.org",
+                domain="example.org")
+AMADOU = "amadou.sow@justice.gouv.sn"
+AMINA = "amina.diallo@justice.gouv.sn"
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    return make_catalog(tmp_path)
+
+
+def mail(sender: str, name: str, body: str, *, mid: str) -> bytes:
+    return (f"From: {name} <{sender}>\r\nTo: webinars+africa-fr@example.org\r\n"
+            f"Subject: Re: [africa-fr]\r\nMessage-ID: <{mid}@client.example>\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body).encode()
+
+
+def register(st: store.Store, catalog: Catalog, sender: str, name: str, minute: int) -> None:
+    body = f"Name: {name}\r\nCountry: Senegal\r\nPosition: Prosecutor\r\n"
+    result = handle(st, catalog, mail(sender, name, body, mid=f"reg-{minute}"),
+                    now=NOW.replace(minute=minute), policy=POLICY)
+    assert result.outcome == "handled"
+
+
+SUBSTITUTIONS = {
+    "en": "Dear Secretariat,\r\n\r\nI can no longer attend; please register my colleague Ms "
+          f"Amina Diallo, Legal Adviser, Ministry of Justice, {AMINA}, in my place.\r\n\r\n"
+          "Best regards,\r\nAmadou Sow\r\n",
+    "fr": "Madame, Monsieur,\r\n\r\nJe ne pourrai pas participer, je vous prie d'inscrire à ma "
+          "place ma collègue Mme Amina Diallo, Conseillère juridique, Ministère de la Justice, "
+          f"{AMINA}.\r\n\r\nCordialement,\r\nAmadou Sow\r\n",
+    "es": "Estimados señores:\r\n\r\nNo podré asistir; le ruego inscribir en mi lugar a mi "
+          "colega la Sra. Amina Diallo, Asesora Jurídica, Ministerio de Justicia, "
+          f"{AMINA}.\r\n\r\nAtentamente,\r\nAmadou Sow\r\n",
+}
+
+
+def statuses(st: store.Store) -> dict[str, str]:
+    with st.transaction() as session:
+        return {r.email: r.status for r in store.registrations_of(session, "africa-fr")}
+
+
+def outbox(st: store.Store) -> list[store.OutboxRow]:
+    with st.transaction() as session:
+        rows = list(session.execute(select(store.OutboxRow.__table__).order_by(
+            store.OutboxRow.id)))
+    return rows
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "es"])
+def test_a_substitute_takes_the_seat_and_both_are_answered(
+        st: store.Store, catalog: Catalog, tmp_path: Path, lang: str) -> None:
+    """Senegal is full and one waits; Amadou hands his seat to Amina. He is cancelled and
+    she confirmed by the one message, the waiting stays waiting, and each is answered: he
+    that she was registered in his place, she with the calendar invitation and whom she
+    replaces."""
+    register(st, catalog, AMADOU, "Amadou Sow", 0)
+    for i in range(1, 4):
+        register(st, catalog, f"p{i}@gouv.sn", f"Person {i}", i)
+    register(st, catalog, "waiting@gouv.sn", "Waiting Person", 9)
+    before = len(outbox(st))
+
+    result = handle(st, catalog, mail(AMADOU, "Amadou Sow", SUBSTITUTIONS[lang], mid="s1"),
+                    now=NOW.replace(hour=13), policy=POLICY)
+    assert result.outcome == "handled" and result.intent.kind == "substitution"
+    now = statuses(st)
+    assert now[AMADOU] == Status.CANCELLED and now[AMINA] == Status.CONFIRMED
+    assert now["waiting@gouv.sn"] == Status.WAITING
+    answers = {(row.kind, row.recipient): row for row in outbox(st)[before:]}
+    assert set(answers) == {("acknowledgement", AMINA), ("withdrawal", AMADOU)}
+
+    settings = Settings(organiser=Organiser(address="webinars@example.org"),
+                        paths=Paths(templates=ROOT / "templates",
+                                    schedules=tmp_path / "schedules"))
+    composer = Composer(settings, catalog)
+
+    def text_of(row: store.OutboxRow) -> tuple[str, list[str]]:
+        wire = composer.compose(store.row_to_outgoing(row), now=NOW.replace(hour=14))
+        msg = email.message_from_bytes(wire.data, policy=email.policy.default)
+        parts = [p.get_content_type() for p in msg.walk()]
+        return msg.get_body(("plain",)).get_content(), parts
+
+    ack, parts = text_of(answers["acknowledgement", AMINA])
+    assert "Amadou Sow" in ack and AMADOU in ack and "text/calendar" in parts
+    withdrawal, _ = text_of(answers["withdrawal", AMADOU])
+    assert "Amina Diallo" in withdrawal
+
+    again = handle(st, catalog, mail(AMADOU, "Amadou Sow", SUBSTITUTIONS[lang], mid="s1"),
+                   now=NOW.replace(hour=15), policy=POLICY)
+    assert again.outcome == "duplicate" and len(outbox(st)) == before + 2
+
+
+def test_a_substitute_keeps_the_waiting_rank_of_the_one_they_replace(
+        st: store.Store, catalog: Catalog) -> None:
+    """Amadou waits first of two; Amina takes his place and the next seat freed is hers."""
+    for i in range(4):
+        register(st, catalog, f"p{i}@gouv.sn", f"Person {i}", i)
+    register(st, catalog, AMADOU, "Amadou Sow", 10)
+    register(st, catalog, "later@gouv.sn", "Later Person", 20)
+    handle(st, catalog, mail(AMADOU, "Amadou Sow", SUBSTITUTIONS["en"], mid="s1"),
+           now=NOW.replace(hour=13), policy=POLICY)
+    assert statuses(st)[AMINA] == Status.WAITING
+    cancel = "Please cancel my registration.\r\n"
+    handle(st, catalog, mail("p0@gouv.sn", "Person 0", cancel, mid="c1"),
+           now=NOW.replace(hour=14), policy=POLICY)
+    now = statuses(st)
+    assert now[AMINA] == Status.CONFIRMED and now["later@gouv.sn"] == Status.WAITING
+
+
+def test_a_substitute_we_cannot_register_leaves_the_sender_registered(
+        st: store.Store, catalog: Catalog) -> None:
+    """The colleague's address is missing: Amadou keeps his seat (the waiting list does not
+    take it) and is asked for her details."""
+    register(st, catalog, AMADOU, "Amadou Sow", 0)
+    before = len(outbox(st))
+    body = ("I will not be able to attend; my colleague Amina Diallo will attend in my "
+            "place.\r\n\r\nAmadou Sow\r\n")
+    result = handle(st, catalog, mail(AMADOU, "Amadou Sow", body, mid="s2"),
+                    now=NOW.replace(hour=13), policy=POLICY)
+    assert result.intent.kind == "substitution"
+    assert statuses(st) == {AMADOU: Status.CONFIRMED}
+    (row,) = outbox(st)[before:]
+    assert (row.kind, row.recipient) == (str(Kind.CLARIFICATION), AMADOU)
+    assert row.context["reason"] == "substitute_missing" and "email" in row.context["missing"]

@@ -191,15 +191,20 @@ def plan(ctx: click.Context, config: str | None, now: str | None, as_json: bool,
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.option("--now", help="pretend it is this moment (ISO 8601)")
+@click.option("--no-store", is_flag=True,
+              help="decide as against an empty store (nobody registered), without reading it")
 @click.pass_context
 @guarded
 def parse(ctx: click.Context, config: str | None, file: str, as_json: bool,
-          now: str | None) -> None:
-    """Show what the daemon understands from one message (a .eml file)."""
+          now: str | None, no_store: bool) -> None:
+    """Show what the daemon understands from one message (a .eml file) and what it would
+    do with it: quarantine it, answer it (with what), forward it to staff, or leave it.
+    The configured store is read, never written."""
     from mailer.views import parse_view
 
     settings = settings_from(ctx, config)
-    click.echo(parse_view(settings, Path(file), parse_now(now), as_json=as_json))
+    click.echo(parse_view(settings, Path(file), parse_now(now), as_json=as_json,
+                          use_store=not no_store))
 
 
 @cli.command()

@@ -34,7 +34,7 @@ from mailer.domain import (
 from mailer.errors import LeaseLost
 from mailer.inbox import message_id_of
 from mailer.rules import Decision, Registered, decide
-from mailer.schedule import Catalog
+from mailer.schedule import Catalog, Event
 from mailer.staff import replies_check as staff_replies
 from mailer.staff.refs import with_refs
 from mailer.understand import read
@@ -310,36 +310,81 @@ def _report(handled: Handled) -> None:
                  outcome=handled.summary or handled.decision.summary, answers=handled.answers)
 
 
-def _settle(session: Session, catalog: Catalog, arrival: Arrival, understood: Intent | str,
-            policy: Policy) -> Handled:
-    """Decide one message and store the outcome in the caller's transaction."""
-    message_id, now, where = arrival.message_id, arrival.now, arrival.where
+@dataclass(frozen=True)
+class Foreseen:
+    """What handling one message decides, before anything of it is written (``foresee``).
+
+    ``outcome``: ``duplicate`` (handled before), ``quarantined`` (``reason`` says why),
+    ``staff`` (a reply to the staff's digest: their commands), or ``decided`` (the rules'
+    ``decision``, and the ``answers`` that survive the daily ration and suppressions).
+    """
+
+    outcome: str
+    previous: Any = None                        # the message's inbound row, if any
+    reason: str = ""
+    intent: Intent | None = None
+    event: Event | None = None
+    snapshot: tuple[Registered, ...] = ()
+    sequence: int = 0
+    decision: Decision | None = None
+    answers: tuple[Outgoing, ...] = ()
+
+
+def foresee(session: Session, catalog: Catalog, arrival: Arrival, understood: Intent | str,
+            policy: Policy, *, lock: bool = True) -> Foreseen:
+    """Decide one message from what the store holds, writing nothing.
+
+    The one path from an understood message to a decision: the daemon writes what it
+    returns (``_settle``); ``mailer parse`` prints it, in a transaction it rolls back
+    (``lock=False``: it changes nothing, so it holds no event's lock).
+    """
+    message_id, now = arrival.message_id, arrival.now
     # Duplicates are recognised inside the deciding transaction (the only place where the
     # answer cannot change under us); reading one again first costs less than asking twice.
     previous = store.inbound_of(session, message_id)
     if store.handled_before(previous):
-        return Handled(message_id, "duplicate")
+        return Foreseen("duplicate", previous)
     if isinstance(understood, Intent):
         understood = unfit_address(understood) or understood
     if isinstance(understood, str):
-        store.record_inbound(session, message_id=message_id, outcome="quarantined", now=now,
-                             reason=understood, row=previous, **where)
-        keep_raw(session, message_id, arrival.raw, policy.keep_raw_bytes, now)
-        return Handled(message_id, "quarantined", reason=understood)
+        return Foreseen("quarantined", previous, reason=understood)
     if staff_replies.concerns(arrival.raw, understood, policy):
         # A reply to the digest (or what claims to be one): staff commands, not a participant.
-        from mailer.staff.replies import settle_staff_reply
-
-        return settle_staff_reply(session, catalog, arrival, understood, policy, previous)
+        return Foreseen("staff", previous, intent=understood)
     intent = _infer_event(session, catalog, understood, now)
     event = catalog.events.get(intent.event_id) if intent.event_id else None
-    if event is not None:
+    if event is not None and lock:
         store.lock_event(session, event.id)
     snapshot = _snapshot(session, event.id, intent) if event else []
     sequence = store.event_sequence(session, event.id) if event else 0
     decision = decide(intent, event, snapshot, sequence=sequence, now=now,
                       staff_address=policy.staff_address)
     answers = _ration(session, decision.answers, intent, now, policy)
+    return Foreseen("decided", previous, intent=intent, event=event, snapshot=tuple(snapshot),
+                    sequence=sequence, decision=decision, answers=tuple(answers))
+
+
+def _settle(session: Session, catalog: Catalog, arrival: Arrival, understood: Intent | str,
+            policy: Policy) -> Handled:
+    """Decide one message and store the outcome in the caller's transaction."""
+    message_id, now, where = arrival.message_id, arrival.now, arrival.where
+    seen = foresee(session, catalog, arrival, understood, policy)
+    previous = seen.previous
+    if seen.outcome == "duplicate":
+        return Handled(message_id, "duplicate")
+    if seen.outcome == "quarantined":
+        store.record_inbound(session, message_id=message_id, outcome="quarantined", now=now,
+                             reason=seen.reason, row=previous, **where)
+        keep_raw(session, message_id, arrival.raw, policy.keep_raw_bytes, now)
+        return Handled(message_id, "quarantined", reason=seen.reason)
+    assert seen.intent is not None
+    if seen.outcome == "staff":
+        from mailer.staff.replies import settle_staff_reply
+
+        return settle_staff_reply(session, catalog, arrival, seen.intent, policy, previous)
+    assert seen.decision is not None
+    intent, event, decision, sequence = seen.intent, seen.event, seen.decision, seen.sequence
+    snapshot, answers = seen.snapshot, list(seen.answers)
     utc_offset = date_offset(arrival.raw)
     refs = {r.email: r.id for r in snapshot}
     refs.update(_apply(session, decision, intent, event.series.id if event else "", sequence,

@@ -13,18 +13,21 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailer import store
 from mailer.config import Settings
 from mailer.contacts import catalog_contacts
 from mailer.countries import country_name
-from mailer.domain import Status
+from mailer.domain import Kind, Status
 from mailer.errors import ScheduleError, UsageError
 from mailer.planner import STATES, timetable
 from mailer.schedule import Catalog, read_catalog
 from mailer.spreadsheet import safe_cell
 from mailer.sync import current_plan, sync_events
+
+if TYPE_CHECKING:
+    from mailer.handling import Foreseen
 
 
 def load(settings: Settings) -> Catalog:
@@ -112,15 +115,36 @@ def _with_timetable(rows: list[dict[str, Any]], catalog: Catalog,
     return out
 
 
-def parse_view(settings: Settings, path: Path, now: datetime | None, *, as_json: bool) -> str:
-    """What the daemon understands from one message file."""
+def parse_view(settings: Settings, path: Path, now: datetime | None, *, as_json: bool,
+               use_store: bool = True) -> str:
+    """What the daemon understands from one message file, and what it would do with it.
+
+    The outcome comes from the daemon's own path (``handling.understood_of`` then
+    ``handling.foresee``: quarantine, the rules, the daily ration) in a transaction that is
+    rolled back. It reads the configured store; without one (``use_store=False``, or a
+    SQLite file not created yet) it decides against an empty store, as if nobody had
+    registered and nothing had been answered, and says so.
+    """
+    from mailer.handling import Arrival, foresee, message_key, understood_of
+    from mailer.staff.replies_check import policy_for
     from mailer.understand import understand
 
     catalog = load(settings)
-    intent = understand(path.read_bytes(), catalog, now=_now(now),
-                        inbox_address=settings.organiser.address,
-                        recent=timedelta(days=settings.replies.recent_event_days))
+    raw, moment = path.read_bytes(), _now(now)
+    policy = policy_for(settings)
+    intent = understand(raw, catalog, now=moment, inbox_address=settings.organiser.address,
+                        recent=timedelta(days=policy.recent_event_days))
     data = intent.to_json()
+    arrival = Arrival(raw, moment, message_key(raw, None))
+    empty = not use_store or store.missing_file(settings.store.url) is not None
+    with store.command_transaction("sqlite://" if empty else settings.store.url) as session:
+        seen = foresee(session, catalog, arrival, understood_of(catalog, arrival, policy),
+                       policy, lock=False)
+        session.rollback()
+    data["outcome"] = outcome_of(seen)
+    if empty:
+        data["outcome"]["assumed"] = ("no store read: as if nobody had registered and "
+                                      "nothing had been answered")
     if as_json:
         return json.dumps(data, indent=2, ensure_ascii=False)
     lines = [f"intent:   {data['intent']}", f"event:    {data['event'] or '-'}",
@@ -135,7 +159,59 @@ def parse_view(settings: Settings, path: Path, now: datetime | None, *, as_json:
         lines.append(f"bounced:  {', '.join(data['bounced'])}")
     if data.get("candidates"):
         lines.append(f"candidates: {', '.join(data['candidates'])}")
-    return "\n".join(lines)
+    return "\n".join(lines + _outcome_lines(data["outcome"]))
+
+
+def outcome_of(seen: Foreseen) -> dict[str, Any]:
+    """What the daemon would do with a message (a ``handling.Foreseen``), as plain values."""
+    out: dict[str, Any] = {"action": seen.outcome, "summary": seen.reason}
+    if seen.outcome == "duplicate":
+        out["summary"] = "handled before: nothing more is done"
+    elif seen.outcome == "staff":
+        out["summary"] = "a reply to the staff digest: read as staff commands"
+    if seen.decision is None:
+        return out
+    decision = seen.decision
+    known = {r.id: r for r in seen.snapshot}
+    out["summary"] = decision.summary
+    out["registrations"] = [{"email": n.participant.email, "country": n.participant.country,
+                             "status": str(n.status)} for n in decision.created]
+    out["changes"] = [{"email": known[c.registration_id].email if c.registration_id in known
+                       else "", "from": str(known[c.registration_id].status)
+                       if c.registration_id in known else "", "to": str(c.status)}
+                      for c in decision.changed]
+    out["suppressed"] = list(decision.suppress)
+    kept = {a.key for a in seen.answers}
+    out["answers"] = [{"kind": str(a.kind), "to": a.recipient,
+                       **({"reason": a.context["reason"]} if a.context.get("reason")
+                          and a.kind is Kind.CLARIFICATION else {}),
+                       **({} if a.key in kept else {"sent": False})}
+                      for a in decision.answers]
+    return out
+
+
+def _outcome_lines(outcome: dict[str, Any]) -> list[str]:
+    """``mailer parse``'s outcome lines: what would be done, then each change and answer."""
+    sent = [a for a in outcome.get("answers", []) if a.get("sent", True)]
+    label = {"quarantined": "quarantined", "duplicate": "duplicate",
+             "staff": "staff commands"}.get(outcome["action"]) or (
+        "not answered" if not sent else "forwarded to staff"
+        if all(a["kind"] == str(Kind.STAFF_QUESTION) for a in sent) else "answered")
+    lines = [f"outcome:  {label}: {outcome['summary'] or '-'}"]
+    for r in outcome.get("registrations", []):
+        lines.append(f"  register {r['email']} ({r['country']}) as {r['status']}")
+    for c in outcome.get("changes", []):
+        lines.append(f"  {c['email'] or '?'}: {c['from'] or '?'} -> {c['to']}")
+    for email in outcome.get("suppressed", []):
+        lines.append(f"  suppress {email} (nothing more is sent there)")
+    for a in outcome.get("answers", []):
+        what = "forward to staff" if a["kind"] == str(Kind.STAFF_QUESTION) else \
+            f"answer {a['kind']}" + (f" ({a['reason']})" if a.get("reason") else "")
+        held = "" if a.get("sent", True) else " - not sent: daily ration or suppressed"
+        lines.append(f"  {what} to {a['to']}{held}")
+    if outcome.get("assumed"):
+        lines.append(f"assumed:  {outcome['assumed']}")
+    return lines
 
 
 @dataclass(frozen=True)

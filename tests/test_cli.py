@@ -298,3 +298,79 @@ def test_a_bad_recent_event_days_exits_2_naming_the_key(project: Path, value: st
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if "recent_event_days" in line]
     assert len(lines) == 1 and "config.toml: replies.recent_event_days:" in lines[0]
+
+
+# --- mailer parse: what the daemon would do ---------------------------------------------------
+
+REPLIES = Path(__file__).parent / "replies"
+
+
+def outcome(project: Path, path: Path, *extra: str, now: str = "2020-06-22T12:00Z") -> dict:
+    result = run(project, "parse", str(path), "--json", "--now", now, *extra)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)["outcome"]
+
+
+def test_parse_says_what_the_daemon_would_do_with_corpus_mail(project: Path,
+                                                             corpus: Path) -> None:
+    """An auto-reply is left unanswered, a bounce suppresses its address, a registration is
+    confirmed and acknowledged, mail without a usable From is quarantined with its reason;
+    with no store yet, each says it decided as against an empty one."""
+    vacation = outcome(project, corpus / "peers/sisimai/bsd/rfc3834-01.eml")
+    assert vacation["action"] == "decided" and vacation["answers"] == []
+    assert vacation["summary"] == "automatic reply: not answered"
+    bounce = outcome(project, corpus / "bounces/dsn_01.txt")
+    assert bounce["suppressed"] == ["userx@example.com"] and bounce["answers"] == []
+    registration = outcome(project, REPLIES / "free-en-kenya-outlook.eml")
+    assert registration["registrations"] == [
+        {"email": "gwanjiru@odpp.go.ke", "country": "KE", "status": "confirmed"}]
+    assert registration["answers"] == [{"kind": "acknowledgement", "to": "gwanjiru@odpp.go.ke"}]
+    assert "nobody had registered" in registration["assumed"]
+    quarantined = outcome(project, corpus / "peers/discourse/emails/no_from.eml")
+    assert quarantined["action"] == "quarantined"
+    assert "From header" in quarantined["summary"] and "answers" not in quarantined
+
+    text = run(project, "parse", str(corpus / "peers/sisimai/bsd/rfc3834-01.eml"), "--now",
+               "2020-06-22T12:00Z").output
+    assert "outcome:  not answered: automatic reply: not answered" in text
+    text = run(project, "parse", str(REPLIES / "free-en-kenya-outlook.eml"), "--now",
+               "2020-06-22T12:00Z").output
+    assert "outcome:  answered:" in text and "answer acknowledgement to gwanjiru" in text
+    assert "assumed:  no store read" in text
+
+
+def test_parse_reads_the_store_and_changes_nothing(project: Path) -> None:
+    """With Amadou registered, his substitution shows him cancelled and Amina registered in
+    his seat, both answered; the store is the same afterwards. --no-store decides as for a
+    new store (nobody to cancel)."""
+    settings = load_settings(project / "config.toml")
+    st = store.Store(settings.store.url)
+    st.migrate()
+    policy = Policy(inbox_address="webinars@secretariat.example",
+                    staff_address="staff@example.org", domain="secretariat.example")
+    form = (b"From: Amadou Sow <amadou.sow@justice.gouv.sn>\r\n"
+            b"To: webinars+africa-en@secretariat.example\r\nSubject: Registration\r\n"
+            b"Message-ID: <form@justice.gouv.sn>\r\n\r\n"
+            b"Name: Amadou Sow\r\nCountry: Senegal\r\nPosition: Director\r\n")
+    handle(st, load_catalog(project / "schedules"), form,
+           now=datetime(2020, 6, 20, tzinfo=timezone.utc), policy=policy)
+
+    def stored() -> list[tuple[str, str]]:
+        with st.transaction() as session:
+            return [(r.email, r.status) for r in store.registrations_of(session, "africa-en")]
+
+    before = stored()
+    substitution = REPLIES / "substitution-en-senegal-outlook-in-my-place.eml"
+    seen = outcome(project, substitution, now="2020-07-01T10:15Z")
+    assert seen["changes"] == [{"email": "amadou.sow@justice.gouv.sn", "from": "confirmed",
+                                "to": "cancelled"}]
+    assert seen["registrations"] == [{"email": "amina.diallo@justice.gouv.sn", "country": "SN",
+                                      "status": "confirmed"}]
+    assert {(a["kind"], a["to"]) for a in seen["answers"]} == {
+        ("acknowledgement", "amina.diallo@justice.gouv.sn"),
+        ("withdrawal", "amadou.sow@justice.gouv.sn")}
+    assert "assumed" not in seen
+    assert stored() == before == [("amadou.sow@justice.gouv.sn", "confirmed")]
+    empty = outcome(project, substitution, "--no-store", now="2020-07-01T10:15Z")
+    assert empty["changes"] == [] and "nobody had registered" in empty["assumed"]
+    st.close()

@@ -156,6 +156,14 @@ def _understand(msg: EmailMessage, catalog: Catalog, now: datetime, inbox: str, 
                                    catalog, now, recent)
                  or event_from_text(folded, catalog, now, subject=subject, quoted=quoted,
                                     recent=recent))
+        if calendar.partstat == "DECLINED":
+            # "Declined: ... my colleague will attend instead": the decline hands the place
+            # on, it does not give it back (``rules._substitute``).
+            kind, people, _, why = classify(text, folded, Sender(sender, display_name(msg)))
+            if kind is IntentKind.SUBSTITUTION:
+                return _finish(base, catalog, found, language or calendar.language,
+                               kind=kind, participants=people, text=text[:MAX_TEXT],
+                               reason=f"{why} (calendar reply DECLINED, {calendar.source})")
         return _finish(base, catalog, found, language or calendar.language,
                        kind=IntentKind.CALENDAR_REPLY, partstat=calendar.partstat,
                        participants=(Participant(email=calendar.attendee or sender),),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import multiprocessing
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -146,3 +147,43 @@ def test_a_substitute_we_cannot_register_leaves_the_sender_registered(
     (row,) = outbox(st)[before:]
     assert (row.kind, row.recipient) == (str(Kind.CLARIFICATION), AMADOU)
     assert row.context["reason"] == "substitute_missing" and "email" in row.context["missing"]
+
+
+def _handle_in_a_process(url: str, folder: str, raw: bytes, start: object) -> str:
+    """One process handling one message on the shared store, once all are ready."""
+    st = store.Store(url)
+    try:
+        start.wait()    # type: ignore[attr-defined]
+        return handle(st, make_catalog(Path(folder)), raw, now=NOW.replace(hour=13),
+                      policy=POLICY).outcome
+    finally:
+        st.close()
+
+
+def test_a_substitution_racing_registrations_in_other_processes_keeps_the_seat(
+        st: store.Store, catalog: Catalog, tmp_path: Path) -> None:
+    """Senegal is full; Amadou's substitution and four Senegalese registrations are handled
+    at once by five processes. Whatever their order, Amina holds the seat Amadou had and
+    the four newcomers wait: the seat is never free between his cancellation and her
+    registration, so no newcomer takes it."""
+    register(st, catalog, AMADOU, "Amadou Sow", 0)
+    for i in range(1, 4):
+        register(st, catalog, f"p{i}@gouv.sn", f"Person {i}", i)
+    body = "Name: Newcomer {i}\r\nCountry: Senegal\r\nPosition: Prosecutor\r\n"
+    raws = [mail(AMADOU, "Amadou Sow", SUBSTITUTIONS["en"], mid="race-s"),
+            *(mail(f"new{i}@gouv.sn", f"Newcomer {i}", body.format(i=i), mid=f"race-{i}")
+              for i in range(4))]
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Manager() as manager, spawn.Pool(len(raws)) as pool:
+        start = manager.Barrier(len(raws))     # each process waits for the others
+        pending = [pool.apply_async(_handle_in_a_process, (st.url, str(tmp_path), raw, start))
+                   for raw in raws]
+        outcomes = [p.get(timeout=120) for p in pending]
+    assert outcomes == ["handled"] * 5
+    now = statuses(st)
+    assert now[AMADOU] == Status.CANCELLED and now[AMINA] == Status.CONFIRMED
+    assert sorted(e for e, s in now.items() if s == Status.CONFIRMED) == [
+        AMINA, "p1@gouv.sn", "p2@gouv.sn", "p3@gouv.sn"]
+    assert sorted(e for e, s in now.items() if s == Status.WAITING) == [
+        f"new{i}@gouv.sn" for i in range(4)]
+    assert not [r for r in outbox(st) if r.kind == str(Kind.PROMOTION)]

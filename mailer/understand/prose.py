@@ -40,7 +40,8 @@ class Person:
     email: str = ""
     start: int = 0                  # where their sentence or block is in the text
     end: int = 0
-    source: str = ""                # introduction | sentence | title | address | sign-off
+    source: str = ""                # introduction | sentence | title | colleague | address
+                                    # | sign-off
 
     @property
     def span(self) -> tuple[int, int]:
@@ -205,6 +206,11 @@ _STARTS_TITLE = re.compile(r"\b(?:mr|mrs|ms|miss|dr|dra|sr|sra|srta|lic|licda|at
                            r"mme|mlle|insp|det|sgt|amb|abg)\.?\s+(?=[^\W\d_])", re.IGNORECASE)
 
 
+_COLLEAGUE = re.compile(r"\b(?:[Mm]y|[Oo]ur) colleague,?\s+|\b(?:[Mm]on|[Mm]a|[Nn]otre) "
+                        r"coll[eè]gue,?\s+|\b(?:[Mm]i|[Nn]uestr[oa]) colega,?\s+|\b(?:[Mm]eu|"
+                        r"[Mm]inha|[Nn]oss[oa]) colega,?\s+")
+
+
 def people_in_prose(text: str) -> list[Person]:
     """Everyone the sentences of ``text`` describe: "I am X, position, institution, country"
     and "X, position, institution, country" (with their address when it is written)."""
@@ -224,12 +230,20 @@ def people_in_prose(text: str) -> list[Person]:
         # else (nobody calls themselves "Mr.").
         starts += [(start + m.start(), "title") for m in _STARTS_TITLE.finditer(sentence)
                    if m.start() > first]
+        # "my colleague Grace Wanjiru will attend in my place": named by the sender, so
+        # someone else, even without a title.
+        starts += [(start + m.end(), "colleague") for m in _COLLEAGUE.finditer(sentence)
+                   if m.end() > first]
         for at, source in starts:
             person = _person_at(text, at, end, source)
             if person is not None:
                 people.append(person)
                 break
-    return people + _named_addresses(text, {p.email for p in people if p.email})
+    found = people + _named_addresses(text, {p.email for p in people if p.email})
+    # "my colleague Ama Boateng (ama.boateng@...)": the same person, found with the address.
+    addressed = {fold(p.name) for p in found if p.email}
+    return [p for p in found if p.email or p.source != "colleague"
+            or fold(p.name) not in addressed]
 
 
 def _named_addresses(text: str, known: set[str]) -> list[Person]:
@@ -269,11 +283,14 @@ def _person_at(text: str, at: int, end: int, source: str) -> Person | None:
         return None
     name, name_end = found
     rest = text[name_end:end]
+    if source == "colleague" and not rest.lstrip().startswith(","):
+        # "my colleague Grace Wanjiru will attend": the name alone, nothing described.
+        return Person(clean_name(name), "", "", None, "", at, end, source)
     if source != "introduction" and not rest.lstrip().startswith(","):
         return None
     described = describe(_segments(rest))
-    if source != "introduction" and not (described.position or described.organisation
-                                         or described.email):
+    if source not in ("introduction", "colleague") and not (
+            described.position or described.organisation or described.email):
         return None   # "Santo Domingo, República Dominicana" is a place, not a person
     return Person(clean_name(name), described.position, described.organisation,
                   described.country, described.email, at, end, source)

@@ -450,7 +450,7 @@ def registrants(text: str, records: list[Record], sender: Sender) -> tuple[Parti
         base = list(participants_of(records, sender.address))
     else:
         others = [p for p in people if p.email != sender.address and (
-            p.email or p.source == "title")]
+            p.email or p.source in ("title", "colleague"))]
         base = [Participant(email=p.email, name=p.name, organisation=p.organisation,
                             position=p.position, country=p.country)
                 for p in others[:MAX_RECORDS]]

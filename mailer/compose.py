@@ -92,6 +92,8 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
     # A substitution: the colleague's answer names whom they replace and who asked; the
     # withdrawal names the colleagues registered in the sender's place.
     "replaces": "", "registered_by": "", "substitutes": [],
+    # A substitution refused: the colleagues' countries the series does not invite.
+    "substitute_countries": [],
     # Staff messages: the digest's facts, what a reply to it did, where replies to it go.
     "digest": {"id": 0, "day": "", "since": "", "until": "", "new": [], "waiting": [],
                "too_late": [], "uninvited": [],
@@ -432,6 +434,8 @@ class Composer:
             "calendar": _method(out.kind, ctx) is not None and event is not None,
             "left_seat_country": (country_name(str(ctx["left_seat"]), lang)
                                   if ctx["left_seat"] else ""),
+            "substitute_country_names": [country_name(str(c), lang)
+                                         for c in ctx["substitute_countries"]][:10],
             "labels": labels,
             "missing": [labels.get(m, m) for m in ctx["missing"]],
             "candidate_events": candidates,

@@ -424,8 +424,7 @@ def _substitute(b: _Builder, event: Event, registered: Sequence[Registered],
     sender's place (a seat, a place on the waiting list at the sender's rank, or review)
     and nobody is promoted, so the waiting list does not jump ahead of a substitution. This
     is how ticketing systems treat a transfer: pretix keeps the order position (and the
-    quota it holds) and only changes the attendee's name and email ("reassign"), and
-    Indico's and pgeu-system's transfers likewise move a registration, never free one. Here
+    quota it holds) and only changes the attendee's name and email ("reassign"). Here
     the sender's row is cancelled (their calendar gets its CANCEL, their history stays) and
     a new row carries the colleague. From another country, the colleague is placed as a new
     registration would be, and the seat the sender leaves goes to their own country's
@@ -434,7 +433,9 @@ def _substitute(b: _Builder, event: Event, registered: Sequence[Registered],
     A colleague the reply does not let us register (no address, name or readable country)
     cancels nothing: acting on the withdrawal alone would lose the seat they meant to hand
     on, and the country's next in line would take it meanwhile. The sender stays registered
-    and is asked for the colleague's details.
+    and is asked for the colleague's details. So does a colleague whose country the series
+    refuses outright (``not_invited = "reject"``): the hand-over cannot happen, and the
+    sender, told so, may name a colleague of their own country or cancel.
     """
     intent = b.intent
     sender = intent.sender.lower()
@@ -456,6 +457,14 @@ def _substitute(b: _Builder, event: Event, registered: Sequence[Registered],
                        "stays registered and is asked for them")
         return
     leaving = next((r for r in registered if r.email == sender and r.status in ACTIVE), None)
+    refused = sorted({p.country for p in people if p.country not in event.countries
+                      and event.series.spec.not_invited == "reject"})
+    if leaving is not None and len(refused) == len({p.country for p in people}):
+        b.answer(Kind.CLARIFICATION, intent.sender, reason="substitute_not_invited",
+                 substitute_countries=refused)
+        b.notes.append("substitution: the colleague's country is not invited; the sender "
+                       "stays registered and is told so")
+        return
     if leaving is None:
         # Nothing to hand over: the colleague is registered as anyone would be.
         b.intent = replace(intent, kind=IntentKind.REGISTRATION, participants=tuple(people))

@@ -115,6 +115,44 @@ def test_a_substitute_takes_the_seat_and_both_are_answered(
     assert again.outcome == "duplicate" and len(outbox(st)) == before + 2
 
 
+@pytest.mark.parametrize(("lang", "words"), [
+    ("en", "Portugal is not among the countries invited"),
+    ("fr", "Portugal ne figure pas parmi les pays invités"),
+    ("es", "Portugal no figura entre los países invitados"),
+])
+def test_a_substitute_from_a_country_the_series_refuses_leaves_the_sender_registered(
+        st: store.Store, tmp_path: Path, lang: str, words: str) -> None:
+    """The series refuses uninvited countries and Amadou names a Portuguese colleague: the
+    hand-over cannot happen, so he keeps his seat (before, he was cancelled, his seat went
+    to the waiting list and she was refused) and is told why, in his language."""
+    catalog = make_catalog(tmp_path, not_invited="reject")
+    register(st, catalog, AMADOU, "Amadou Sow", 0)
+    register(st, catalog, "waiting@gouv.sn", "Waiting Person", 9)   # Senegal is not full
+    before = len(outbox(st))
+    body = {"en": "I can no longer attend; please register my colleague Ms Efua Mensah, "
+                  "Ministry of Justice, Portugal, efua.mensah@mj.gov.pt, in my place.\r\n",
+            "fr": "Je ne pourrai pas participer, je vous prie d'inscrire à ma place ma "
+                  "collègue Mme Efua Mensah, Ministère de la Justice, Portugal, "
+                  "efua.mensah@mj.gov.pt.\r\n",
+            "es": "No podré asistir; le ruego inscribir en mi lugar a mi colega la Sra. Efua "
+                  "Mensah, Ministerio de Justicia, Portugal, efua.mensah@mj.gov.pt.\r\n"}[lang]
+    result = handle(st, catalog, mail(AMADOU, "Amadou Sow", body + "\r\nAmadou Sow\r\n",
+                                      mid="s3"), now=NOW.replace(hour=13), policy=POLICY)
+    assert result.intent.kind == "substitution"
+    assert statuses(st)[AMADOU] == Status.CONFIRMED
+    assert "efua.mensah@mj.gov.pt" not in statuses(st)
+    (row,) = outbox(st)[before:]
+    assert (row.kind, row.recipient) == (str(Kind.CLARIFICATION), AMADOU)
+    settings = Settings(organiser=Organiser(address="webinars@example.org"),
+                        paths=Paths(templates=ROOT / "templates",
+                                    schedules=tmp_path / "schedules"))
+    wire = Composer(settings, catalog).compose(
+        store.row_to_outgoing(row), now=NOW.replace(hour=14))
+    msg = email.message_from_bytes(wire.data, policy=email.policy.default)
+    assert words in msg.get_body(("plain",)).get_content()
+    assert words in msg.get_body(("html",)).get_content()
+
+
 def test_a_substitute_keeps_the_waiting_rank_of_the_one_they_replace(
         st: store.Store, catalog: Catalog) -> None:
     """Amadou waits first of two; Amina takes his place and the next seat freed is hers."""

@@ -444,6 +444,10 @@ def _substitute(b: _Builder, event: Event, registered: Sequence[Registered],
         b.notes.append("substitution after start or for a cancelled event")
         return
     people = [replace(p, email=p.email.lower()) for p in intent.participants]
+    # A colleague named in the sentence and again in a form below it is one person (two
+    # rows of one address would break the store's unique key, and the message with it).
+    firsts = {p.email: p for p in reversed(people) if p.email}
+    people = [p for p in people if not p.email or firsts[p.email] is p]
     people = [p for p in people if p.email != sender][:event.series.spec.max_per_country]
     lacking = {f for p in people for f, v in (("email", p.email), ("name", p.name),
                                                ("country", p.country or p.country_text))

@@ -227,3 +227,22 @@ def test_a_substitution_racing_registrations_in_other_processes_keeps_the_seat(
     assert sorted(e for e, s in now.items() if s == Status.WAITING) == [
         f"new{i}@gouv.sn" for i in range(4)]
     assert not [r for r in outbox(st) if r.kind == str(Kind.PROMOTION)]
+
+
+def test_a_colleague_written_twice_is_registered_once(st: store.Store,
+                                                      catalog: Catalog) -> None:
+    """Amadou names Amina in his sentence and again in the form below it (her address once
+    in capitals): one person. Before, two registrations of her address broke the store's
+    unique key and the message failed at every try, the hand-over lost."""
+    register(st, catalog, AMADOU, "Amadou Sow", 0)
+    before = len(outbox(st))
+    body = ("I can no longer attend; please register my colleague Ms Amina Diallo in my "
+            "place.\r\n\r\nName: Amina Diallo\r\nEmail: AMINA.DIALLO@justice.gouv.sn\r\n"
+            "Country: Senegal\r\n\r\nName: Amina Diallo\r\nEmail: amina.diallo@justice.gouv.sn"
+            "\r\nCountry: Senegal\r\n")
+    result = handle(st, catalog, mail(AMADOU, "Amadou Sow", body, mid="twice"),
+                    now=NOW.replace(hour=13), policy=POLICY)
+    assert result.outcome == "handled" and result.intent.kind == "substitution"
+    assert statuses(st) == {AMADOU: Status.CANCELLED, AMINA: Status.CONFIRMED}
+    assert sorted((row.kind, row.recipient) for row in outbox(st)[before:]) == [
+        ("acknowledgement", AMINA), ("withdrawal", AMADOU)]

@@ -272,3 +272,25 @@ def test_removing_an_invited_country_keeps_its_registrations_and_tells_staff_onc
     assert cancelled.exit_code == 0, cancelled.output
     checked = office.mailer("check", "--now", NOW)
     assert "no longer invited" not in checked.output
+
+
+def test_an_uninvited_country_alerts_staff_once_when_passes_overlap(office: Office) -> None:
+    """Senegal taken off africa-fr, then three `mailer once` passes started at the same
+    moment (cron beside cron beside cron) on the same store: the edit is recorded by one of
+    them, in the transaction of its alert, so staff get one alert, not one per process."""
+    from tests.instances import Instances
+
+    for who, name, mid in ((AWA, "Awa Diop", "a1"), (MOUSSA, "Moussa Ba", "m1")):
+        office.reply(registration_reply(who, name, "Senegal", mid=mid))
+    office.drain(NOW)
+    edit(office, invited='["GH", "CI"]')
+    instances = Instances(office.folder, office.config)
+    try:
+        passes = [instances.start("once", "--no-read", "--now", "2020-06-21T12:00Z",
+                                  name=f"cron-{i}") for i in range(3)]
+        assert [p.wait(120) for p in passes] == [0, 0, 0], [p.output() for p in passes]
+    finally:
+        instances.close()
+    alerts = [r for r in office.rows(store.OutboxRow) if r.kind == "staff_alert"]
+    assert len(alerts) == 1
+    assert {office.registration(who).status for who in (AWA, MOUSSA)} == {"confirmed"}

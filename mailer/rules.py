@@ -428,7 +428,8 @@ def _substitute(b: _Builder, event: Event, registered: Sequence[Registered],
     the sender's row is cancelled (their calendar gets its CANCEL, their history stays) and
     a new row carries the colleague. From another country, the colleague is placed as a new
     registration would be, and the seat the sender leaves goes to their own country's
-    waiting list, as a cancellation's does.
+    waiting list, as a cancellation's does. A colleague already waiting in the sender's
+    country takes the seat handed to them, ahead of that list.
 
     A colleague the reply does not let us register (no address, name or readable country)
     cancels nothing: acting on the withdrawal alone would lose the seat they meant to hand
@@ -486,6 +487,19 @@ def _substitute(b: _Builder, event: Event, registered: Sequence[Registered],
     names: list[str] = []
     for p in people:
         earlier = by_email.get(p.email)
+        if (earlier is not None and earlier.status is Status.WAITING and not taken
+                and leaving.status is Status.CONFIRMED and earlier.country == leaving.country):
+            # Already on this country's waiting list: the seat handed to them is theirs,
+            # not the first waiting's (who would otherwise jump ahead of the hand-over).
+            taken = True
+            confirmed[earlier.country] = confirmed.get(earlier.country, 0) + 1
+            b.changed.append(StatusChange(earlier.id, Status.CONFIRMED))
+            b.answer(Kind.PROMOTION, p.email, name=earlier.name, country=earlier.country,
+                     language=earlier.language, once=True, offset=earlier.sequence_offset)
+            b.notes.append(f"{p.email} promoted from the waiting list in place of "
+                           f"{leaving.email}")
+            names.append(earlier.name or p.name)
+            continue
         if earlier is not None and earlier.status in ACTIVE:
             b.answer(Kind.ALREADY_REGISTERED, p.email, name=earlier.name or p.name,
                      country=earlier.country, once=True, status=str(earlier.status))

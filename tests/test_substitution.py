@@ -246,3 +246,26 @@ def test_a_colleague_written_twice_is_registered_once(st: store.Store,
     assert statuses(st) == {AMADOU: Status.CANCELLED, AMINA: Status.CONFIRMED}
     assert sorted((row.kind, row.recipient) for row in outbox(st)[before:]) == [
         ("acknowledgement", AMINA), ("withdrawal", AMADOU)]
+
+
+def test_a_colleague_already_waiting_takes_the_seat_handed_to_her(st: store.Store,
+                                                                   catalog: Catalog) -> None:
+    """Senegal is full; Moussa waits first, Amina second. Amadou hands his seat to Amina:
+    she takes it (promoted, with her invitation) and Moussa keeps waiting, as for any
+    colleague of his country. Before, the seat went to Moussa, and Amina was told she was
+    still waiting."""
+    register(st, catalog, AMADOU, "Amadou Sow", 0)
+    for i in range(1, 4):
+        register(st, catalog, f"p{i}@gouv.sn", f"Person {i}", i)
+    register(st, catalog, "moussa@gouv.sn", "Moussa Ba", 10)
+    register(st, catalog, AMINA, "Amina Diallo", 20)
+    before = len(outbox(st))
+    result = handle(st, catalog, mail(AMADOU, "Amadou Sow", SUBSTITUTIONS["en"], mid="s1"),
+                    now=NOW.replace(hour=13), policy=POLICY)
+    assert result.outcome == "handled" and result.intent.kind == "substitution"
+    now = statuses(st)
+    assert (now[AMADOU], now[AMINA], now["moussa@gouv.sn"]) == (
+        Status.CANCELLED, Status.CONFIRMED, Status.WAITING)
+    answers = {(row.kind, row.recipient): row for row in outbox(st)[before:]}
+    assert set(answers) == {("promotion", AMINA), ("withdrawal", AMADOU)}
+    assert answers["withdrawal", AMADOU].context["substitutes"] == ["Amina Diallo"]

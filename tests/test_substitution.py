@@ -269,3 +269,41 @@ def test_a_colleague_already_waiting_takes_the_seat_handed_to_her(st: store.Stor
     answers = {(row.kind, row.recipient): row for row in outbox(st)[before:]}
     assert set(answers) == {("promotion", AMINA), ("withdrawal", AMADOU)}
     assert answers["withdrawal", AMADOU].context["substitutes"] == ["Amina Diallo"]
+
+
+def declined_from_an_alias(colleague: str) -> bytes:
+    """Outlook's "Declined" to Amadou's invitation, sent from another address of his (the
+    calendar's ATTENDEE is the invited one), naming a colleague who will attend instead."""
+    event_start = "20200709T080000Z"
+    ics = ("BEGIN:VCALENDAR\r\nMETHOD:REPLY\r\nPRODID:-//Microsoft Corporation//Outlook 16.0"
+           "//EN\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:africa-fr\r\n"
+           f"DTSTART:{event_start}\r\nSUMMARY:Webinar\r\n"
+           f"ATTENDEE;PARTSTAT=DECLINED:mailto:{AMADOU}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    return ("From: Amadou Sow <a.sow@justice.gouv.sn>\r\nTo: webinars+africa-fr@example.org\r\n"
+            "Subject: Declined: Webinar [africa-fr]\r\nMessage-ID: <declined@client.example>\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=BB\r\n\r\n"
+            "--BB\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nI will not be able to "
+            f"attend; my colleague {colleague} will attend instead.\r\n\r\n--BB\r\n"
+            "Content-Type: text/calendar; method=REPLY; charset=utf-8\r\n\r\n"
+            f"{ics}\r\n--BB--\r\n").encode()
+
+
+def test_a_declined_invitation_from_another_address_hands_the_seat_of_the_invited(
+        st: store.Store, catalog: Catalog) -> None:
+    """Senegal is full and one waits. Amadou declines from another address of his, naming
+    Amina: the seat of the invited address (the calendar's ATTENDEE, as for a plain
+    decline) goes to her, and the waiting person keeps waiting. Before, the sender's
+    address held nothing: Amadou kept his seat and Amina was queued as a newcomer."""
+    register(st, catalog, AMADOU, "Amadou Sow", 0)
+    for i in range(1, 4):
+        register(st, catalog, f"p{i}@gouv.sn", f"Person {i}", i)
+    register(st, catalog, "waiting@gouv.sn", "Waiting Person", 9)
+    before = len(outbox(st))
+    result = handle(st, catalog, declined_from_an_alias(f"Amina Diallo ({AMINA}, Senegal)"),
+                    now=NOW.replace(hour=13), policy=POLICY)
+    assert result.outcome == "handled" and result.intent.kind == "substitution"
+    now = statuses(st)
+    assert (now[AMADOU], now[AMINA], now["waiting@gouv.sn"]) == (
+        Status.CANCELLED, Status.CONFIRMED, Status.WAITING)
+    assert {(row.kind, row.recipient) for row in outbox(st)[before:]} == {
+        ("acknowledgement", AMINA), ("withdrawal", AMADOU)}

@@ -161,8 +161,12 @@ def _understand(msg: EmailMessage, catalog: Catalog, now: datetime, inbox: str, 
             # on, it does not give it back (``rules._substitute``).
             kind, people, _, why = classify(text, folded, Sender(sender, display_name(msg)))
             if kind is IntentKind.SUBSTITUTION:
+                # The one leaving is the calendar's ATTENDEE (who got our invitation), as for
+                # a plain decline: clients answer from an alias of the invited address.
+                leaving = valid_address(calendar.attendee) if calendar.attendee else None
                 return _finish(base, catalog, found, language or calendar.language,
                                kind=kind, participants=people, text=text[:MAX_TEXT],
+                               sender=leaving or sender,
                                reason=f"{why} (calendar reply DECLINED, {calendar.source})")
         return _finish(base, catalog, found, language or calendar.language,
                        kind=IntentKind.CALENDAR_REPLY, partstat=calendar.partstat,

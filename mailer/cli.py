@@ -199,7 +199,8 @@ def parse(ctx: click.Context, config: str | None, file: str, as_json: bool,
           now: str | None, no_store: bool) -> None:
     """Show what the daemon understands from one message (a .eml file) and what it would
     do with it: quarantine it, answer it (with what), forward it to staff, or leave it.
-    The configured store is read, never written."""
+    What it decides against the configured store is rolled back: nothing is recorded or
+    sent (a store of an older version is upgraded first, as by every command)."""
     from mailer.views import parse_view
 
     settings = settings_from(ctx, config)

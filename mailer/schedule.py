@@ -305,8 +305,12 @@ def read_catalog(folder: Path) -> tuple[Catalog, list[Problem]]:
         catalog.series[series.id] = series
         for index, spec in zip(parsed.positions(), parsed.event, strict=True):
             where = f"event[{index}]"
+            # Members are looked for from this event's `invited` key on: "fr" is also in
+            # the comments at the top of a copied schedule.
+            found = _line_of(text, f'"{spec.id}"')
+            found = _line_of(text, "invited", start_line=found - 1) if found else None
             countries = _invited(spec.invited, catalog.groups, str(path), f"{where}.invited",
-                                 text, problems)
+                                 text, problems, start_line=found - 1 if found else 0)
             if spec.id in catalog.events:
                 other = catalog.events[spec.id].file.name
                 problems.append(Problem(str(path), f"{where}.id",
@@ -445,7 +449,7 @@ def _expand_groups(catalog: Catalog, files: dict[str, Path], problems: list[Prob
 
 
 def _invited(members: list[str], groups: dict[str, frozenset[str]], file: str, where: str,
-             text: str, problems: list[Problem]) -> frozenset[str]:
+             text: str, problems: list[Problem], *, start_line: int = 0) -> frozenset[str]:
     out: set[str] = set()
     for member in members:
         if member.startswith("@"):
@@ -453,12 +457,12 @@ def _invited(members: list[str], groups: dict[str, frozenset[str]], file: str, w
                 out |= groups[member[1:]]
             else:
                 problems.append(Problem(file, where, _unknown_group(member, groups),
-                                        _line_of(text, f'"{member}"')))
+                                        _line_of(text, f'"{member}"', start_line=start_line)))
         elif is_country_code(member):
             out.add(member)
         else:
             problems.append(Problem(file, where, _unknown_code(member, groups=True),
-                                    _line_of(text, f'"{member}"')))
+                                    _line_of(text, f'"{member}"', start_line=start_line)))
     return frozenset(out)
 
 

@@ -145,6 +145,23 @@ def test_unknown_country_code(setup: Path, added: Added) -> None:
     assert "unknown country code 'XX'" in problem.message
 
 
+def test_misspelt_code_is_reported_on_its_events_line_not_the_first_mention(
+        setup: Path, added: Added) -> None:
+    """A code such as "fr" also written in a comment above ('languages are "en", "fr" or
+    "es"') is reported on the line of the event that invites it: the line used to be the
+    comment's, the first place the text appeared in the file."""
+    path = setup / "schedules" / "cyber-cj-2020.toml"
+    line = 0
+
+    def break_it() -> None:
+        nonlocal line
+        line = _edit(path, 'invited = ["@asia_pacific"]', 'invited = ["@asia_pacific", "fr"]')
+
+    problem = _only(added(break_it))
+    assert (problem.file, problem.field, problem.line) == (str(path), "event[0].invited", line)
+    assert "unknown country code 'fr': did you mean FR (France)?" in problem.message
+
+
 def test_unknown_country_group(setup: Path, added: Added) -> None:
     """A misspelt group name is reported with the groups that do exist."""
     path = setup / "schedules" / "caribbean-2020.toml"

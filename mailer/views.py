@@ -197,7 +197,10 @@ def _outcome_lines(outcome: dict[str, Any]) -> list[str]:
              "staff": "staff commands"}.get(outcome["action"]) or (
         "not answered" if not sent else "forwarded to staff"
         if all(a["kind"] == str(Kind.STAFF_QUESTION) for a in sent) else "answered")
-    lines = [f"outcome:  {label}: {outcome['summary'] or '-'}"]
+    summary = outcome["summary"] or "-"
+    # "automatic reply: not answered" already says the verdict: not twice on one line.
+    summary = summary.removesuffix(f": {label}")
+    lines = [f"outcome:  {label}: {summary}"]
     for r in outcome.get("registrations", []):
         lines.append(f"  register {r['email']} ({r['country']}) as {r['status']}")
     for c in outcome.get("changes", []):

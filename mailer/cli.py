@@ -128,7 +128,32 @@ def _store_ready(settings: Settings, new_store: bool) -> Path | None:
     return path
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrors(click.Group):
+    """Click's usage errors in one line, like every other bad input: "error: Missing option
+    '--reason'. (mailer reject --help)", exit 2, instead of the usage, a hint and the error
+    on three lines."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            # Outside standalone mode click returns a ctx.exit() code instead of exiting.
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()                   # `mailer` alone: the help, as click shows it
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = f" ({exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            _fail(f"error: {exc.format_message()}{where}", exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            _fail("Aborted!", 1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @config_option
 @click.version_option(package_name="webinar-mailer")
 @click.pass_context

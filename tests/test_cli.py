@@ -77,6 +77,30 @@ def test_a_bad_now_exits_2(project: Path) -> None:
     assert result.exit_code == 2 and "--now" in result.output
 
 
+@pytest.mark.parametrize(("args", "says"), [
+    (["messages", "--due", "abc"], "error: Invalid value for '--due'"),
+    (["reject", "R1"], "error: Missing option '--reason'."),
+    (["registrations", "--format", "pdf"], "error: Invalid value for '--format'"),
+    (["plan", "--bogus"], "error: No such option '--bogus'"),
+    (["remindr"], "error: No such command 'remindr'"),
+])
+def test_click_usage_errors_are_one_line_and_exit_2(project: Path, args: list[str],
+                                                   says: str) -> None:
+    """A mistyped option or value is told in one line naming it and where help is, like
+    every other bad input (click printed the usage, a hint and the error on three)."""
+    result = run(project, *args)
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [result.output.strip()], result.output
+    assert result.output.startswith(says), result.output
+    assert result.output.rstrip().endswith(" --help)"), result.output
+
+
+def test_help_and_version_still_exit_0(project: Path) -> None:
+    """--help and --version are not errors."""
+    assert run(project, "review", "--help").exit_code == 0
+    assert run(project, "--version").exit_code == 0
+
+
 def test_plan_lists_reminders_and_packs_of_the_five_webinars(project: Path) -> None:
     """`plan --now 2020-06-01T00:00Z --json` has each webinar's 7d/1d/1h reminders and 3d pack."""
     result = run(project, "plan", "--now", "2020-06-01T00:00Z", "--json")

@@ -261,6 +261,8 @@ class Inbox:
             client.login(s.username, secret)
         except LoginError as exc:
             reason = redact(_text(exc.args[0] if exc.args else ""), secret)
+            # imapclient gives str() of imaplib's bytes: "b'[AUTHENTICATIONFAILED] ...'".
+            reason = re.sub(r"""^b(['"])(.*)\1$""", r"\2", reason)
             raise InboxError(
                 f"IMAP login as {s.username} on {s.host}:{s.port} refused: {reason}") from None
         self._capabilities = frozenset(_text(c).upper() for c in client.capabilities())

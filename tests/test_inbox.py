@@ -334,6 +334,7 @@ def test_wrong_password_raises_without_the_password(imap_server: ImapServer) -> 
         inbox.connect()
     assert wrong not in str(caught.value) and imap_server.password not in str(caught.value)
     assert "login" in str(caught.value).lower()
+    assert "refused: b'" not in str(caught.value)     # the server's words, not a bytes repr
     assert not inbox.connected
 
 

@@ -15,6 +15,8 @@ import email
 import email.policy
 import json
 import re
+import shutil
+import sys
 import threading
 from argparse import Namespace
 from collections import Counter
@@ -533,5 +535,18 @@ def run_demo(folder: Path, *, say: Say = print) -> None:
         kinds.close()
     say(f"\n{len(smtp.handler.sent)} messages are in {folder / 'sent'}: open them in any "
         "mail client.")
-    say(f"Look at the database: mailer registrations --config {folder / 'config.toml'}")
+    say(f"Look at the database: {mailer_command()} registrations --config "
+        f"{folder / 'config.toml'}")
+
+
+def mailer_command() -> str:
+    """The ``mailer`` command as it can be typed here: after ``./dev demo`` it is
+    ``.venv/bin/mailer``, which no PATH names, so a bare "mailer" was "command not found"."""
+    installed = Path(sys.executable).parent / "mailer"
+    if not installed.exists() or shutil.which("mailer") == str(installed):
+        return "mailer"
+    try:
+        return str(installed.relative_to(Path.cwd()))
+    except ValueError:
+        return str(installed)
 

@@ -100,21 +100,19 @@ def new_store_option(func: F) -> F:
                              "start); without it a missing file is refused")(func)
 
 
-def _store_ready(settings: Settings, new_store: bool) -> Path | None:
+def _store_ready(settings: Settings, new_store: bool) -> None:
     """Refuse a SQLite store file that does not exist (StoreMissing, exit 2), unless
-    ``new_store``: then create it (migrated), log it, and return its path.
+    ``new_store``: then create it (migrated) and say so in one line on stderr.
 
     A typo in store.url silently made a new, empty store, and the next pass sent every due
     invitation again (13 in the case reported); now nothing starts on a store nobody asked
     for.
     """
-    import structlog
-
     from mailer import store
 
     path = store.missing_file(settings.store.url)
     if path is None:
-        return None
+        return
     if not new_store:
         raise store.no_store(path)
     st = store.Store(settings.store.url)
@@ -122,10 +120,8 @@ def _store_ready(settings: Settings, new_store: bool) -> Path | None:
         st.migrate()
     finally:
         st.close()
-    structlog.get_logger(__name__).warning(
-        "created a new, empty store: if you expected an existing one, check store.url",
-        path=str(path))
-    return path
+    click.echo(f"created a new, empty store at {path}: if you expected an existing one, "
+               "check store.url", err=True)
 
 
 class _OneLineErrors(click.Group):
@@ -281,10 +277,7 @@ def once(ctx: click.Context, config: str | None, now: str | None, no_read: bool,
     from mailer.daemon import run_once
 
     settings = settings_from(ctx, config)
-    created = _store_ready(settings, new_store)
-    if created is not None:
-        click.echo(f"created a new, empty store at {created}: if you expected an existing "
-                   "one, check store.url", err=True)
+    _store_ready(settings, new_store)
     report = asyncio.run(run_once(settings, now=parse_now(now), read=not no_read,
                                   send=not no_send))
     click.echo(f"read {report.read}, handled {report.handled}, duplicates {report.duplicates}, "

@@ -51,6 +51,7 @@ def test_a_typo_in_the_store_url_sends_nothing_again(project: Path,  # noqa: F81
     assert first.exit_code == 0, first.output
     assert (f"created a new, empty store at {database}: if you expected an existing one, "
             "check store.url") in first.output
+    assert first.output.count("created a new, empty store") == 1   # said once, not logged too
     invitations = len(smtp_sink.messages)
     assert database.exists() and invitations > 0
 

@@ -26,7 +26,14 @@ from mailer.cluster import Cluster
 from mailer.config import Settings
 from mailer.contacts import catalog_contacts
 from mailer.domain import Intent, Kind, Outgoing, outbox_key
-from mailer.errors import InboxError, LeaseLost, Problem, ScheduleError
+from mailer.errors import (
+    InboxError,
+    LeaseLost,
+    MailerError,
+    Problem,
+    ScheduleError,
+    TransportError,
+)
 from mailer.handling import (
     GROUP,
     Arrival,
@@ -396,7 +403,15 @@ async def run_once(settings: Settings, *, now: datetime | None = None, read: boo
             if not report.leading:
                 report.leader = await asyncio.to_thread(mailer.cluster.leader)
             if sender is not None:
-                report.drain.add(await mailer.drain(clock(), sender))
+                try:
+                    report.drain.add(await mailer.drain(clock(), sender))
+                except (MailerError, OSError) as exc:
+                    if not report.inbox_error:
+                        raise
+                    # Both servers failed: the one line the command ends with says both,
+                    # not the last one alone (cron mails only that line).
+                    raise TransportError(f"the inbox was not read ({report.inbox_error}), "
+                                         f"and sending failed: {one_line(exc)}") from exc
     finally:
         if alive is not None:
             alive.cancel()

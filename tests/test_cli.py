@@ -263,6 +263,20 @@ def test_once_without_its_inbox_still_sends_what_is_due_and_exits_1(
     assert "Traceback" not in result.output
 
 
+def test_once_with_both_servers_down_says_both_in_its_last_line(project: Path) -> None:
+    """IMAP and SMTP both unreachable: cron mails the last line, which names both failures
+    (it named the SMTP server's alone, the inbox's only in a log line above)."""
+    with (project / "config.toml").open("a", encoding="utf-8") as config:
+        config.write('[smtp]\nhost = "127.0.0.1"\nport = 1\nsecurity = "none"\n'
+                     "timeout_seconds = 2\n")
+    result = run(project, "once", "--new-store", "--now", "2020-06-03T09:00Z")
+    assert result.exit_code == 1
+    last = result.output.splitlines()[-1]
+    assert last.startswith("error: the inbox was not read (IMAP "), last
+    assert "and sending failed: " in last
+    assert "Traceback" not in result.output
+
+
 @pytest.mark.parametrize("command", [["registrations"], ["once", "--no-read"], ["run"]])
 def test_a_store_error_is_one_line_and_exit_1(project: Path, command: list[str]) -> None:
     """A store the database cannot use (here a file that is no database) ends any command

@@ -87,6 +87,7 @@ _STATE_WORDS = frozenset({"republic", "republique", "republica"})
 _FUZZY_CUTOFF = 85.0     # token_sort_ratio: one typo in a 7-letter name scores 85.7
 _FUZZY_MARGIN = 4.0      # a second country this close to the best makes the match ambiguous
 _FUZZY_MIN_LENGTH = 4    # shorter text is too easily close to some country
+_SUGGEST_CUTOFF = 75.0   # a hint to staff: two letters swapped in a 6-letter name score 83
 
 
 def _normalise(text: str) -> str:
@@ -157,13 +158,13 @@ def _exact(key: str) -> tuple[bool, str | None]:
     return False, None
 
 
-def _fuzzy(key: str) -> str | None:
+def _fuzzy(key: str, cutoff: float = _FUZZY_CUTOFF) -> str | None:
     """The one country whose name is within a typo of ``key``, or None if none or several."""
     if len(key) < _FUZZY_MIN_LENGTH:
         return None
     index = _name_index()
     hits = process.extract(key, list(index), scorer=fuzz.token_sort_ratio, limit=8)
-    if not hits or hits[0][1] < _FUZZY_CUTOFF:
+    if not hits or hits[0][1] < cutoff:
         return None
     best_key, best_score, _ = hits[0]
     code = index[best_key]
@@ -195,6 +196,14 @@ def resolve_country(text: str) -> str | None:
         if found:
             return code
     return _fuzzy(_normalise(raw))
+
+
+def suggest_country(text: str) -> str | None:
+    """The country staff most likely meant by a name or code a schedule does not know, for a
+    "did you mean" hint: as ``resolve_country`` but within two swapped letters ("Frnace",
+    83 against "France"), which a reply's country must not be taken from (a guess there
+    registers someone; here staff only read it)."""
+    return resolve_country(text) or _fuzzy(_normalise(text.strip()), _SUGGEST_CUTOFF)
 
 
 # Countries spanning several zones whose first zone.tab row is not where the capital or most

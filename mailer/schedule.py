@@ -31,7 +31,7 @@ from pydantic import (
 )
 from rapidfuzz import fuzz, process
 
-from mailer.countries import country_name, is_country_code, resolve_country
+from mailer.countries import country_name, is_country_code, suggest_country
 from mailer.durations import parse_duration
 from mailer.errors import Problem, ScheduleError, toml_error
 
@@ -469,7 +469,7 @@ def _invited(members: list[str], groups: dict[str, frozenset[str]], file: str, w
 def _unknown_code(code: str, *, groups: bool = False) -> str:
     """"unknown country code 'Senegall': did you mean SN (Senegal)?" (rapidfuzz on CLDR
     names, as replies are read), else how codes are written."""
-    found = code.upper() if is_country_code(code.upper()) else resolve_country(code)
+    found = code.upper() if is_country_code(code.upper()) else suggest_country(code)
     if found is not None:
         return f"unknown country code {code!r}: did you mean {found} ({country_name(found)})?"
     also = ', or a group like "@africa"' if groups else ""

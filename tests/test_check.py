@@ -145,6 +145,14 @@ def test_unknown_country_code(setup: Path, added: Added) -> None:
     assert "unknown country code 'XX'" in problem.message
 
 
+def test_a_country_name_with_swapped_letters_gets_a_suggestion(setup: Path, added: Added) -> None:
+    """"Frnace" is 83 against "France", under the cutoff a reply's country must reach; staff
+    still get the hint (they got only 'use ISO 3166 alpha-2')."""
+    path = setup / "schedules" / "caribbean-2020.toml"
+    problem = _only(added(lambda: _edit(path, 'invited = ["JM"]', 'invited = ["JM", "Frnace"]')))
+    assert "unknown country code 'Frnace': did you mean FR (France)?" in problem.message
+
+
 def test_misspelt_code_is_reported_on_its_events_line_not_the_first_mention(
         setup: Path, added: Added) -> None:
     """A code such as "fr" also written in a comment above ('languages are "en", "fr" or

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.countries import all_codes, country_timezone, resolve_country
+from mailer.countries import all_codes, country_timezone, resolve_country, suggest_country
 
 SPELLINGS = {
     # English, French and Spanish names, any case, with or without accents.
@@ -127,3 +127,13 @@ def test_every_country_has_a_loadable_zone() -> None:
     """Every accepted country code maps to a zone the zoneinfo database can load."""
     for code in sorted(all_codes()):
         assert ZoneInfo(country_timezone(code)).key == country_timezone(code)
+
+
+@pytest.mark.parametrize(("text", "code"), [
+    ("Frnace", "FR"), ("Kneya", "KE"), ("Brazli", "BR"), ("Egpyt", "EG")])
+def test_staff_get_a_suggestion_for_swapped_letters_that_a_reply_is_never_read_as(
+        text: str, code: str) -> None:
+    """Two swapped letters score under the reply cutoff: a reply's country is not guessed
+    from them (it would register someone for it), but a schedule's hint to staff names it."""
+    assert resolve_country(text) is None
+    assert suggest_country(text) == code

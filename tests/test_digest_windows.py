@@ -111,4 +111,4 @@ def test_each_digest_reports_what_happened_since_the_last_one_exactly(
     assert "NEW REGISTRATIONS: 1\n  africa-fr  FR  1 review" in text
     assert "FAILED DELIVERIES: 1" in text and f"pending_review to {LENA}" in text
     assert KOFI not in text
-    assert second["Subject"] == "Mailer digest 2020-07-09: 2 waiting, 1 new, 1 failed"
+    assert second["Subject"] == "Mailer digest 2020-07-09: 2 to decide, 1 new, 1 failed"

@@ -73,7 +73,7 @@ def test_the_digest_of_a_simulated_day(st: store.Store, tmp_path: Path,
     (row,) = [d for d in office.rows(store.DigestRow) if d.sent]
     assert row.day == "2020-07-08"
 
-    assert digest["Subject"] == ("Mailer digest 2020-07-08: 1 waiting, 3 new, 1 failed, "
+    assert digest["Subject"] == ("Mailer digest 2020-07-08: 1 to decide, 3 new, 1 failed, "
                                  "1 quarantined")
     assert digest["Reply-To"].addresses[0].addr_spec == tokens.reply_address(
         INBOX, SECRET, row.id)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import pycountry
-from babel import Locale
+from babel import Locale, localedata
 
 from mailer.countries import all_codes
 
@@ -72,6 +72,29 @@ def _words(name: str) -> tuple[str, ...]:
     return tuple(_SYNONYMS.get(w, w) for w in (_fold(m) for m in _WORD.findall(name)))
 
 
+# The languages the messages are written in: Babel's data for them stays loaded anyway.
+_WRITTEN = frozenset({"en", "fr", "es"})
+
+
+def _territories(lang: str) -> dict[str, str]:
+    """CLDR's country names in ``lang``.
+
+    Babel keeps every locale it loads, whole (all of CLDR for it), for the life of the
+    process: the six languages read only here cost 6.3 MB of Python heap in the daemon and
+    again in its worker, for names that fit in 0.1 MB. So their data is dropped from Babel's
+    caches once the names are copied out (peak 1.9 MB for one at a time). Babel has no
+    public way to forget one locale (``clear_caches`` forgets all, and the Locale objects
+    still holding en/fr/es would then hold a second copy); if its private caches change,
+    the data merely stays loaded.
+    """
+    names = dict(Locale(lang).territories)
+    if lang not in _WRITTEN:
+        for kept in (getattr(localedata, "_cache", None), getattr(localedata, "_dict_cache", None)):
+            if isinstance(kept, dict):
+                kept.pop(lang, None)
+    return names
+
+
 @cache
 def _index() -> dict[tuple[str, ...], str | None]:
     """Words of a country name → its code (None where the words name two countries)."""
@@ -84,7 +107,7 @@ def _index() -> dict[tuple[str, ...], str | None]:
             found.setdefault(words, set()).add(code)
 
     for lang in _LOCALES:
-        for code, name in Locale(lang).territories.items():
+        for code, name in _territories(lang).items():
             if code in codes:
                 add(name, code)
                 add(re.sub(r"\s*\(.*?\)", "", name), code)

@@ -29,7 +29,6 @@ from mailer.domain import Intent, Kind, Outgoing, outbox_key
 from mailer.errors import (
     InboxError,
     LeaseLost,
-    MailerError,
     Problem,
     ScheduleError,
     TransportError,
@@ -405,7 +404,7 @@ async def run_once(settings: Settings, *, now: datetime | None = None, read: boo
             if sender is not None:
                 try:
                     report.drain.add(await mailer.drain(clock(), sender))
-                except (MailerError, OSError) as exc:
+                except (TransportError, OSError) as exc:
                     if not report.inbox_error:
                         raise
                     # Both servers failed: the one line the command ends with says both,
